@@ -1,0 +1,3 @@
+from registry_tokens.cli import main
+
+main()

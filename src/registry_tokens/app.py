@@ -1,0 +1,51 @@
+"""Builds the ASGI application: routers, error handlers, middleware."""
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html
+from starlette.responses import HTMLResponse
+
+from registry_tokens import __version__
+from registry_tokens.auth.endpoints import router as access_token_router
+from registry_tokens.kit.http import BodySizeLimit, install_error_handlers
+from registry_tokens.organizations.endpoints import router as organizations_router
+from registry_tokens.registries.endpoints import router as registries_router
+from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
+from registry_tokens.services import Services
+from registry_tokens.settings import Settings
+from registry_tokens.users.endpoints import router as users_router
+
+DESCRIPTION = """\
+A self-hosted implementation of Buildkite Package Registries' **Registry tokens API**.
+
+Authenticate with `Authorization: Bearer <API access token>`. Errors are JSON
+`{"message": "..."}`. A registry token's secret is returned once, by create, and is never
+shown again: only a keyed hash of it is stored.
+"""
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="registry-tokens",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services or Services.build(settings)
+    install_error_handlers(app)
+    for router in (
+        registry_tokens_router,
+        registries_router,
+        organizations_router,
+        users_router,
+        access_token_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="registry-tokens API")
+
+    return app

@@ -1,0 +1,1 @@
+"""Who is calling: API access tokens, scopes, the request's caller."""

@@ -1,0 +1,39 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from registry_tokens.auth.caller import Caller
+from registry_tokens.auth.schemas import AccessTokenOut
+from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.services import Services
+
+router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+@router.get(
+    "",
+    operation_id="getAccessToken",
+    summary="Get the current API access token",
+    description="Any valid token may read itself: its uuid, scopes and user.",
+    response_model=AccessTokenOut,
+    responses=error_responses(401, 503),
+)
+def get_access_token(caller: CallerDep, app: ServicesDep) -> AccessTokenOut:
+    return AccessTokenOut.of(app.auth.current_token(caller))
+
+
+@router.delete(
+    "",
+    operation_id="revokeAccessToken",
+    summary="Revoke the current API access token",
+    description="The token stops working at once. Answers 204 with no body, as Buildkite does.",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401, 503),
+)
+def revoke_access_token(caller: CallerDep, app: ServicesDep) -> Response:
+    app.auth.revoke_current(caller)
+    return Response(status_code=204)

@@ -1,0 +1,35 @@
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
+
+
+class ApiAccessTokenRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get_by_secret_hash(self, secret_hash: bytes) -> ApiAccessToken | None:
+        return self.session.scalar(
+            select(ApiAccessToken).where(ApiAccessToken.secret_hash == secret_hash)
+        )
+
+    def get(self, token_id: uuid.UUID) -> ApiAccessToken | None:
+        return self.session.get(ApiAccessToken, token_id)
+
+    def list_for_user(self, user_id: uuid.UUID) -> list[ApiAccessToken]:
+        return list(
+            self.session.scalars(
+                select(ApiAccessToken)
+                .where(ApiAccessToken.user_id == user_id)
+                .order_by(ApiAccessToken.created_at.desc(), ApiAccessToken.id.desc())
+            )
+        )
+
+    def add(self, token: ApiAccessToken, organization_ids: list[uuid.UUID]) -> None:
+        token.organization_limits = [
+            ApiAccessTokenOrganization(organization_id=org_id) for org_id in organization_ids
+        ]
+        self.session.add(token)
+        self.session.flush()

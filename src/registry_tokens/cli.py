@@ -1,0 +1,243 @@
+"""The ``registry-tokens`` command: serve, migrate, and administer.
+
+Admin commands call the same services as the HTTP handlers, never the HTTP API.
+"""
+
+import json
+import os
+import sys
+import uuid
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from registry_tokens.db import migrate
+from registry_tokens.kit.errors import AppError
+from registry_tokens.organizations.models import Role
+from registry_tokens.organizations.schemas import OrganizationOut
+from registry_tokens.registries.schemas import RegistryOut
+from registry_tokens.registries.service import Ecosystem
+from registry_tokens.services import Services
+from registry_tokens.settings import Settings, SettingsError, ensure_secret_key
+from registry_tokens.users.schemas import UserOut
+
+app = typer.Typer(help="Self-hosted registry tokens, wire-compatible with Buildkite.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Create organizations, users, registries and API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
+
+DEMO_ORG = "my_great_org"
+DEMO_REGISTRY = "my-registry"
+DEMO_USER_NAME = "Eminem"
+DEMO_USER_EMAIL = "eminem@buildkite.com"
+DEMO_TOKEN_DESCRIPTION = "registry-tokens demo"
+
+
+def _services() -> Services:
+    return Services.build(Settings())
+
+
+def _emit(as_json: bool, document: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(document) if as_json else text)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _migrated_services() -> Services:
+    services = _services()
+    migrate.upgrade(services.database)
+    return services
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the API server (applies pending migrations first)."""
+    settings = Settings()
+    services = Services.build(settings)
+    migrate.upgrade(services.database)
+    services.database.dispose()
+    if settings.secret_key is None:
+        # Workers must share one key: create it (if new) before they start, and hand it down.
+        os.environ["REGISTRY_TOKENS_SECRET_KEY"] = ensure_secret_key(settings)
+    uvicorn.run(
+        "registry_tokens.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    services = _services()
+    migrate.upgrade(services.database)
+    typer.echo("database is up to date")
+
+
+@admin_app.command("create-org")
+def create_org(
+    slug: Annotated[str, typer.Option(help="URL slug, e.g. my_great_org.")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an organization."""
+    services = _migrated_services()
+    organization = services.organizations.create(slug, name)
+    document = OrganizationOut.of(organization, services.urls).model_dump(mode="json")
+    _emit(as_json, document, f"created organization {organization.slug} ({organization.id})")
+
+
+@admin_app.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Option(help="Display name.")],
+    email: Annotated[str, typer.Option(help="Email address (unique).")],
+    avatar_url: Annotated[str | None, typer.Option(help="Avatar image URL.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user."""
+    services = _migrated_services()
+    user = services.users.create(name, email, avatar_url)
+    _emit(as_json, UserOut.of(user).model_dump(mode="json"), f"created user {user.email} ({user.id})")
+
+
+@admin_app.command("add-member")
+def add_member(
+    org: Annotated[str, typer.Option(help="Organization slug.")],
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    role: Annotated[Role, typer.Option(help="Role in the organization.")] = Role.MEMBER,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user to an organization (or change their role)."""
+    services = _migrated_services()
+    membership = services.organizations.add_member(org, email, role)
+    document = {
+        "id": str(membership.id),
+        "organization": org,
+        "email": email.strip().lower(),
+        "role": membership.role,
+    }
+    _emit(as_json, document, f"{document['email']} is now {membership.role} of {org}")
+
+
+@admin_app.command("create-registry")
+def create_registry(
+    org: Annotated[str, typer.Option(help="Organization slug.")],
+    name: Annotated[str, typer.Option(help="Registry name.")],
+    slug: Annotated[str | None, typer.Option(help="URL slug (default: from the name).")] = None,
+    ecosystem: Annotated[Ecosystem, typer.Option(help="Package ecosystem.")] = Ecosystem.PYTHON,
+    description: Annotated[str | None, typer.Option(help="Description.")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Installable without a token.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a registry in an organization."""
+    services = _migrated_services()
+    registry = services.registries.create(
+        org, name, slug=slug, ecosystem=ecosystem, description=description, public=public
+    )
+    document = RegistryOut.of(registry, services.urls).model_dump(mode="json")
+    _emit(as_json, document, f"created registry {org}/{registry.slug} ({registry.id})")
+
+
+@admin_app.command("create-api-token")
+def create_api_token(
+    email: Annotated[str, typer.Option(help="The user the token acts for.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated, e.g. read_registries,write_registries.")],
+    org: Annotated[
+        list[str] | None, typer.Option(help="Limit the token to this organization (repeatable).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue an API access token; its secret is printed once, as `token`."""
+    services = _migrated_services()
+    issued = services.auth.issue(
+        email, scopes.split(","), organization_slugs=org or (), description=description
+    )
+    document = _api_token_document(issued.token.id, issued.token.scopes, org or [], issued.secret)
+    _emit(
+        as_json,
+        document,
+        f"created API access token {issued.token.id}\n"
+        f"token (shown once, store it now): {issued.secret}",
+    )
+
+
+@admin_app.command("revoke-api-token")
+def revoke_api_token(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's uuid.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke an API access token at once."""
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        raise _fail(f"{token_id!r} is not a token id (a UUID)") from None
+    services = _migrated_services()
+    token = services.auth.revoke(parsed)
+    assert token.revoked_at is not None
+    document = {"uuid": str(token.id), "revoked_at": token.revoked_at.isoformat()}
+    _emit(as_json, document, f"revoked API access token {token.id}")
+
+
+@app.command()
+def demo(as_json: JsonFlag = False) -> None:
+    """Create the seed's organization, registry, user and an API access token (idempotent).
+
+    Running it again keeps the same organization, registry and user, and replaces the
+    previous demo API token with a new one (secrets are shown only once, so the old one
+    cannot be printed again).
+    """
+    services = _migrated_services()
+    organization = services.organizations.get_or_create(DEMO_ORG)
+    registry = services.registries.get_or_create(DEMO_ORG, DEMO_REGISTRY, DEMO_REGISTRY)
+    services.users.get_or_create(DEMO_USER_NAME, DEMO_USER_EMAIL)
+    services.organizations.add_member(DEMO_ORG, DEMO_USER_EMAIL, Role.ADMIN)
+    issued = services.auth.replace_described(
+        DEMO_USER_EMAIL,
+        ["read_registries", "write_registries"],
+        description=DEMO_TOKEN_DESCRIPTION,
+    )
+    tokens_url = services.urls.registry_tokens(organization.slug, registry.slug)
+    curl = (
+        f'curl -H "Authorization: Bearer $TOKEN" -X POST "{tokens_url}" '
+        f"-H \"Content-Type: application/json\" -d '{{\"description\": \"Usher\"}}'"
+    )
+    document = {
+        **_api_token_document(issued.token.id, issued.token.scopes, [], issued.secret),
+        "organization": organization.slug,
+        "registry": registry.slug,
+        "curl": curl,
+    }
+    _emit(as_json, document, f"export TOKEN={issued.secret}\n{curl}")
+
+
+def _api_token_document(
+    token_id: object, scopes: list[str], orgs: list[str], secret: str
+) -> dict[str, Any]:
+    return {"uuid": str(token_id), "scopes": scopes, "organizations": orgs, "token": secret}
+
+
+def main() -> None:
+    try:
+        app()
+    except AppError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

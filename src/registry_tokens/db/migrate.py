@@ -1,0 +1,46 @@
+"""Running Alembic from code: `registry-tokens db upgrade`, `serve` and the tests use it."""
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+
+from registry_tokens.db.engine import Database
+
+FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "registry_tokens:migrations")
+    config.set_main_option("file_template", FILE_TEMPLATE)
+    return config
+
+
+def upgrade(database: Database) -> None:
+    """Bring the schema to the newest revision; safe to run on every start."""
+    config = alembic_config()
+    with database.engine.connect() as connection:
+        if database.settings.is_sqlite:
+            _upgrade_sqlite(config, connection)
+        else:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+
+
+def _upgrade_sqlite(config: Config, connection: Connection) -> None:
+    # SQLite's batch migrations copy and drop tables; with foreign keys on, dropping a
+    # parent table would cascade-delete its children. The pragma only changes outside a
+    # transaction, so it is set on the raw connection before SQLAlchemy begins one.
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with connection.begin():
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            violations = connection.execute(text("PRAGMA foreign_key_check")).fetchall()
+            if violations:
+                raise RuntimeError(f"migration left foreign key violations: {violations[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")

@@ -1,0 +1,19 @@
+"""Imports every model so the metadata (and Alembic's autogenerate) sees all tables."""
+
+from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
+from registry_tokens.db.base import Base
+from registry_tokens.organizations.models import Organization, OrganizationMembership
+from registry_tokens.registries.models import Registry
+from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.users.models import User
+
+__all__ = [
+    "ApiAccessToken",
+    "ApiAccessTokenOrganization",
+    "Base",
+    "Organization",
+    "OrganizationMembership",
+    "Registry",
+    "RegistryToken",
+    "User",
+]

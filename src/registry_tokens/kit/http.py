@@ -1,0 +1,189 @@
+"""HTTP plumbing shared by every router: dependencies, error rendering, body limits."""
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
+from registry_tokens.kit.schemas import ErrorBody
+from registry_tokens.services import Services
+
+logger = logging.getLogger("registry_tokens")
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="bkua_…",
+    description="An API access token (`bkua_…`) with the scopes each operation names.",
+)
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def current_caller(
+    request: Request,
+    _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Caller:
+    """Authenticates the request; the parameter above only documents the scheme in OpenAPI."""
+    return services(request).auth.authenticate(request.headers.get("authorization"))
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        400: "Malformed request (e.g. the body is not valid JSON)",
+        401: "No API access token, or an unknown, malformed or revoked one",
+        403: "The API access token lacks the scope this operation needs",
+        404: "No such resource, or one the caller may not see",
+        413: "The request body is too large",
+        415: "The request body is not JSON",
+        422: "Validation failed",
+        503: "The database is busy; retry shortly",
+    }
+    return {
+        status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses
+    }
+
+
+def error_response(error: AppError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> AppError:
+    """FastAPI's validation errors, in Buildkite's words."""
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return AppError("Problems parsing JSON: the request body is not valid JSON", 400)
+    content_type = request.headers.get("content-type")
+    body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+    if body_errors and content_type is not None and not _is_json(content_type):
+        return AppError("The request body must be JSON (Content-Type: application/json)", 415)
+    problems = []
+    for error in errors:
+        location = tuple(str(part) for part in error.get("loc", ()))
+        if location == ("body",):
+            if error.get("type") == "missing":
+                problems.append(FieldProblem("body", "missing", "is required (a JSON object)"))
+            else:
+                problems.append(FieldProblem("body", "invalid", "must be a JSON object"))
+            continue
+        field = location[-1] if location else "request"
+        problems.append(_field_problem(field, error))
+    return ValidationFailed(problems)
+
+
+def _field_problem(field: str, error: Mapping[str, Any]) -> FieldProblem:
+    kind = error.get("type")
+    context = error.get("ctx") or {}
+    if kind == "missing":
+        return FieldProblem(field, "missing", "can't be blank")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return FieldProblem(field, "invalid", "must be an integer")
+    if kind == "greater_than_equal":
+        return FieldProblem(field, "invalid", f"must be at least {context.get('ge')}")
+    if kind == "less_than_equal":
+        return FieldProblem(field, "invalid", f"must be at most {context.get('le')}")
+    return FieldProblem(field, "invalid", "is invalid")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def on_app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_validation_error(request, exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        return error_response(AppError(message, exc.status_code, headers=exc.headers))
+
+    @app.exception_handler(OperationalError)
+    async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            logger.warning("database busy: %s", exc.orig)
+            return error_response(
+                AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
+            )
+        logger.exception("database error")
+        return error_response(AppError("Internal server error", 500))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(AppError("Internal server error", 500))
+
+
+class BodySizeLimit:
+    """Refuses request bodies over a limit with 413, before the app reads any of it.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
+    buffered up to the limit, so the app never sees a partial body.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = AppError(
+            f"The request body is too large (the limit is {self.max_bytes} bytes)", 413
+        )
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                declared_length = int(declared)
+            except ValueError:
+                await error_response(AppError("Invalid Content-Length", 400))(scope, receive, send)
+                return
+            if declared_length > self.max_bytes:
+                await error_response(too_large)(scope, receive, send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await error_response(too_large)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,30 @@
+"""Every ``url`` and ``web_url`` we emit, built from the configured public bases."""
+
+import uuid
+from urllib.parse import quote
+
+from registry_tokens.settings import Settings
+
+
+class Urls:
+    def __init__(self, settings: Settings) -> None:
+        self.api = settings.api_base
+        self.web = settings.web_base
+
+    def organization(self, org: str) -> str:
+        return f"{self.api}/v2/organizations/{quote(org)}"
+
+    def organization_web(self, org: str) -> str:
+        return f"{self.web}/organizations/{quote(org)}"
+
+    def registry(self, org: str, registry: str) -> str:
+        return f"{self.api}/v2/packages/organizations/{quote(org)}/registries/{quote(registry)}"
+
+    def registry_web(self, org: str, registry: str) -> str:
+        return f"{self.web}/organizations/{quote(org)}/packages/registries/{quote(registry)}"
+
+    def registry_tokens(self, org: str, registry: str) -> str:
+        return f"{self.registry(org, registry)}/tokens"
+
+    def registry_token(self, org: str, registry: str, token_id: uuid.UUID) -> str:
+        return f"{self.registry_tokens(org, registry)}/{token_id}"

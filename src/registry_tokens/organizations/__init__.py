@@ -1,0 +1,1 @@
+"""Organizations and who belongs to them."""

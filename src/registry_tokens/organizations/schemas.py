@@ -1,0 +1,48 @@
+import uuid
+
+from registry_tokens.kit.ids import graphql_id
+from registry_tokens.kit.schemas import ResponseModel, Timestamp
+from registry_tokens.kit.urls import Urls
+from registry_tokens.organizations.models import Organization
+
+
+class OrganizationRef(ResponseModel):
+    """An organization as embedded in other objects (the seed's shape)."""
+
+    id: uuid.UUID
+    slug: str
+    url: str
+    web_url: str
+
+    @classmethod
+    def of(cls, organization: Organization, urls: Urls) -> "OrganizationRef":
+        return cls(
+            id=organization.id,
+            slug=organization.slug,
+            url=urls.organization(organization.slug),
+            web_url=urls.organization_web(organization.slug),
+        )
+
+
+class OrganizationOut(ResponseModel):
+    """``GET /v2/organizations/{org}``: the fields Buildkite's organization has that we keep."""
+
+    id: uuid.UUID
+    graphql_id: str
+    url: str
+    web_url: str
+    name: str
+    slug: str
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, organization: Organization, urls: Urls) -> "OrganizationOut":
+        return cls(
+            id=organization.id,
+            graphql_id=graphql_id("Organization", organization.id),
+            url=urls.organization(organization.slug),
+            web_url=urls.organization_web(organization.slug),
+            name=organization.name,
+            slug=organization.slug,
+            created_at=organization.created_at,
+        )

@@ -1,0 +1,87 @@
+"""Organizations: creation and membership (admin), and who may see which."""
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry_tokens.auth.caller import Caller
+from registry_tokens.db import Database
+from registry_tokens.kit import validation
+from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
+from registry_tokens.organizations.models import Organization, OrganizationMembership, Role
+from registry_tokens.organizations.repository import OrganizationRepository
+from registry_tokens.users.repository import UserRepository
+
+
+def visible_organization(session: Session, caller: Caller, slug: str) -> Organization:
+    """The organization if the caller's user belongs to it and the token may act there.
+
+    Anything else is "not found": a caller never learns that an organization exists.
+    """
+    organization = OrganizationRepository(session).get_by_slug_for_member(slug, caller.user_id)
+    if organization is None or not caller.may_act_in(organization.id):
+        raise NotFound("organization")
+    return organization
+
+
+class OrganizationService:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def get(self, caller: Caller, slug: str) -> Organization:
+        with self.database.read() as session:
+            return visible_organization(session, caller, slug)
+
+    def create(self, slug: str, name: str | None = None) -> Organization:
+        slug = validation.organization_slug(slug)
+        name = validation.require_text("name", name or slug, max_length=255)
+        try:
+            with self.database.write() as session:
+                repository = OrganizationRepository(session)
+                if repository.get_by_slug(slug) is not None:
+                    raise _slug_taken()
+                organization = Organization(slug=slug, name=name)
+                repository.add(organization)
+        except IntegrityError as exc:  # a concurrent create won the race
+            raise _slug_taken() from exc
+        return organization
+
+    def get_or_create(self, slug: str, name: str | None = None) -> Organization:
+        with self.database.read() as session:
+            existing = OrganizationRepository(session).get_by_slug(slug)
+        return existing or self.create(slug, name)
+
+    def add_member(
+        self, organization_slug: str, email: str, role: Role = Role.MEMBER
+    ) -> OrganizationMembership:
+        """Adds the user to the organization; an existing member gets the given role."""
+        email = validation.email_address(email)
+        with self.database.write() as session:
+            organizations = OrganizationRepository(session)
+            organization = organizations.get_by_slug(organization_slug)
+            if organization is None:
+                raise NotFound("organization")
+            user = UserRepository(session).get_by_email(email)
+            if user is None:
+                raise NotFound("user")
+            membership = organizations.get_membership(organization.id, user.id)
+            if membership is None:
+                membership = OrganizationMembership(
+                    organization_id=organization.id, user_id=user.id, role=role.value
+                )
+                organizations.add_membership(membership)
+            else:
+                membership.role = role.value
+        return membership
+
+    def is_member(self, organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        with self.database.read() as session:
+            return (
+                OrganizationRepository(session).get_membership(organization_id, user_id)
+                is not None
+            )
+
+
+def _slug_taken() -> ValidationFailed:
+    return ValidationFailed([FieldProblem("slug", "already_exists", "has already been taken")])

@@ -1,0 +1,1 @@
+"""Package registries: the things registry tokens open."""

@@ -1,0 +1,1 @@
+"""Registry tokens: read-only credentials that install packages from one registry."""

@@ -1,0 +1,139 @@
+"""The Registry tokens API, as Buildkite specifies it. Handlers only translate HTTP."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+
+from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
+from registry_tokens.kit.validation import OMITTED
+from registry_tokens.registry_tokens.schemas import (
+    RegistryTokenCreate,
+    RegistryTokenCreated,
+    RegistryTokenOut,
+    RegistryTokenUpdate,
+)
+from registry_tokens.services import Services
+
+router = APIRouter(
+    prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
+    tags=["Registry tokens"],
+)
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+ServicesDep = Annotated[Services, Depends(services)]
+_READ = error_responses(401, 403, 404, 422, 503)
+_WRITE = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
+_LINK_HEADER = {
+    "Link": {
+        "description": 'RFC 8288 links: rel="first", "prev", "next", "last"',
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.post(
+    "",
+    operation_id="createRegistryToken",
+    summary="Create a registry token",
+    description="Required scope: `write_registries`. The response carries the secret as "
+    "`token`, shown this once and never again.",
+    response_model=RegistryTokenCreated,
+    responses=_WRITE,
+)
+def create_registry_token(
+    org: str, registry: str, body: RegistryTokenCreate, caller: CallerDep, app: ServicesDep
+) -> RegistryTokenCreated:
+    created = app.registry_tokens.create(caller, org, registry, body.description)
+    return RegistryTokenCreated.of_new(created.token, created.secret, app.urls)
+
+
+@router.get(
+    "",
+    operation_id="listRegistryTokens",
+    summary="List all registry tokens",
+    description="Required scope: `read_registries`. Newest first, paginated with `page` and "
+    "`per_page` (default 30; values above 100 mean 100) and a `Link` header.",
+    response_model=list[RegistryTokenOut],
+    responses={200: {"headers": _LINK_HEADER}, **error_responses(401, 403, 404, 422, 503)},
+)
+def list_registry_tokens(
+    org: str,
+    registry: str,
+    caller: CallerDep,
+    app: ServicesDep,
+    response: Response,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=2**31 - 1)] = DEFAULT_PER_PAGE,
+) -> list[RegistryTokenOut]:
+    found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page))
+    link = found.link_header(app.urls.registry_tokens(org, registry))
+    if link is not None:
+        response.headers["Link"] = link
+    response.headers["Access-Control-Expose-Headers"] = "Link"
+    return [RegistryTokenOut.of(token, app.urls) for token in found.items]
+
+
+@router.get(
+    "/{id}",
+    operation_id="getRegistryToken",
+    summary="Get a registry token",
+    description="Required scope: `read_registries`. The secret is never included.",
+    response_model=RegistryTokenOut,
+    responses=_READ,
+)
+def get_registry_token(
+    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+) -> RegistryTokenOut:
+    return RegistryTokenOut.of(app.registry_tokens.get(caller, org, registry, id), app.urls)
+
+
+def update_registry_token(
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    app: ServicesDep,
+    body: Annotated[RegistryTokenUpdate | None, Body()] = None,
+) -> RegistryTokenOut:
+    description = (
+        body.description if body is not None and "description" in body.model_fields_set
+        else OMITTED
+    )
+    token = app.registry_tokens.update(caller, org, registry, id, description)
+    return RegistryTokenOut.of(token, app.urls)
+
+
+# Buildkite documents POST; the Go client sends PATCH and the Terraform provider PUT.
+for method, operation_id in (
+    ("POST", "updateRegistryToken"),
+    ("PATCH", "patchRegistryToken"),
+    ("PUT", "putRegistryToken"),
+):
+    router.add_api_route(
+        "/{id}",
+        update_registry_token,
+        methods=[method],
+        operation_id=operation_id,
+        summary=f"Update a registry token ({method})",
+        description="Required scope: `write_registries`. A body without `description` "
+        "changes nothing. The secret is never included.",
+        response_model=RegistryTokenOut,
+        responses=_WRITE,
+    )
+
+
+@router.delete(
+    "/{id}",
+    operation_id="deleteRegistryToken",
+    summary="Delete a registry token",
+    description="Required scope: `write_registries`. The token stops authenticating at once.",
+    response_class=Response,
+    responses={200: {"description": "Deleted; the body is empty"}, **_READ},
+)
+def delete_registry_token(
+    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+) -> Response:
+    app.registry_tokens.delete(caller, org, registry, id)
+    return Response(status_code=200)

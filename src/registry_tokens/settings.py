@@ -1,0 +1,106 @@
+"""All configuration, from the environment (prefix ``REGISTRY_TOKENS_``)."""
+
+import os
+import secrets
+import time
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
+SECRET_KEY_FILE_NAME = "secret_key"
+
+
+class SettingsError(RuntimeError):
+    """Configuration that cannot work; the message says how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_TOKENS_", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Keys the HMAC under which every secret is stored. Every process and machine serving
+    # one database must share it; with the embedded default it is generated on first start.
+    secret_key: SecretStr | None = None
+    api_url: str = "http://127.0.0.1:8080"
+    web_url: str = "http://127.0.0.1:8080"
+    # SQLite waits this long for another writer before giving up with a 503.
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    log_level: str = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.database_url).database
+        if not database or database == ":memory:":
+            return None
+        return Path(database)
+
+    @property
+    def api_base(self) -> str:
+        return self.api_url.rstrip("/")
+
+    @property
+    def web_base(self) -> str:
+        return self.web_url.rstrip("/")
+
+    @cached_property
+    def secret_key_bytes(self) -> bytes:
+        """The HMAC key; see :func:`ensure_secret_key` for where it comes from."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode("utf-8")
+        return ensure_secret_key(self).encode("utf-8")
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """The configured key, or (embedded SQLite only) the one kept beside the database.
+
+    On first start a random key is written to ``secret_key`` next to the database file,
+    readable only by its owner. Creation uses O_EXCL so concurrent workers agree on one key.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    database_path = settings.sqlite_path
+    if database_path is None:
+        raise SettingsError(
+            "REGISTRY_TOKENS_SECRET_KEY must be set for this database: every process that "
+            "serves it must share one key (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`)."
+        )
+    key_path = database_path.parent / SECRET_KEY_FILE_NAME
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = _read_key_file(key_path)
+    else:
+        key = secrets.token_urlsafe(48)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return key
+
+
+def _read_key_file(key_path: Path) -> str:
+    mode = key_path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SettingsError(
+            f"{key_path} is readable by others (mode {mode:o}); run `chmod 600 {key_path}`."
+        )
+    # A concurrent first start may not have written the key yet: wait briefly for it.
+    for _ in range(100):
+        key = key_path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    raise SettingsError(f"{key_path} is empty; delete it to generate a new key.")

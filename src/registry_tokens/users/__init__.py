@@ -1,0 +1,1 @@
+"""Users: the people API access tokens act for."""
