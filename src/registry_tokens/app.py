@@ -1,8 +1,10 @@
 """Builds the ASGI application: routers, error handlers, middleware."""
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
 from registry_tokens.auth.endpoints import router as access_token_router
@@ -44,8 +46,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
+    # Swagger UI served from the installed package, so the docs work without internet access.
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title="registry-tokens API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="registry-tokens API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
     return app

@@ -22,9 +22,13 @@ from registry_tokens.services import Services
 from registry_tokens.settings import Settings, SettingsError, ensure_secret_key
 from registry_tokens.users.schemas import UserOut
 
-app = typer.Typer(help="Self-hosted registry tokens, wire-compatible with Buildkite.", no_args_is_help=True)
+app = typer.Typer(
+    help="Self-hosted registry tokens, wire-compatible with Buildkite.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-admin_app = typer.Typer(help="Create organizations, users, registries and API tokens.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Create organizations, users, registries and API tokens.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 
@@ -34,7 +38,7 @@ DEMO_ORG = "my_great_org"
 DEMO_REGISTRY = "my-registry"
 DEMO_USER_NAME = "Eminem"
 DEMO_USER_EMAIL = "eminem@buildkite.com"
-DEMO_TOKEN_DESCRIPTION = "registry-tokens demo"
+DEMO_TOKEN_DESCRIPTION = "registry-tokens demo"  # noqa: S105 - a label
 
 
 def _services() -> Services:
@@ -112,7 +116,9 @@ def create_user(
     """Create a user."""
     services = _migrated_services()
     user = services.users.create(name, email, avatar_url)
-    _emit(as_json, UserOut.of(user).model_dump(mode="json"), f"created user {user.email} ({user.id})")
+    _emit(
+        as_json, UserOut.of(user).model_dump(mode="json"), f"created user {user.email} ({user.id})"
+    )
 
 
 @admin_app.command("add-member")
@@ -156,7 +162,9 @@ def create_registry(
 @admin_app.command("create-api-token")
 def create_api_token(
     email: Annotated[str, typer.Option(help="The user the token acts for.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated, e.g. read_registries,write_registries.")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated, e.g. read_registries,write_registries.")
+    ],
     org: Annotated[
         list[str] | None, typer.Option(help="Limit the token to this organization (repeatable).")
     ] = None,
@@ -215,7 +223,7 @@ def demo(as_json: JsonFlag = False) -> None:
     tokens_url = services.urls.registry_tokens(organization.slug, registry.slug)
     curl = (
         f'curl -H "Authorization: Bearer $TOKEN" -X POST "{tokens_url}" '
-        f"-H \"Content-Type: application/json\" -d '{{\"description\": \"Usher\"}}'"
+        f'-H "Content-Type: application/json" -d \'{{"description": "Usher"}}\''
     )
     document = {
         **_api_token_document(issued.token.id, issued.token.scopes, [], issued.secret),

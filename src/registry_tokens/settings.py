@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
-SECRET_KEY_FILE_NAME = "secret_key"
+SECRET_KEY_FILE_NAME = "secret_key"  # noqa: S105 - a file name
 
 
 class SettingsError(RuntimeError):

@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Uuid
+from sqlalchemy import DateTime, MetaData, Uuid, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -45,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+    type_annotation_map = {datetime: UTCDateTime(), uuid.UUID: Uuid()}  # noqa: RUF012
 
 
 class IdMixin:
@@ -54,7 +54,9 @@ class IdMixin:
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column()
 
-    def __init__(self, **kwargs: Any) -> None:
-        identifier = kwargs.pop("id", None) or new_id()
-        kwargs.setdefault("created_at", id_timestamp(identifier))
-        super().__init__(id=identifier, **kwargs)
+
+@event.listens_for(IdMixin, "init", propagate=True)
+def _assign_id(_target: IdMixin, _args: Any, kwargs: dict[str, Any]) -> None:
+    identifier = kwargs.get("id") or new_id()
+    kwargs["id"] = identifier
+    kwargs.setdefault("created_at", id_timestamp(identifier))

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry_tokens.auth.caller import Caller
@@ -103,6 +104,20 @@ def _field_problem(field: str, error: Mapping[str, Any]) -> FieldProblem:
     return FieldProblem(field, "invalid", "is invalid")
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110 ``Allow``).
+
+    Starlette's 405 names only the methods of the first route whose path matched, but one
+    path is often served by several routes (list and create, get and update).
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def on_app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -113,9 +128,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_validation_error(request, exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        return error_response(AppError(message, exc.status_code, headers=exc.headers))
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(AppError(message, exc.status_code, headers=headers))
 
     @app.exception_handler(OperationalError)
     async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -21,9 +21,7 @@ def id_timestamp(value: uuid.UUID) -> datetime:
     if value.version != 7:
         raise ValueError(f"{value} is not a UUIDv7")
     millis = value.int >> 80
-    return datetime.fromtimestamp(millis / 1000, tz=UTC).replace(
-        microsecond=(millis % 1000) * 1000
-    )
+    return datetime.fromtimestamp(millis / 1000, tz=UTC).replace(microsecond=(millis % 1000) * 1000)
 
 
 def graphql_id(type_name: str, value: uuid.UUID) -> str:

@@ -58,14 +58,18 @@ def require_match(field: str, value: str, pattern: re.Pattern[str], rule: str) -
 
 def organization_slug(value: str) -> str:
     return require_match(
-        "slug", value, _ORGANIZATION_SLUG,
+        "slug",
+        value,
+        _ORGANIZATION_SLUG,
         "must be 1-100 lowercase letters, digits, '-' or '_', starting with a letter or digit",
     )
 
 
 def registry_slug(value: str) -> str:
     return require_match(
-        "slug", value, _REGISTRY_SLUG,
+        "slug",
+        value,
+        _REGISTRY_SLUG,
         "must be 1-100 lowercase letters, digits or '-', starting with a letter or digit",
     )
 

@@ -1,6 +1,6 @@
 """Alembic environment: our metadata, batch mode for SQLite's limited ALTER TABLE."""
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -13,7 +13,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our column types as plain SQLAlchemy ones: migrations must not import models."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -47,5 +47,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported; run `registry-tokens db upgrade`")
+    raise SystemExit(
+        "offline (--sql) migrations are not supported; run `registry-tokens db upgrade`"
+    )
 run_migrations_online()

@@ -19,9 +19,7 @@ class OrganizationRepository:
             OrganizationMembership.organization_id == Organization.id,
             OrganizationMembership.user_id == user_id,
         )
-        return self.session.scalar(
-            select(Organization).where(Organization.slug == slug, is_member)
-        )
+        return self.session.scalar(select(Organization).where(Organization.slug == slug, is_member))
 
     def get_membership(
         self, organization_id: uuid.UUID, user_id: uuid.UUID

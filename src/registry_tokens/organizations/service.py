@@ -78,8 +78,7 @@ class OrganizationService:
     def is_member(self, organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         with self.database.read() as session:
             return (
-                OrganizationRepository(session).get_membership(organization_id, user_id)
-                is not None
+                OrganizationRepository(session).get_membership(organization_id, user_id) is not None
             )
 
 

@@ -12,7 +12,9 @@ class RegistryRepository:
 
     def get_by_slug(self, organization_id: uuid.UUID, slug: str) -> Registry | None:
         return self.session.scalar(
-            select(Registry).where(Registry.organization_id == organization_id, Registry.slug == slug)
+            select(Registry).where(
+                Registry.organization_id == organization_id, Registry.slug == slug
+            )
         )
 
     def add(self, registry: Registry) -> None:

@@ -98,8 +98,7 @@ def update_registry_token(
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
 ) -> RegistryTokenOut:
     description = (
-        body.description if body is not None and "description" in body.model_fields_set
-        else OMITTED
+        body.description if body is not None and "description" in body.model_fields_set else OMITTED
     )
     token = app.registry_tokens.update(caller, org, registry, id, description)
     return RegistryTokenOut.of(token, app.urls)

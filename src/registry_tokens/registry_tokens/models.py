@@ -16,9 +16,7 @@ class RegistryToken(IdMixin, Base):
         Index("ix_registry_tokens_registry_id_created_at_id", "registry_id", "created_at", "id"),
     )
 
-    registry_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("registries.id", ondelete="CASCADE")
-    )
+    registry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
     description: Mapped[str] = mapped_column(String(255))
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)

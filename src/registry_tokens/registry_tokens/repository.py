@@ -31,9 +31,12 @@ class RegistryTokenRepository:
         )
 
     def count(self, registry_id: uuid.UUID) -> int:
-        return self.session.scalar(
-            select(func.count()).where(RegistryToken.registry_id == registry_id)
-        ) or 0
+        return (
+            self.session.scalar(
+                select(func.count()).where(RegistryToken.registry_id == registry_id)
+            )
+            or 0
+        )
 
     def add(self, token: RegistryToken) -> None:
         self.session.add(token)

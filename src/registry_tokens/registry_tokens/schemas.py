@@ -1,6 +1,6 @@
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
@@ -16,7 +16,7 @@ DESCRIPTION_MAX_LENGTH = 255
 # The request bodies are documented here and checked in the service (kit.validation), so
 # that every client gets Buildkite's wording; unknown fields are ignored for forward
 # compatibility with newer clients.
-_DESCRIPTION_SCHEMA = {
+_DESCRIPTION_SCHEMA: dict[str, JsonValue] = {
     "type": "string",
     "minLength": 1,
     "maxLength": DESCRIPTION_MAX_LENGTH,
@@ -38,7 +38,9 @@ class RegistryTokenCreate(BaseModel):
 
 
 class RegistryTokenUpdate(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"properties": {"description": _DESCRIPTION_SCHEMA}})
+    model_config = ConfigDict(
+        json_schema_extra={"properties": {"description": _DESCRIPTION_SCHEMA}}
+    )
 
     description: object = Field(default=None)
 

@@ -17,6 +17,7 @@ from registry_tokens.registry_tokens.repository import RegistryTokenRepository
 from registry_tokens.registry_tokens.schemas import DESCRIPTION_MAX_LENGTH
 from registry_tokens.users.repository import UserRepository
 
+
 @dataclass(frozen=True)
 class CreatedRegistryToken:
     token: RegistryToken
@@ -116,4 +117,3 @@ def _existing(
     if token is None:
         raise NotFound("registry token")
     return token
-

@@ -1,0 +1,149 @@
+"""Test harness: a real server process on a real database, and a seeder for its data.
+
+Every black-box test talks HTTP to a server started with ``registry-tokens serve``. Data is
+seeded through the same services the admin CLI uses, against the same database file, and
+each test gets organizations of its own (unique slugs), so tests never see each other's data.
+"""
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from registry_tokens.db import migrate
+from registry_tokens.organizations.models import Role
+from registry_tokens.services import Services
+from registry_tokens.settings import Settings
+
+READ_WRITE = ("read_registries", "write_registries")
+_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class ServerProcess:
+    base_url: str
+    env: dict[str, str]
+    log_path: Path
+    database_url: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            secret_key=self.env["REGISTRY_TOKENS_SECRET_KEY"],
+            api_url=self.base_url,
+            web_url=self.env["REGISTRY_TOKENS_WEB_URL"],
+        )
+
+    def start(self, *extra_args: str) -> None:
+        port = self.base_url.rsplit(":", 1)[1]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "registry_tokens", "serve", "--port", port, *extra_args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                httpx.get(f"{self.base_url}/openapi.json", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def running_server(workdir: Path, database_url: str | None = None) -> Iterator[ServerProcess]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    database_url = database_url or f"sqlite:///{workdir / 'registry-tokens.db'}"
+    env = {
+        **os.environ,
+        "REGISTRY_TOKENS_DATABASE_URL": database_url,
+        "REGISTRY_TOKENS_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+        "REGISTRY_TOKENS_API_URL": base_url,
+        "REGISTRY_TOKENS_WEB_URL": "http://web.example.test",
+    }
+    server = ServerProcess(base_url, env, workdir / "server.log", database_url)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Tenant:
+    """One organization with a registry, a member and API tokens of several powers."""
+
+    org: str
+    registry: str
+    email: str
+    user_id: uuid.UUID
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tokens_path(self) -> str:
+        return f"/v2/packages/organizations/{self.org}/registries/{self.registry}/tokens"
+
+    def auth(self, which: str = "rw") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[which]}"}
+
+
+class Seeder:
+    """Creates data directly through the services, as the admin CLI does."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.services = Services.build(server.settings())
+        migrate.upgrade(self.services.database)
+
+    def tenant(self, *, scopes: tuple[str, ...] = READ_WRITE) -> Tenant:
+        org = unique("org").replace("-", "_")
+        email = f"{unique('user')}@example.test"
+        self.services.organizations.create(org, f"Org {org}")
+        registry = self.services.registries.create(org, "My Registry", slug=unique("reg"))
+        user = self.services.users.create("Test User", email)
+        self.services.organizations.add_member(org, email, Role.MEMBER)
+        tenant = Tenant(org=org, registry=registry.slug, email=email, user_id=user.id)
+        tenant.tokens["rw"] = self.api_token(email, scopes)
+        return tenant
+
+    def api_token(
+        self, email: str, scopes: tuple[str, ...] = READ_WRITE, orgs: tuple[str, ...] = ()
+    ) -> str:
+        return self.services.auth.issue(email, scopes, organization_slugs=orgs).secret
