@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from registry_tokens.db import migrate
 from registry_tokens.organizations.models import Role
@@ -25,6 +27,10 @@ from registry_tokens.services import Services
 from registry_tokens.settings import Settings
 
 READ_WRITE = ("read_registries", "write_registries")
+BACKEND = os.environ.get("REGISTRY_TOKENS_TEST_BACKEND", "sqlite")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "REGISTRY_TOKENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 _counter = itertools.count(1)
 
 
@@ -87,20 +93,65 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(workdir: Path, database_url: str | None = None) -> Iterator[ServerProcess]:
+def scratch_database(workdir: Path) -> Iterator[str]:
+    """A fresh, empty database of the backend under test; PostgreSQL ones are dropped after.
+
+    ``REGISTRY_TOKENS_TEST_BACKEND`` picks the backend (``sqlite``, the default, or
+    ``postgresql``); each PostgreSQL database has a unique name, so concurrent test runs
+    never see each other's data.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if BACKEND == "sqlite":
+        yield f"sqlite:///{workdir / 'registry-tokens.db'}"
+        return
+    name = f"rt_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@contextmanager
+def running_server(
+    workdir: Path,
+    database_url: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    serve_args: tuple[str, ...] = (),
+) -> Iterator[ServerProcess]:
+    """A ``registry-tokens serve`` process on a free port (a fresh database unless given).
+
+    Rate limits are off unless ``env`` sets them, so that tests making many requests
+    measure what they mean to.
+    """
+    if database_url is None:
+        with (
+            scratch_database(workdir) as scratch_url,
+            running_server(workdir, scratch_url, env=env, serve_args=serve_args) as server,
+        ):
+            yield server
+        return
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    database_url = database_url or f"sqlite:///{workdir / 'registry-tokens.db'}"
-    env = {
+    full_env = {
         **os.environ,
         "REGISTRY_TOKENS_DATABASE_URL": database_url,
         "REGISTRY_TOKENS_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
         "REGISTRY_TOKENS_API_URL": base_url,
         "REGISTRY_TOKENS_WEB_URL": "http://web.example.test",
+        "REGISTRY_TOKENS_RATE_LIMIT_PER_ORGANIZATION": "0",
+        "REGISTRY_TOKENS_RATE_LIMIT_PER_USER": "0",
+        "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT": "0",
+        **(env or {}),
     }
-    server = ServerProcess(base_url, env, workdir / "server.log", database_url)
-    server.start()
+    server = ServerProcess(base_url, full_env, workdir / "server.log", database_url)
+    server.start(*serve_args)
     try:
         yield server
     finally:

@@ -1,7 +1,9 @@
 """Alembic migrations: they build exactly the models' schema, and go down and up again."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,22 +12,27 @@ from sqlalchemy import inspect
 from registry_tokens.db import Database, migrate
 from registry_tokens.db.models import Base
 from registry_tokens.settings import Settings
+from tests.harness import BACKEND, scratch_database
 
 
-def fresh_database(tmp_path: Path) -> Database:
-    return Database(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", secret_key="k"))
+@pytest.fixture
+def fresh_database(tmp_path: Path) -> Iterator[Database]:
+    with scratch_database(tmp_path) as url:
+        database = Database(Settings(database_url=url, secret_key="k"))
+        yield database
+        database.dispose()
 
 
-def test_migrations_build_the_schema_the_models_describe(tmp_path: Path) -> None:
-    database = fresh_database(tmp_path)
+def test_migrations_build_the_schema_the_models_describe(fresh_database: Database) -> None:
+    database = fresh_database
     migrate.upgrade(database)
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_upgrade_is_idempotent_and_downgrade_reverses_it(tmp_path: Path) -> None:
-    database = fresh_database(tmp_path)
+def test_upgrade_is_idempotent_and_downgrade_reverses_it(fresh_database: Database) -> None:
+    database = fresh_database
     migrate.upgrade(database)
     migrate.upgrade(database)
     tables = set(inspect(database.engine).get_table_names())
@@ -39,8 +46,9 @@ def test_upgrade_is_idempotent_and_downgrade_reverses_it(tmp_path: Path) -> None
     assert set(Base.metadata.tables) <= set(inspect(database.engine).get_table_names())
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
-    database = fresh_database(tmp_path)
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's own settings")
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(fresh_database: Database) -> None:
+    database = fresh_database
     migrate.upgrade(database)
     with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -8,7 +8,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
 from registry_tokens.auth.endpoints import router as access_token_router
-from registry_tokens.kit.http import BodySizeLimit, install_error_handlers
+from registry_tokens.kit.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         access_token_router,
     ):
         app.include_router(router)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     # Swagger UI served from the installed package, so the docs work without internet access.

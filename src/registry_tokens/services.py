@@ -6,6 +6,7 @@ from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.service import OrganizationService
+from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.service import RegistryService
 from registry_tokens.registry_tokens.service import RegistryTokenService
 from registry_tokens.settings import Settings
@@ -22,6 +23,7 @@ class Services:
     organizations: OrganizationService
     registries: RegistryService
     registry_tokens: RegistryTokenService
+    rate_limits: RateLimitPolicy
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -36,4 +38,5 @@ class Services:
             organizations=OrganizationService(database),
             registries=RegistryService(database),
             registry_tokens=RegistryTokenService(database, key),
+            rate_limits=RateLimitPolicy.build(settings, database),
         )

@@ -29,7 +29,21 @@ class Settings(BaseSettings):
     web_url: str = "http://127.0.0.1:8080"
     # SQLite waits this long for another writer before giving up with a 503.
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    # PostgreSQL connection pool of each process: size plus overflow bounds its connections.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # REST rate limits: requests per window for each organization (Buildkite: 200 a
+    # minute), each user, and each client address without a valid token. 0 turns one off.
+    rate_limit_per_organization: int = Field(default=200, ge=0)
+    rate_limit_per_user: int = Field(default=200, ge=0)
+    rate_limit_per_client: int = Field(default=200, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Rate-limit counters live in the database unless a Redis URL is given.
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_retry_after_seconds: float = Field(default=5, ge=0)
     log_level: str = "info"
 
     @property

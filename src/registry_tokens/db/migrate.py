@@ -7,6 +7,7 @@ from sqlalchemy import Connection, text
 from registry_tokens.db.engine import Database
 
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
+_LOCK_KEY = 0x5265_6754_6F6B  # "RegTok": the advisory lock that serializes migrations
 
 
 def alembic_config() -> Config:
@@ -24,6 +25,9 @@ def upgrade(database: Database) -> None:
             _upgrade_sqlite(config, connection)
         else:
             with connection.begin():
+                # Instances starting together on one PostgreSQL migrate one at a time; the
+                # lock is released when this transaction ends.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
 

@@ -14,8 +14,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
+from registry_tokens.kit.errors import AppError, FieldProblem, Unauthenticated, ValidationFailed
 from registry_tokens.kit.schemas import ErrorBody
+from registry_tokens.ratelimits.service import Allowance
 from registry_tokens.services import Services
 
 logger = logging.getLogger("registry_tokens")
@@ -36,8 +37,25 @@ def current_caller(
     request: Request,
     _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Caller:
-    """Authenticates the request; the parameter above only documents the scheme in OpenAPI."""
-    return services(request).auth.authenticate(request.headers.get("authorization"))
+    """Authenticates the request and counts it against its rate limits.
+
+    The ``_credentials`` parameter only documents the bearer scheme in OpenAPI.
+    """
+    app = services(request)
+    try:
+        caller = app.auth.authenticate(request.headers.get("authorization"))
+    except Unauthenticated:
+        address = request.client.host if request.client else "unknown"
+        _remember_allowance(request, app.rate_limits.for_client(address))
+        raise
+    _remember_allowance(request, app.rate_limits.for_caller(caller, request.path_params.get("org")))
+    return caller
+
+
+def _remember_allowance(request: Request, allowance: Allowance | None) -> None:
+    """Keeps the headers for :class:`RateLimitHeaders`, which adds them to any response."""
+    if allowance is not None:
+        request.state.rate_limit_headers = allowance.headers()
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -104,18 +122,23 @@ def _field_problem(field: str, error: Mapping[str, Any]) -> FieldProblem:
     return FieldProblem(field, "invalid", "is invalid")
 
 
+_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (RFC 9110 ``Allow``).
 
     Starlette's 405 names only the methods of the first route whose path matched, but one
-    path is often served by several routes (list and create, get and update).
+    path is often served by several routes (list and create, get and update): ask the
+    router, method by method, which ones would be served.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return ", ".join(method for method in _HTTP_METHODS if served(method))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -205,3 +228,30 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RateLimitHeaders:
+    """Adds the request's ``RateLimit-*`` headers to its response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get("rate_limit_headers")
+                if extra:
+                    present = {name.lower() for name, _ in message.get("headers", [])}
+                    added = [
+                        (name.lower().encode(), value.encode())
+                        for name, value in extra.items()
+                        if name.lower().encode() not in present
+                    ]
+                    message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -104,7 +104,8 @@ def update_registry_token(
     return RegistryTokenOut.of(token, app.urls)
 
 
-# Buildkite documents POST; the Go client sends PATCH and the Terraform provider PUT.
+# Buildkite documents POST, and go-buildkite v5 sends POST; PATCH and PUT are accepted
+# too, as Buildkite accepts them (the Terraform provider updates with PUT).
 for method, operation_id in (
     ("POST", "updateRegistryToken"),
     ("PATCH", "patchRegistryToken"),
