@@ -1,5 +1,7 @@
 """Builds the ASGI application: routers, error handlers, middleware."""
 
+import re
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
@@ -10,11 +12,15 @@ from registry_tokens import __version__
 from registry_tokens.auth.endpoints import router as access_token_router
 from registry_tokens.kit.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
 from registry_tokens.organizations.endpoints import router as organizations_router
+from registry_tokens.packages.endpoints import router as packages_router
+from registry_tokens.packages.install_endpoints import router as install_router
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
 from registry_tokens.users.endpoints import router as users_router
+
+PACKAGE_UPLOAD_PATH = re.compile(r"/v2/packages/organizations/[^/]+/registries/[^/]+/packages")
 
 DESCRIPTION = """\
 A self-hosted implementation of Buildkite Package Registries' **Registry tokens API**.
@@ -38,14 +44,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     for router in (
         registry_tokens_router,
+        packages_router,
         registries_router,
         organizations_router,
         users_router,
         access_token_router,
+        install_router,
     ):
         app.include_router(router)
     app.add_middleware(RateLimitHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        larger=[("POST", PACKAGE_UPLOAD_PATH, settings.max_upload_bytes)],
+    )
 
     # Swagger UI served from the installed package, so the docs work without internet access.
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")

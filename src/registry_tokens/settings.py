@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Package files: where they live (default: "packages" beside the SQLite database, or
+    # ./var/packages) and the largest one that may be published.
+    package_storage_dir: Path | None = None
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     # REST rate limits: requests per window for each organization (Buildkite: 200 a
     # minute), each user, and each client address without a valid token. 0 turns one off.
     rate_limit_per_organization: int = Field(default=200, ge=0)
@@ -58,6 +62,13 @@ class Settings(BaseSettings):
         if not database or database == ":memory:":
             return None
         return Path(database)
+
+    @property
+    def package_storage_path(self) -> Path:
+        if self.package_storage_dir is not None:
+            return self.package_storage_dir
+        database_path = self.sqlite_path
+        return (database_path.parent if database_path else Path("var")) / "packages"
 
     @property
     def api_base(self) -> str:

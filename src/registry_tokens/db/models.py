@@ -3,6 +3,7 @@
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
 from registry_tokens.db.base import Base
 from registry_tokens.organizations.models import Organization, OrganizationMembership
+from registry_tokens.packages.models import Package
 from registry_tokens.ratelimits.models import RateLimitCounter
 from registry_tokens.registries.models import Registry
 from registry_tokens.registry_tokens.models import RegistryToken
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "Organization",
     "OrganizationMembership",
+    "Package",
     "RateLimitCounter",
     "Registry",
     "RegistryToken",

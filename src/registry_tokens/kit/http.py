@@ -1,12 +1,15 @@
 """HTTP plumbing shared by every router: dependencies, error rendering, body limits."""
 
+import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -64,6 +67,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "No API access token, or an unknown, malformed or revoked one",
         403: "The API access token lacks the scope this operation needs",
         404: "No such resource, or one the caller may not see",
+        406: "None of the media types the client accepts can be served",
+        409: "It already exists (e.g. a file with that name is already published)",
         413: "The request body is too large",
         415: "The request body is not JSON",
         422: "Validation failed",
@@ -174,60 +179,101 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(AppError("Internal server error", 500))
 
 
-class BodySizeLimit:
-    """Refuses request bodies over a limit with 413, before the app reads any of it.
+def _not_json(constant: str) -> NoReturn:
+    raise json.JSONDecodeError(f"{constant} is not JSON", constant, 0)
 
-    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
-    buffered up to the limit, so the app never sees a partial body.
+
+def strict_json(body: bytes) -> Any:
+    """Parses RFC 8259 JSON only: UTF-8 without a byte order mark, no NaN or Infinity.
+
+    Python's parser accepts all three, so a malformed body could pass unnoticed; and every
+    failure (invalid UTF-8, nesting too deep, an integer too long) becomes a
+    ``JSONDecodeError``, which FastAPI reports and we answer with a clear 400.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError("Invalid UTF-8", "", exc.start) from exc
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from exc
+
+
+class StrictJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json(await self.body())
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    """Reads JSON bodies with :func:`strict_json`; a router's ``route_class``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_json_handler(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_json_handler
+
+
+class BodySizeLimit:
+    """Refuses request bodies over a limit with 413, without holding them in memory.
+
+    A declared ``Content-Length`` over the limit is refused before the app runs; a body
+    without one is counted as the app reads it, and reading past the limit raises the 413.
+    Some routes (package uploads) get a larger limit of their own.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Sequence[tuple[str, re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger
+
+    def limit_for(self, method: str, path: str) -> int:
+        for larger_method, pattern, limit in self.larger:
+            if method == larger_method and pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = AppError(
-            f"The request body is too large (the limit is {self.max_bytes} bytes)", 413
-        )
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
+        limit = self.limit_for(scope["method"], scope["path"])
+        too_large = f"The request body is too large (the limit is {limit} bytes)"
+        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
                 declared_length = int(declared)
             except ValueError:
                 await error_response(AppError("Invalid Content-Length", 400))(scope, receive, send)
                 return
-            if declared_length > self.max_bytes:
-                await error_response(too_large)(scope, receive, send)
+            if declared_length > limit:
+                await error_response(AppError(too_large, 413))(scope, receive, send)
                 return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
             message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await error_response(too_large)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # FastAPI lets HTTPExceptions through its body parsing untouched.
+                    raise StarletteHTTPException(413, detail=too_large)
+            return message
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, counted_receive, send)
 
 
 class RateLimitHeaders:

@@ -17,8 +17,11 @@ class Urls:
     def organization_web(self, org: str) -> str:
         return f"{self.web}/organizations/{quote(org)}"
 
+    def registries(self, org: str) -> str:
+        return f"{self.api}/v2/packages/organizations/{quote(org)}/registries"
+
     def registry(self, org: str, registry: str) -> str:
-        return f"{self.api}/v2/packages/organizations/{quote(org)}/registries/{quote(registry)}"
+        return f"{self.registries(org)}/{quote(registry)}"
 
     def registry_web(self, org: str, registry: str) -> str:
         return f"{self.web}/organizations/{quote(org)}/packages/registries/{quote(registry)}"
@@ -28,3 +31,12 @@ class Urls:
 
     def registry_token(self, org: str, registry: str, token_id: uuid.UUID) -> str:
         return f"{self.registry_tokens(org, registry)}/{token_id}"
+
+    def packages(self, org: str, registry: str) -> str:
+        return f"{self.registry(org, registry)}/packages"
+
+    def package(self, org: str, registry: str, package_id: uuid.UUID) -> str:
+        return f"{self.packages(org, registry)}/{package_id}"
+
+    def package_web(self, org: str, registry: str, package_id: uuid.UUID) -> str:
+        return f"{self.registry_web(org, registry)}/packages/{package_id}"

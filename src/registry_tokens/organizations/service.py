@@ -1,14 +1,12 @@
 """Organizations: creation and membership (admin), and who may see which."""
 
-import uuid
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry_tokens.auth.caller import Caller
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
-from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
+from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
 from registry_tokens.organizations.models import Organization, OrganizationMembership, Role
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.users.repository import UserRepository
@@ -22,6 +20,15 @@ def visible_organization(session: Session, caller: Caller, slug: str) -> Organiz
     organization = OrganizationRepository(session).get_by_slug_for_member(slug, caller.user_id)
     if organization is None or not caller.may_act_in(organization.id):
         raise NotFound("organization")
+    return organization
+
+
+def administered_organization(session: Session, caller: Caller, slug: str) -> Organization:
+    """The organization, if the caller may see it and is one of its admins (else 403)."""
+    organization = visible_organization(session, caller, slug)
+    membership = OrganizationRepository(session).get_membership(organization.id, caller.user_id)
+    if membership is None or membership.role != Role.ADMIN.value:
+        raise AppError("Only organization admins can manage registries", 403)
     return organization
 
 
@@ -74,12 +81,6 @@ class OrganizationService:
             else:
                 membership.role = role.value
         return membership
-
-    def is_member(self, organization_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        with self.database.read() as session:
-            return (
-                OrganizationRepository(session).get_membership(organization_id, user_id) is not None
-            )
 
 
 def _slug_taken() -> ValidationFailed:

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.http import JsonRoute, current_caller, error_responses, services
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
 from registry_tokens.kit.validation import OMITTED
 from registry_tokens.registry_tokens.schemas import (
@@ -19,6 +19,7 @@ from registry_tokens.services import Services
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
     tags=["Registry tokens"],
+    route_class=JsonRoute,
 )
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

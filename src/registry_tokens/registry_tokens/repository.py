@@ -18,6 +18,11 @@ class RegistryTokenRepository:
             )
         )
 
+    def get_by_secret_hash(self, secret_hash: bytes) -> RegistryToken | None:
+        return self.session.scalar(
+            select(RegistryToken).where(RegistryToken.secret_hash == secret_hash)
+        )
+
     def page(self, registry_id: uuid.UUID, request: PageRequest) -> list[RegistryToken]:
         """Newest first; the id breaks ties within a millisecond so pages never overlap."""
         return list(

@@ -1,0 +1,1 @@
+"""Python packages: publishing, listing, and installing them with pip."""

@@ -1,0 +1,116 @@
+"""The Packages API (publish, list, get, delete) for Python registries."""
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+
+from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from registry_tokens.packages.schemas import PackageLinks, PackageList, PackageOut
+from registry_tokens.services import Services
+
+router = APIRouter(
+    prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
+    tags=["Packages"],
+)
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+@router.post(
+    "",
+    operation_id="publishPackage",
+    summary="Publish a package",
+    description="Required scope: `write_packages`. Multipart form field `file`: a wheel "
+    "(`.whl`) or an sdist (`.tar.gz`). Name and version come from the file's own metadata.",
+    response_model=PackageOut,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+)
+def publish_package(
+    org: str,
+    registry: str,
+    file: Annotated[UploadFile, File(description="The wheel or sdist")],
+    caller: CallerDep,
+    app: ServicesDep,
+) -> PackageOut:
+    package = app.packages.publish(caller, org, registry, file.file, file.filename or "")
+    return PackageOut.of(package, app.urls)
+
+
+@router.get(
+    "",
+    operation_id="listPackages",
+    summary="List packages",
+    description="Required scope: `read_packages`. Newest first; `name` filters by project "
+    "(PEP 503 normalized); cursors `before` / `after` come from `links`.",
+    response_model=PackageList,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def list_packages(
+    org: str,
+    registry: str,
+    caller: CallerDep,
+    app: ServicesDep,
+    name: Annotated[str | None, Query(max_length=255)] = None,
+    before: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
+) -> PackageList:
+    window = app.packages.list(
+        caller, org, registry, name=name, before=before, after=after, per_page=per_page
+    )
+    base = app.urls.packages(org, registry)
+
+    def link(**cursor: str) -> str:
+        query = {"per_page": str(per_page), **({"name": name} if name else {}), **cursor}
+        return f"{base}?{urlencode(query)}"
+
+    current = {"before": before} if before else {"after": after} if after else {}
+    return PackageList(
+        items=[PackageOut.of(package, app.urls) for package in window.items],
+        links=PackageLinks(
+            self=link(**current),
+            first=link(),
+            prev=link(before=str(window.items[0].id))
+            if window.has_newer and window.items
+            else (link() if window.has_newer else None),
+            next=link(after=str(window.items[-1].id))
+            if window.has_older and window.items
+            else None,
+        ),
+    )
+
+
+@router.get(
+    "/{id}",
+    operation_id="getPackage",
+    summary="Get a package",
+    description="Required scope: `read_packages`.",
+    response_model=PackageOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def get_package(
+    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+) -> PackageOut:
+    return PackageOut.of(app.packages.get(caller, org, registry, id), app.urls)
+
+
+@router.delete(
+    "/{id}",
+    operation_id="deletePackage",
+    summary="Delete a package",
+    description="Required scope: `delete_packages`. The file stops being installable at once.",
+    response_class=Response,
+    responses={
+        200: {"description": "Deleted; the body is empty"},
+        **error_responses(401, 403, 404, 422, 503),
+    },
+)
+def delete_package(
+    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+) -> Response:
+    app.packages.delete(caller, org, registry, id)
+    return Response(status_code=200)

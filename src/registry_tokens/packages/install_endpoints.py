@@ -1,0 +1,123 @@
+"""The install side, laid out like Buildkite's packages host: ``/{org}/{registry}/pypi/…``."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from packaging.utils import canonicalize_name
+
+from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.http import error_responses, services
+from registry_tokens.packages.install import (
+    SIMPLE_JSON,
+    choose_media_type,
+    index_page,
+    project_page,
+)
+from registry_tokens.registries.models import Registry
+from registry_tokens.services import Services
+
+router = APIRouter(prefix="/{org}/{registry}/pypi", tags=["Install (pip)"])
+
+_HTML_OR_JSON = {
+    "content": {
+        "text/html": {"schema": {"type": "string"}},
+        "application/vnd.pypi.simple.v1+html": {"schema": {"type": "string"}},
+        "application/vnd.pypi.simple.v1+json": {"schema": {"type": "object"}},
+    },
+    "description": "PEP 503 HTML or, when asked for, PEP 691 JSON",
+}
+_ERRORS = error_responses(401, 404, 406, 503)
+
+
+def authorized_registry(
+    org: str,
+    registry: str,
+    app: Annotated[Services, Depends(services)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Registry:
+    return app.install.authorize(org, registry, authorization)
+
+
+RegistryDep = Annotated[Registry, Depends(authorized_registry)]
+
+
+def _negotiated(request: Request) -> str:
+    media_type = choose_media_type(request.headers.get("accept"))
+    if media_type is None:
+        raise AppError(
+            "Not acceptable: ask for text/html or application/vnd.pypi.simple.v1+json", 406
+        )
+    return media_type
+
+
+def _page(content: str, media_type: str) -> Response:
+    response = Response(content, media_type=media_type)
+    response.headers["Vary"] = "Accept, Authorization"
+    response.headers["Cache-Control"] = "private, no-store"
+    if media_type == SIMPLE_JSON:
+        response.headers["Content-Type"] = SIMPLE_JSON
+    return response
+
+
+@router.get(
+    "/simple/",
+    operation_id="simpleIndex",
+    summary="PEP 503 / 691 index of the registry's projects",
+    responses={200: _HTML_OR_JSON, **_ERRORS},
+    response_class=Response,
+)
+@router.get("/simple", include_in_schema=False)
+def simple_index(
+    request: Request, registry: RegistryDep, app: Annotated[Services, Depends(services)]
+) -> Response:
+    media_type = _negotiated(request)
+    return _page(index_page(app.install.projects(registry), media_type), media_type)
+
+
+@router.get(
+    "/simple/{project}/",
+    operation_id="simpleProject",
+    summary="PEP 503 / 691 page of one project's files, with their sha256",
+    responses={200: _HTML_OR_JSON, 301: {"description": "To the normalized name"}, **_ERRORS},
+    response_class=Response,
+)
+@router.get("/simple/{project}", include_in_schema=False)
+def simple_project(
+    request: Request,
+    project: str,
+    registry: RegistryDep,
+    app: Annotated[Services, Depends(services)],
+) -> Response:
+    normalized = canonicalize_name(project)
+    if normalized != project:  # PEP 503: redirect to the normalized name
+        org, registry_slug = request.path_params["org"], request.path_params["registry"]
+        return RedirectResponse(f"/{org}/{registry_slug}/pypi/simple/{normalized}/", 301)
+    media_type = _negotiated(request)
+    files = app.install.project_files(registry, normalized)
+    return _page(project_page(normalized, files, media_type), media_type)
+
+
+@router.get(
+    "/files/{package_id}/{filename}",
+    operation_id="downloadPackageFile",
+    summary="Download a package file",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        **_ERRORS,
+    },
+    response_class=FileResponse,
+)
+def download(
+    package_id: str,
+    filename: str,
+    registry: RegistryDep,
+    app: Annotated[Services, Depends(services)],
+) -> FileResponse:
+    package, path = app.install.file(registry, package_id, filename)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=package.filename,
+        headers={"Cache-Control": "private, no-store"},
+    )

@@ -1,0 +1,33 @@
+import uuid
+
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry_tokens.db import Base, IdMixin
+from registry_tokens.registries.models import Registry
+from registry_tokens.users.models import User
+
+
+class Package(IdMixin, Base):
+    """One published file (a wheel or an sdist) of one project version."""
+
+    __tablename__ = "packages"
+    __table_args__ = (UniqueConstraint("registry_id", "filename"),)
+
+    registry_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registries.id", ondelete="CASCADE"), index=True
+    )
+    # The PEP 503 normalized project name, what the simple index is keyed by.
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))  # as the metadata spells it
+    version: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))  # "wheel" or "sdist"
+    requires_python: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha512: Mapped[str] = mapped_column(String(128))
+    uploaded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+
+    package_registry: Mapped[Registry] = relationship(lazy="joined", innerjoin=True)
+    uploaded_by: Mapped[User] = relationship(lazy="raise")

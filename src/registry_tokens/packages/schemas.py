@@ -1,0 +1,56 @@
+import uuid
+
+from pydantic import BaseModel
+
+from registry_tokens.kit.schemas import ResponseModel, Timestamp
+from registry_tokens.kit.urls import Urls
+from registry_tokens.organizations.schemas import OrganizationRef
+from registry_tokens.packages.models import Package
+from registry_tokens.registries.schemas import RegistryRef
+
+
+class Digests(BaseModel):
+    sha256: str
+    sha512: str
+
+
+class PackageOut(ResponseModel):
+    id: uuid.UUID
+    url: str
+    web_url: str
+    name: str
+    created_at: Timestamp
+    version: str
+    digests: Digests
+    organization: OrganizationRef
+    registry: RegistryRef
+
+    @classmethod
+    def of(cls, package: Package, urls: Urls) -> "PackageOut":
+        registry = package.package_registry
+        org = registry.organization.slug
+        return cls(
+            id=package.id,
+            url=urls.package(org, registry.slug, package.id),
+            web_url=urls.package_web(org, registry.slug, package.id),
+            name=package.name,
+            created_at=package.created_at,
+            version=package.version,
+            digests=Digests(sha256=package.sha256, sha512=package.sha512),
+            organization=OrganizationRef.of(registry.organization, urls),
+            registry=RegistryRef.of(registry, urls),
+        )
+
+
+class PackageLinks(BaseModel):
+    self: str
+    first: str
+    prev: str | None
+    next: str | None
+
+
+class PackageList(BaseModel):
+    """Buildkite's cursor-paginated list: ``items`` newest first, and ``links``."""
+
+    items: list[PackageOut]
+    links: PackageLinks

@@ -1,0 +1,110 @@
+"""Package files on local disk, written atomically and addressed by their digest.
+
+Each package owns its file at ``sha256/<aa>/<digest>/<package id>``: the digest names the
+content, the id makes the file the package's own, so deleting one package can never
+remove a file another package still needs. A file is written to ``tmp/``, flushed to
+disk, then renamed into place *before* the database row that points at it is committed,
+and unlinked only *after* the row's deletion is committed. A crash at any point can leave
+an orphan file (swept later), never a row without its file.
+"""
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An uploaded file on disk, hashed, not yet given to a package."""
+
+    path: Path
+    size: int
+    sha256: str
+    sha512: str
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile:
+        """Copies an upload into ``tmp/`` while hashing it; raises ``ValueError`` if too big."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        path = self.tmp / f"{uuid.uuid4().hex}.part"
+        sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
+        try:
+            with path.open("wb") as target:
+                while chunk := source.read(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ValueError(f"the file is larger than {max_bytes} bytes")
+                    sha256.update(chunk)
+                    sha512.update(chunk)
+                    target.write(chunk)
+                target.flush()
+                os.fsync(target.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StagedFile(path, size, sha256.hexdigest(), sha512.hexdigest())
+
+    def path_for(self, sha256: str, package_id: uuid.UUID) -> Path:
+        return self.root / "sha256" / sha256[:2] / sha256 / str(package_id)
+
+    def commit(self, staged: StagedFile, package_id: uuid.UUID) -> Path:
+        """Moves a staged file to its final place, durably."""
+        final = self.path_for(staged.sha256, package_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.path, final)
+        _fsync_directory(final.parent)
+        return final
+
+    def discard(self, staged: StagedFile) -> None:
+        staged.path.unlink(missing_ok=True)
+
+    def remove(self, sha256: str, package_id: uuid.UUID) -> None:
+        path = self.path_for(sha256, package_id)
+        path.unlink(missing_ok=True)
+        for directory in (path.parent, path.parent.parent):
+            try:
+                directory.rmdir()
+            except OSError:
+                break  # not empty: other files still live there
+
+    def open(self, sha256: str, package_id: uuid.UUID) -> BinaryIO:
+        return self.path_for(sha256, package_id).open("rb")
+
+    def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> int:
+        """Removes files no package owns (left by crashes), if older than the threshold.
+
+        The threshold protects uploads in flight, whose rows are not committed yet.
+        """
+        keep = {self.path_for(sha256, package_id) for sha256, package_id in live}
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self._files():
+            if path not in keep and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def _files(self) -> Iterator[Path]:
+        for top in (self.tmp, self.root / "sha256"):
+            if top.exists():
+                yield from (path for path in top.rglob("*") if path.is_file())
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
