@@ -20,6 +20,8 @@ TOKEN_KEYS = [
     "organization",
     "registry",
 ]
+# Our additions come after the seed's keys (issue 5); create and rotate end with the secret.
+EXTENSION_KEYS = ["expires_at", "allowed_cidrs", "last_used_at", "last_used_ip"]
 USER_KEYS = ["id", "graphql_id", "name", "email", "avatar_url", "created_at"]
 ORG_KEYS = ["id", "slug", "url", "web_url"]
 REGISTRY_KEYS = ["id", "graphql_id", "slug", "url", "web_url"]
@@ -43,7 +45,7 @@ def assert_graphql_id(encoded: str, type_name: str, identifier: str) -> None:
 
 
 def assert_token_shape(body: dict[str, Any], *, with_secret: bool) -> None:
-    assert list(body) == TOKEN_KEYS + (["token"] if with_secret else [])
+    assert list(body) == TOKEN_KEYS + EXTENSION_KEYS + (["token"] if with_secret else [])
     assert list(body["created_by"]) == USER_KEYS
     assert list(body["organization"]) == ORG_KEYS
     assert list(body["registry"]) == REGISTRY_KEYS

@@ -9,6 +9,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
+from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import router as access_token_router
 from registry_tokens.kit.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
 from registry_tokens.organizations.endpoints import router as organizations_router
@@ -16,6 +17,7 @@ from registry_tokens.packages.endpoints import router as packages_router
 from registry_tokens.packages.install_endpoints import router as install_router
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
+from registry_tokens.secret_scanning.endpoints import router as secret_scanning_router
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
 from registry_tokens.users.endpoints import router as users_router
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         organizations_router,
         users_router,
         access_token_router,
+        audit_router,
+        secret_scanning_router,
         install_router,
     ):
         app.include_router(router)

@@ -14,6 +14,7 @@ import uvicorn
 
 from registry_tokens.db import migrate
 from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.organizations.models import Role
 from registry_tokens.organizations.schemas import OrganizationOut
 from registry_tokens.registries.schemas import RegistryOut
@@ -38,7 +39,7 @@ DEMO_ORG = "my_great_org"
 DEMO_REGISTRY = "my-registry"
 DEMO_USER_NAME = "Eminem"
 DEMO_USER_EMAIL = "eminem@buildkite.com"
-DEMO_TOKEN_DESCRIPTION = "registry-tokens demo"  # noqa: S105 - a label
+DEMO_TOKEN_DESCRIPTION = "registry-tokens demo"
 
 
 def _services() -> Services:
@@ -200,6 +201,32 @@ def revoke_api_token(
     assert token.revoked_at is not None
     document = {"uuid": str(token.id), "revoked_at": token.revoked_at.isoformat()}
     _emit(as_json, document, f"revoked API access token {token.id}")
+
+
+@app.command("check-token")
+def check_token(
+    candidate: Annotated[str, typer.Argument(metavar="STRING", help="The suspected token.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Tell, offline, whether STRING is a real token's format (prefix and checksum).
+
+    Exits 0 for a well-formed registry token or API access token, 1 for anything else.
+    Needs no database: the checksum inside every token is what is checked.
+    """
+    kind = secret_kind(candidate.strip())
+    names = {
+        SecretKind.REGISTRY_TOKEN: "registry token",
+        SecretKind.API_ACCESS_TOKEN: "API access token",
+    }
+    document = {"valid": kind is not None, "kind": kind.name.lower() if kind else None}
+    text = (
+        f"a well-formed {names[kind]} (prefix {kind.value}_, checksum valid)"
+        if kind
+        else "not a registry-tokens token (wrong prefix, length or checksum)"
+    )
+    _emit(as_json, document, text)
+    if kind is None:
+        raise typer.Exit(code=1)
 
 
 @app.command()

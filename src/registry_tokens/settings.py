@@ -10,8 +10,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from registry_tokens.kit.network import Network, parse_networks
+
 DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
-SECRET_KEY_FILE_NAME = "secret_key"  # noqa: S105 - a file name
+SECRET_KEY_FILE_NAME = "secret_key"
 
 
 class SettingsError(RuntimeError):
@@ -44,6 +46,14 @@ class Settings(BaseSettings):
     rate_limit_per_user: int = Field(default=200, ge=0)
     rate_limit_per_client: int = Field(default=200, ge=0)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For is believed; for anyone
+    # else the client address is the socket's peer.
+    trusted_proxies: str = ""
+    # A registry token's last use is written at most once per this many seconds.
+    usage_write_interval_seconds: int = Field(default=60, ge=0)
+    # GitHub secret scanning: a JSON file of the public keys that sign leak reports, in
+    # GitHub's format ({"public_keys": [{"key_identifier": ..., "key": PEM}, ...]}).
+    secret_scanning_keys_file: Path | None = None
     # Rate-limit counters live in the database unless a Redis URL is given.
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
@@ -69,6 +79,10 @@ class Settings(BaseSettings):
             return self.package_storage_dir
         database_path = self.sqlite_path
         return (database_path.parent if database_path else Path("var")) / "packages"
+
+    @cached_property
+    def trusted_proxy_networks(self) -> list[Network]:
+        return parse_networks(part for part in self.trusted_proxies.split(",") if part.strip())
 
     @property
     def api_base(self) -> str:

@@ -1,17 +1,19 @@
 """Imports every model so the metadata (and Alembic's autogenerate) sees all tables."""
 
+from registry_tokens.audit.models import AuditEvent
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
 from registry_tokens.db.base import Base
 from registry_tokens.organizations.models import Organization, OrganizationMembership
 from registry_tokens.packages.models import Package
 from registry_tokens.ratelimits.models import RateLimitCounter
 from registry_tokens.registries.models import Registry
-from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 from registry_tokens.users.models import User
 
 __all__ = [
     "ApiAccessToken",
     "ApiAccessTokenOrganization",
+    "AuditEvent",
     "Base",
     "Organization",
     "OrganizationMembership",
@@ -19,5 +21,6 @@ __all__ = [
     "RateLimitCounter",
     "Registry",
     "RegistryToken",
+    "RetiredSecret",
     "User",
 ]

@@ -16,8 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry_tokens.audit.service import RequestContext
 from registry_tokens.auth.caller import Caller
 from registry_tokens.kit.errors import AppError, FieldProblem, Unauthenticated, ValidationFailed
+from registry_tokens.kit.network import client_address
 from registry_tokens.kit.schemas import ErrorBody
 from registry_tokens.ratelimits.service import Allowance
 from registry_tokens.services import Services
@@ -48,11 +50,24 @@ def current_caller(
     try:
         caller = app.auth.authenticate(request.headers.get("authorization"))
     except Unauthenticated:
-        address = request.client.host if request.client else "unknown"
+        address = request_context(request).client_ip or "unknown"
         _remember_allowance(request, app.rate_limits.for_client(address))
         raise
     _remember_allowance(request, app.rate_limits.for_caller(caller, request.path_params.get("org")))
     return caller
+
+
+def request_context(request: Request) -> RequestContext:
+    """The client's address (see :mod:`registry_tokens.kit.network`) and user agent."""
+    settings = services(request).settings
+    return RequestContext(
+        client_ip=client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            settings.trusted_proxy_networks,
+        ),
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 def _remember_allowance(request: Request, allowance: Allowance | None) -> None:

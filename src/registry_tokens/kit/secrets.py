@@ -22,8 +22,8 @@ CHECKSUM_LENGTH = 6
 class SecretKind(StrEnum):
     """What a secret's prefix says it is."""
 
-    API_ACCESS_TOKEN = "bkua"  # noqa: S105 - a prefix, not a password
-    REGISTRY_TOKEN = "bkpt"  # noqa: S105 - a prefix, not a password
+    API_ACCESS_TOKEN = "bkua"
+    REGISTRY_TOKEN = "bkpt"
 
 
 def _base62(number: int, width: int) -> str:

@@ -4,7 +4,13 @@ from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
+    """The system clock; services take a clock argument so tests can set the time."""
     return datetime.now(UTC)
+
+
+def truncate_to_millisecond(value: datetime) -> datetime:
+    """What we store and show: the wire format has milliseconds, so no more is kept."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def format_timestamp(value: datetime) -> str:

@@ -40,3 +40,6 @@ class Urls:
 
     def package_web(self, org: str, registry: str, package_id: uuid.UUID) -> str:
         return f"{self.registry_web(org, registry)}/packages/{package_id}"
+
+    def audit_events(self, org: str) -> str:
+        return f"{self.api}/v2/packages/organizations/{quote(org)}/audit-events"

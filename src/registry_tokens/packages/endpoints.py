@@ -1,14 +1,14 @@
 """The Packages API (publish, list, get, delete) for Python registries."""
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 
 from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.http import current_caller, error_responses, services
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.packages.schemas import PackageLinks, PackageList, PackageOut
+from registry_tokens.packages.schemas import PackageList, PackageOut
 from registry_tokens.services import Services
 
 router = APIRouter(
@@ -60,27 +60,11 @@ def list_packages(
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
 ) -> PackageList:
     window = app.packages.list(
-        caller, org, registry, name=name, before=before, after=after, per_page=per_page
+        caller, org, registry, name=name, cursor=Cursor.parse(before, after, per_page)
     )
-    base = app.urls.packages(org, registry)
-
-    def link(**cursor: str) -> str:
-        query = {"per_page": str(per_page), **({"name": name} if name else {}), **cursor}
-        return f"{base}?{urlencode(query)}"
-
-    current = {"before": before} if before else {"after": after} if after else {}
     return PackageList(
         items=[PackageOut.of(package, app.urls) for package in window.items],
-        links=PackageLinks(
-            self=link(**current),
-            first=link(),
-            prev=link(before=str(window.items[0].id))
-            if window.has_newer and window.items
-            else (link() if window.has_newer else None),
-            next=link(after=str(window.items[-1].id))
-            if window.has_older and window.items
-            else None,
-        ),
+        links=cursor_links(app.urls.packages(org, registry), window, {"name": name}),
     )
 
 

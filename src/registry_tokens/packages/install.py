@@ -11,20 +11,29 @@ import binascii
 import html
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
+from sqlalchemy.orm import Session
+
+from registry_tokens.audit.service import Actor, EventType, Refusal, RequestContext, record
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.kit.network import address_allowed
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
+from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.packages.models import Package
 from registry_tokens.packages.repository import PackageRepository
 from registry_tokens.packages.storage import FileStore
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.repository import RegistryRepository
+from registry_tokens.registry_tokens.models import RegistryToken
 from registry_tokens.registry_tokens.repository import RegistryTokenRepository
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -68,19 +77,32 @@ class ProjectFile:
 
 class InstallService:
     def __init__(
-        self, database: Database, auth: AuthService, files: FileStore, secret_key: bytes
+        self,
+        database: Database,
+        auth: AuthService,
+        files: FileStore,
+        secret_key: bytes,
+        clock: Callable[[], datetime],
+        usage_interval: timedelta,
     ) -> None:
         self.database = database
         self.auth = auth
         self.files = files
         self.secret_key = secret_key
+        self.clock = clock
+        self.usage_interval = usage_interval
 
-    def authorize(self, org: str, registry: str, authorization: str | None) -> Registry:
+    def authorize(
+        self, org: str, registry: str, authorization: str | None, context: RequestContext
+    ) -> Registry:
         """The registry, if it is public or the credentials may read it; else 401.
 
-        Checked against the database on every request: a deleted token is refused from
-        the moment its deletion commits, on every worker and instance.
+        Checked against the database on every request: a deleted, expired or rotated-out
+        token is refused from that instant, on every worker and instance. A refused
+        registry token is recorded in the audit log, once per request.
         """
+        secret = presented_secret(authorization)
+        kind = secret_kind(secret) if secret is not None else None
         with self.database.read() as session:
             organization = OrganizationRepository(session).get_by_slug(org)
             found = (
@@ -90,34 +112,93 @@ class InstallService:
             )
             if found is not None and found.public:
                 return found
-            secret = presented_secret(authorization)
-            if found is None or secret is None:
+            if secret is None or kind is None:
                 raise InstallUnauthorized()
-            kind = secret_kind(secret)
             if kind is SecretKind.REGISTRY_TOKEN:
-                presented = hash_secret(self.secret_key, secret)
-                token = RegistryTokenRepository(session).get_by_secret_hash(presented)
-                if (
-                    token is not None
-                    and digests_match(token.secret_hash, presented)
-                    and token.registry_id == found.id
-                ):
-                    return found
+                token, refusal = self._check_registry_token(session, secret, found, context)
+        if kind is SecretKind.REGISTRY_TOKEN:
+            if refusal is not None:
+                assert token is not None
+                self._refuse(token, refusal, org, registry, context)
+            if token is None or found is None:
                 raise InstallUnauthorized()
-        if kind is SecretKind.API_ACCESS_TOKEN:
-            try:
-                caller = self.auth.authenticate(f"Bearer {secret}")
-            except AppError:
-                raise InstallUnauthorized() from None
-            with self.database.read() as session:
-                member = OrganizationRepository(session).get_by_slug_for_member(org, caller.user_id)
-            if (
-                Scope.READ_PACKAGES.value in caller.scopes
-                and member is not None
-                and caller.may_act_in(member.id)
-            ):
-                return found
+            self._record_use(token, context)
+            return found
+        if found is not None and self._api_token_may_read(secret, org):
+            return found
         raise InstallUnauthorized()
+
+    def _check_registry_token(
+        self, session: Session, secret: str, registry: Registry | None, context: RequestContext
+    ) -> tuple[RegistryToken | None, Refusal | None]:
+        """The token a secret belongs to, and why it may not be used here (if it may not)."""
+        presented = hash_secret(self.secret_key, secret)
+        tokens = RegistryTokenRepository(session)
+        token = tokens.get_by_secret_hash(presented)
+        retired = None
+        if token is None:
+            retired = tokens.get_retired_secret(presented)
+            token = tokens.get(retired.registry_token_id) if retired is not None else None
+        if token is None:
+            return None, None  # noise: nothing to attribute a record to
+        stored = token.secret_hash if retired is None else retired.secret_hash
+        if not digests_match(stored, presented):
+            return None, None
+        now = self.clock()
+        if token.revoked_at is not None:
+            return token, Refusal.REVOKED
+        if retired is not None and now >= retired.valid_until:
+            return token, Refusal.ROTATED_OUT
+        if registry is None or token.registry_id != registry.id:
+            return token, Refusal.WRONG_REGISTRY
+        if token.expires_at is not None and now >= token.expires_at:
+            return token, Refusal.EXPIRED
+        if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
+            return token, Refusal.IP_NOT_ALLOWED
+        return token, None
+
+    def _refuse(
+        self,
+        token: RegistryToken,
+        reason: Refusal,
+        org: str,
+        registry: str,
+        context: RequestContext,
+    ) -> NoReturn:
+        with self.database.write() as session:
+            refused = RegistryTokenRepository(session).get(token.id)
+            if refused is not None:  # its registry may have been deleted meanwhile
+                record(
+                    session,
+                    EventType.REGISTRY_TOKEN_USE_REFUSED,
+                    refused,
+                    Actor("registry_token", refused.id, refused.description),
+                    context,
+                    {"reason": reason.value, "requested_registry": f"{org}/{registry}"},
+                )
+        raise InstallUnauthorized()
+
+    def _record_use(self, token: RegistryToken, context: RequestContext) -> None:
+        """Last use, written at most once per interval so installs rarely write at all."""
+        now = self.clock()
+        not_since = now - self.usage_interval
+        if token.last_used_at is not None and token.last_used_at >= not_since:
+            return
+        with self.database.write() as session:
+            RegistryTokenRepository(session).record_use(
+                token.id, truncate_to_millisecond(now), context.client_ip, not_since
+            )
+
+    def _api_token_may_read(self, secret: str, org: str) -> bool:
+        try:
+            caller = self.auth.authenticate(f"Bearer {secret}")
+        except AppError:
+            return False
+        if Scope.READ_PACKAGES.value not in caller.scopes:
+            return False
+        with self.database.read() as session:
+            member = OrganizationRepository(session).get_by_slug_for_member(org, caller.user_id)
+        return member is not None and caller.may_act_in(member.id)
 
     def projects(self, registry: Registry) -> list[str]:
         with self.database.read() as session:

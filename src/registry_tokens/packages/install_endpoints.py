@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from packaging.utils import canonicalize_name
 
+from registry_tokens.audit.service import RequestContext
 from registry_tokens.kit.errors import AppError
-from registry_tokens.kit.http import error_responses, services
+from registry_tokens.kit.http import error_responses, request_context, services
 from registry_tokens.packages.install import (
     SIMPLE_JSON,
     choose_media_type,
@@ -34,9 +35,10 @@ def authorized_registry(
     org: str,
     registry: str,
     app: Annotated[Services, Depends(services)],
+    context: Annotated[RequestContext, Depends(request_context)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Registry:
-    return app.install.authorize(org, registry, authorization)
+    return app.install.authorize(org, registry, authorization, context)
 
 
 RegistryDep = Annotated[Registry, Depends(authorized_registry)]

@@ -1,6 +1,6 @@
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from registry_tokens.packages.models import Package
@@ -20,45 +20,10 @@ class PackageRepository:
             select(Package).where(Package.registry_id == registry_id, Package.filename == filename)
         )
 
-    def window(
-        self,
-        registry_id: uuid.UUID,
-        *,
-        name: str | None,
-        before: uuid.UUID | None,
-        after: uuid.UUID | None,
-        limit: int,
-    ) -> list[Package]:
-        """Newest first by id (UUIDv7: creation order). ``after``: older than that id;
-        ``before``: newer than it (fetched oldest-first, then reversed)."""
+    def listing(self, registry_id: uuid.UUID, project: str | None) -> Select[Package]:
+        """The registry's packages (of one project, if given), for cursor pagination."""
         query = select(Package).where(Package.registry_id == registry_id)
-        if name is not None:
-            query = query.where(Package.project == name)
-        if before is not None:
-            rows = self.session.scalars(
-                query.where(Package.id > before).order_by(Package.id.asc()).limit(limit)
-            )
-            return list(rows)[::-1]
-        if after is not None:
-            query = query.where(Package.id < after)
-        return list(self.session.scalars(query.order_by(Package.id.desc()).limit(limit)))
-
-    def exists_beyond(
-        self,
-        registry_id: uuid.UUID,
-        name: str | None,
-        *,
-        newer_than: uuid.UUID | None = None,
-        older_than: uuid.UUID | None = None,
-    ) -> bool:
-        query = select(Package.id).where(Package.registry_id == registry_id)
-        if name is not None:
-            query = query.where(Package.project == name)
-        if newer_than is not None:
-            query = query.where(Package.id > newer_than)
-        if older_than is not None:
-            query = query.where(Package.id < older_than)
-        return self.session.scalar(query.limit(1)) is not None
+        return query if project is None else query.where(Package.project == project)
 
     def files_of_project(self, registry_id: uuid.UUID, project: str) -> list[Package]:
         return list(

@@ -2,6 +2,7 @@ import uuid
 
 from pydantic import BaseModel
 
+from registry_tokens.kit.cursor import CursorLinks
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.schemas import OrganizationRef
@@ -42,15 +43,8 @@ class PackageOut(ResponseModel):
         )
 
 
-class PackageLinks(BaseModel):
-    self: str
-    first: str
-    prev: str | None
-    next: str | None
-
-
 class PackageList(BaseModel):
     """Buildkite's cursor-paginated list: ``items`` newest first, and ``links``."""
 
     items: list[PackageOut]
-    links: PackageLinks
+    links: CursorLinks

@@ -1,7 +1,6 @@
 """Publishing, listing, reading and deleting packages through the Packages API."""
 
 import uuid
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
@@ -10,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
+from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.ids import new_id
 from registry_tokens.packages.metadata import BadDistribution, read_distribution
@@ -19,15 +19,6 @@ from registry_tokens.packages.storage import FileStore, StagedFile
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.service import Ecosystem, visible_registry
 from registry_tokens.users.repository import UserRepository
-
-
-@dataclass(frozen=True)
-class PackageWindow:
-    """One page of a cursor-paginated list, and whether pages lie beyond it."""
-
-    items: list[Package]
-    has_newer: bool
-    has_older: bool
 
 
 class PackageService:
@@ -101,38 +92,14 @@ class PackageService:
             return _existing(PackageRepository(session), found.id, package_id)
 
     def list(
-        self,
-        caller: Caller,
-        org: str,
-        registry: str,
-        *,
-        name: str | None,
-        before: str | None,
-        after: str | None,
-        per_page: int,
-    ) -> PackageWindow:
+        self, caller: Caller, org: str, registry: str, *, name: str | None, cursor: Cursor
+    ) -> Window[Package]:
         caller.require(Scope.READ_PACKAGES)
-        before_id, after_id = _cursor(before, "before"), _cursor(after, "after")
-        project = _project(name) if name is not None else None
+        project = canonicalize_name(name) if name is not None else None
         with self.database.read() as session:
             found = visible_registry(session, caller, org, registry)
-            packages = PackageRepository(session)
-            items = packages.window(
-                found.id, name=project, before=before_id, after=after_id, limit=per_page
-            )
-            if not items:
-                return PackageWindow(
-                    items=[],
-                    has_newer=after_id is not None
-                    and packages.exists_beyond(found.id, project, newer_than=after_id),
-                    has_older=before_id is not None
-                    and packages.exists_beyond(found.id, project, older_than=before_id),
-                )
-            return PackageWindow(
-                items=items,
-                has_newer=packages.exists_beyond(found.id, project, newer_than=items[0].id),
-                has_older=packages.exists_beyond(found.id, project, older_than=items[-1].id),
-            )
+            query = PackageRepository(session).listing(found.id, project)
+            return fetch_window(session, query, Package.id, cursor)
 
     def delete(self, caller: Caller, org: str, registry: str, package_id: str) -> None:
         caller.require(Scope.DELETE_PACKAGES)
@@ -163,19 +130,6 @@ def _publishable(registry: Registry) -> Registry:
 
 def _already_published(filename: str) -> AppError:
     return AppError(f"{filename} is already published in this registry", 409)
-
-
-def _project(name: str) -> str:
-    return canonicalize_name(name)
-
-
-def _cursor(value: str | None, parameter: str) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise AppError(f"Validation failed: {parameter} is not a valid cursor", 422) from None
 
 
 def _existing(packages: PackageRepository, registry_id: uuid.UUID, package_id: str) -> Package:

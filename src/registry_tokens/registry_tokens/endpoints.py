@@ -1,19 +1,27 @@
 """The Registry tokens API, as Buildkite specifies it. Handlers only translate HTTP."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
+from registry_tokens.audit.service import RequestContext
 from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.http import JsonRoute, current_caller, error_responses, services
+from registry_tokens.kit.http import (
+    JsonRoute,
+    current_caller,
+    error_responses,
+    request_context,
+    services,
+)
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
-from registry_tokens.kit.validation import OMITTED
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
     RegistryTokenCreated,
     RegistryTokenOut,
+    RegistryTokenRotate,
     RegistryTokenUpdate,
 )
+from registry_tokens.registry_tokens.service import TokenChanges
 from registry_tokens.services import Services
 
 router = APIRouter(
@@ -24,6 +32,7 @@ router = APIRouter(
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 ServicesDep = Annotated[Services, Depends(services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
 _READ = error_responses(401, 403, 404, 422, 503)
 _WRITE = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
 _LINK_HEADER = {
@@ -44,9 +53,14 @@ _LINK_HEADER = {
     responses=_WRITE,
 )
 def create_registry_token(
-    org: str, registry: str, body: RegistryTokenCreate, caller: CallerDep, app: ServicesDep
+    org: str,
+    registry: str,
+    body: RegistryTokenCreate,
+    caller: CallerDep,
+    app: ServicesDep,
+    context: ContextDep,
 ) -> RegistryTokenCreated:
-    created = app.registry_tokens.create(caller, org, registry, body.description)
+    created = app.registry_tokens.create(caller, org, registry, body.changes(), context)
     return RegistryTokenCreated.of_new(created.token, created.secret, app.urls)
 
 
@@ -67,8 +81,12 @@ def list_registry_tokens(
     response: Response,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     per_page: Annotated[int, Query(ge=1, le=2**31 - 1)] = DEFAULT_PER_PAGE,
+    state: Annotated[
+        Literal["active", "expired"] | None,
+        Query(description="Only tokens that have not expired yet, or only expired ones."),
+    ] = None,
 ) -> list[RegistryTokenOut]:
-    found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page))
+    found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page), state)
     link = found.link_header(app.urls.registry_tokens(org, registry))
     if link is not None:
         response.headers["Link"] = link
@@ -96,12 +114,11 @@ def update_registry_token(
     id: str,
     caller: CallerDep,
     app: ServicesDep,
+    context: ContextDep,
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
 ) -> RegistryTokenOut:
-    description = (
-        body.description if body is not None and "description" in body.model_fields_set else OMITTED
-    )
-    token = app.registry_tokens.update(caller, org, registry, id, description)
+    changes = body.changes() if body is not None else TokenChanges()
+    token = app.registry_tokens.update(caller, org, registry, id, changes, context)
     return RegistryTokenOut.of(token, app.urls)
 
 
@@ -118,8 +135,8 @@ for method, operation_id in (
         methods=[method],
         operation_id=operation_id,
         summary=f"Update a registry token ({method})",
-        description="Required scope: `write_registries`. A body without `description` "
-        "changes nothing. The secret is never included.",
+        description="Required scope: `write_registries`. Fields left out stay as they "
+        "are (`{}` changes nothing). The secret is never included.",
         response_model=RegistryTokenOut,
         responses=_WRITE,
     )
@@ -134,7 +151,36 @@ for method, operation_id in (
     responses={200: {"description": "Deleted; the body is empty"}, **_READ},
 )
 def delete_registry_token(
-    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep, context: ContextDep
 ) -> Response:
-    app.registry_tokens.delete(caller, org, registry, id)
+    app.registry_tokens.delete(caller, org, registry, id, context)
     return Response(status_code=200)
+
+
+@router.post(
+    "/{id}/rotate",
+    operation_id="rotateRegistryToken",
+    summary="Rotate a registry token's secret",
+    description="Required scope: `write_registries`. Returns the same token (id, "
+    "description, expiry, CIDRs) with a new secret as `token`, shown once. The old secret "
+    "keeps working for `grace_period_seconds` (0 to 604800, default 0), so a fleet can roll "
+    "over without failed installs; after that its use is refused and recorded.",
+    response_model=RegistryTokenCreated,
+    responses=_WRITE,
+)
+def rotate_registry_token(
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    app: ServicesDep,
+    context: ContextDep,
+    body: Annotated[RegistryTokenRotate | None, Body()] = None,
+) -> RegistryTokenCreated:
+    grace = (
+        body.grace_period_seconds
+        if body is not None and "grace_period_seconds" in body.model_fields_set
+        else None
+    )
+    rotated = app.registry_tokens.rotate(caller, org, registry, id, grace, context)
+    return RegistryTokenCreated.of_new(rotated.token, rotated.secret, app.urls)

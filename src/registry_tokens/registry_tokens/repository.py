@@ -1,56 +1,94 @@
 import uuid
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry_tokens.kit.pagination import PageRequest
-from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 
 
 class RegistryTokenRepository:
+    """Registry tokens; "live" ones are those not revoked (deleted or reported leaked)."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, registry_id: uuid.UUID, token_id: uuid.UUID) -> RegistryToken | None:
+    def get_live(self, registry_id: uuid.UUID, token_id: uuid.UUID) -> RegistryToken | None:
         return self.session.scalar(
             select(RegistryToken).where(
-                RegistryToken.registry_id == registry_id, RegistryToken.id == token_id
+                RegistryToken.registry_id == registry_id,
+                RegistryToken.id == token_id,
+                RegistryToken.revoked_at.is_(None),
             )
         )
 
     def get_by_secret_hash(self, secret_hash: bytes) -> RegistryToken | None:
+        """The token whose current secret this is, live or revoked."""
         return self.session.scalar(
             select(RegistryToken).where(RegistryToken.secret_hash == secret_hash)
         )
 
-    def page(self, registry_id: uuid.UUID, request: PageRequest) -> list[RegistryToken]:
+    def get_retired_secret(self, secret_hash: bytes) -> RetiredSecret | None:
+        return self.session.get(RetiredSecret, secret_hash)
+
+    def get(self, token_id: uuid.UUID) -> RegistryToken | None:
+        return self.session.get(RegistryToken, token_id)
+
+    def page(
+        self, registry_id: uuid.UUID, request: PageRequest, state: ColumnElement[bool] | None
+    ) -> list[RegistryToken]:
         """Newest first; the id breaks ties within a millisecond so pages never overlap."""
         return list(
             self.session.scalars(
-                select(RegistryToken)
-                .where(RegistryToken.registry_id == registry_id)
+                self._live(registry_id, state)
                 .order_by(RegistryToken.created_at.desc(), RegistryToken.id.desc())
                 .limit(request.per_page)
                 .offset(request.offset)
             )
         )
 
-    def count(self, registry_id: uuid.UUID) -> int:
-        return (
-            self.session.scalar(
-                select(func.count()).where(RegistryToken.registry_id == registry_id)
-            )
-            or 0
+    def count(self, registry_id: uuid.UUID, state: ColumnElement[bool] | None) -> int:
+        counted = self._live(registry_id, state).with_only_columns(func.count())
+        return self.session.scalar(counted) or 0
+
+    def _live(
+        self, registry_id: uuid.UUID, state: ColumnElement[bool] | None
+    ) -> Select[RegistryToken]:
+        query = select(RegistryToken).where(
+            RegistryToken.registry_id == registry_id, RegistryToken.revoked_at.is_(None)
         )
+        return query if state is None else query.where(state)
+
+    @staticmethod
+    def active_at(moment: datetime) -> ColumnElement[bool]:
+        return or_(RegistryToken.expires_at.is_(None), RegistryToken.expires_at > moment)
+
+    @staticmethod
+    def expired_at(moment: datetime) -> ColumnElement[bool]:
+        return RegistryToken.expires_at <= moment
 
     def add(self, token: RegistryToken) -> None:
         self.session.add(token)
         self.session.flush()
 
-    def delete(self, registry_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+    def add_retired_secret(self, retired: RetiredSecret) -> None:
+        self.session.add(retired)
+        self.session.flush()
+
+    def record_use(
+        self, token_id: uuid.UUID, moment: datetime, address: str | None, not_since: datetime
+    ) -> bool:
+        """Stamps the token as used unless a use since ``not_since`` is already stamped.
+
+        One conditional UPDATE: however many workers race, at most one writes per interval.
+        """
         result = self.session.execute(
-            delete(RegistryToken).where(
-                RegistryToken.registry_id == registry_id, RegistryToken.id == token_id
+            update(RegistryToken)
+            .where(
+                RegistryToken.id == token_id,
+                or_(RegistryToken.last_used_at.is_(None), RegistryToken.last_used_at < not_since),
             )
+            .values(last_used_at=moment, last_used_ip=address)
         )
         return bool(getattr(result, "rowcount", 0))

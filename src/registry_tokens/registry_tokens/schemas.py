@@ -3,49 +3,98 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from registry_tokens.kit.ids import graphql_id
+from registry_tokens.kit.network import MAX_CIDRS
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
 from registry_tokens.organizations.schemas import OrganizationRef
 from registry_tokens.registries.schemas import RegistryRef
 from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.service import (
+    DESCRIPTION_MAX_LENGTH,
+    MAX_GRACE_PERIOD_SECONDS,
+    TokenChanges,
+)
 from registry_tokens.users.schemas import UserOut
 
-DESCRIPTION_MAX_LENGTH = 255
-
-# The request bodies are documented here and checked in the service (kit.validation), so
-# that every client gets Buildkite's wording; unknown fields are ignored for forward
-# compatibility with newer clients.
-_DESCRIPTION_SCHEMA: dict[str, JsonValue] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": DESCRIPTION_MAX_LENGTH,
-    "pattern": NON_BLANK_TEXT_PATTERN,
-    "description": "Description of the token: not blank, at most 255 characters.",
-    "examples": ["Usher"],
+# The request bodies are documented here and checked in the service, so that every client
+# gets Buildkite's wording; unknown fields are ignored for forward compatibility.
+_PROPERTIES: dict[str, JsonValue] = {
+    "description": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": DESCRIPTION_MAX_LENGTH,
+        "pattern": NON_BLANK_TEXT_PATTERN,
+        "description": "Description of the token: not blank, at most 255 characters.",
+        "examples": ["Usher"],
+    },
+    "expires_at": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "When the token stops working (ISO 8601 with a time zone, in the "
+        "future). `null` on update removes the expiry.",
+        "examples": ["2030-01-01T00:00:00Z"],
+    },
+    "allowed_cidrs": {
+        "type": ["array", "null"],
+        "items": {"type": "string", "examples": ["10.0.0.0/8"]},
+        "maxItems": MAX_CIDRS,
+        "description": "IPv4/IPv6 networks installs may come from; `null` or `[]`: anywhere.",
+    },
 }
 
 
+def _body_schema(*, required: list[str]) -> dict[str, JsonValue]:
+    return {"properties": _PROPERTIES, "required": list(required)}
+
+
 class RegistryTokenCreate(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "properties": {"description": _DESCRIPTION_SCHEMA},
-            "required": ["description"],
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_body_schema(required=["description"]))
 
     description: object = Field(default=None)
+    expires_at: object = Field(default=None)
+    allowed_cidrs: object = Field(default=None)
+
+    def changes(self) -> TokenChanges:
+        return _changes(self)
 
 
 class RegistryTokenUpdate(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"properties": {"description": _DESCRIPTION_SCHEMA}}
-    )
+    model_config = ConfigDict(json_schema_extra=_body_schema(required=[]))
 
     description: object = Field(default=None)
+    expires_at: object = Field(default=None)
+    allowed_cidrs: object = Field(default=None)
+
+    def changes(self) -> TokenChanges:
+        return _changes(self)
+
+
+class RegistryTokenRotate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "properties": {
+                "grace_period_seconds": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": MAX_GRACE_PERIOD_SECONDS,
+                    "description": "How long the old secret keeps working (default 0).",
+                }
+            }
+        }
+    )
+
+    grace_period_seconds: object = Field(default=None)
+
+
+def _changes(body: BaseModel) -> TokenChanges:
+    """Only the fields the client sent: an explicit ``null`` differs from leaving one out."""
+    return TokenChanges(**{name: getattr(body, name) for name in body.model_fields_set})
 
 
 class RegistryTokenOut(ResponseModel):
+    """The seed's keys in the seed's order, then (after them) our additions."""
+
     id: uuid.UUID
     graphql_id: str
     description: str
@@ -54,6 +103,10 @@ class RegistryTokenOut(ResponseModel):
     created_by: UserOut
     organization: OrganizationRef
     registry: RegistryRef
+    expires_at: Timestamp | None
+    allowed_cidrs: list[str] | None
+    last_used_at: Timestamp | None
+    last_used_ip: str | None
 
     @classmethod
     def of(cls, token: RegistryToken, urls: Urls) -> "RegistryTokenOut":
@@ -61,7 +114,7 @@ class RegistryTokenOut(ResponseModel):
 
 
 class RegistryTokenCreated(RegistryTokenOut):
-    """The create response: the only time the secret is ever shown."""
+    """The create and rotate responses: the only times a secret is ever shown."""
 
     token: str = Field(description="The registry token's secret. Shown once; store it now.")
 
@@ -82,4 +135,8 @@ def _fields(token: RegistryToken, urls: Urls) -> dict[str, object]:
         "created_by": UserOut.of(token.created_by),
         "organization": OrganizationRef.of(organization, urls),
         "registry": RegistryRef.of(registry, urls),
+        "expires_at": token.expires_at,
+        "allowed_cidrs": token.allowed_cidrs,
+        "last_used_at": token.last_used_at,
+        "last_used_ip": token.last_used_ip,
     }

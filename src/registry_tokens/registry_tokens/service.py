@@ -1,39 +1,64 @@
-"""Registry tokens: the five operations of the spec, with their authorization."""
+"""Registry tokens: the spec's five operations plus rotation, with authorization, limits
+and the audit log."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from registry_tokens.audit.service import EventType, RequestContext, record, user_actor
 from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
-from registry_tokens.kit.errors import NotFound, ValidationFailed
+from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
+from registry_tokens.kit.network import MAX_CIDRS, parse_networks
 from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.kit.secrets import SecretKind, generate_secret, hash_secret
-from registry_tokens.kit.timestamps import utcnow
+from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.kit.validation import OMITTED, text_problem
 from registry_tokens.registries.service import visible_registry
-from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 from registry_tokens.registry_tokens.repository import RegistryTokenRepository
-from registry_tokens.registry_tokens.schemas import DESCRIPTION_MAX_LENGTH
 from registry_tokens.users.repository import UserRepository
+
+DESCRIPTION_MAX_LENGTH = 255
+MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
+STATES = ("active", "expired")
+
+
+@dataclass(frozen=True)
+class TokenChanges:
+    """Fields a create or update request sent; ``OMITTED`` for those it left out."""
+
+    description: object = OMITTED
+    expires_at: object = OMITTED
+    allowed_cidrs: object = OMITTED
 
 
 @dataclass(frozen=True)
 class CreatedRegistryToken:
     token: RegistryToken
-    secret: str  # shown once in the create response, never stored
+    secret: str  # shown once in the create (or rotate) response, never stored
 
 
 class RegistryTokenService:
-    def __init__(self, database: Database, secret_key: bytes) -> None:
+    def __init__(
+        self, database: Database, secret_key: bytes, clock: Callable[[], datetime]
+    ) -> None:
         self.database = database
         self.secret_key = secret_key
+        self.clock = clock
 
     def create(
-        self, caller: Caller, org: str, registry: str, description: object
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        changes: TokenChanges,
+        context: RequestContext,
     ) -> CreatedRegistryToken:
         caller.require(Scope.WRITE_REGISTRIES)
-        checked_description = _description(description)
+        fields = self._checked(changes, creating=True)
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
@@ -41,25 +66,48 @@ class RegistryTokenService:
             assert creator is not None  # memberships and tokens cascade with their user
             token = RegistryToken(
                 package_registry=found_registry,
-                description=checked_description,
                 secret_hash=hash_secret(self.secret_key, secret),
                 created_by=creator,
+                **fields,
             )
             token.updated_at = token.created_at
             RegistryTokenRepository(session).add(token)
+            record(
+                session,
+                EventType.REGISTRY_TOKEN_CREATED,
+                token,
+                user_actor(session, caller),
+                context,
+                _described(fields),
+            )
         return CreatedRegistryToken(token=token, secret=secret)
 
     def list(
-        self, caller: Caller, org: str, registry: str, request: PageRequest
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        request: PageRequest,
+        state: str | None = None,
     ) -> Page[RegistryToken]:
         caller.require(Scope.READ_REGISTRIES)
+        if state is not None and state not in STATES:
+            raise ValidationFailed([FieldProblem("state", "invalid", "must be active or expired")])
+        now = self.clock()
+        condition = (
+            None
+            if state is None
+            else RegistryTokenRepository.active_at(now)
+            if state == "active"
+            else RegistryTokenRepository.expired_at(now)
+        )
         with self.database.read() as session:
             found_registry = visible_registry(session, caller, org, registry)
             tokens = RegistryTokenRepository(session)
             return Page(
-                items=tokens.page(found_registry.id, request),
+                items=tokens.page(found_registry.id, request, condition),
                 request=request,
-                total=tokens.count(found_registry.id),
+                total=tokens.count(found_registry.id, condition),
             )
 
     def get(self, caller: Caller, org: str, registry: str, token_id: str) -> RegistryToken:
@@ -69,51 +117,183 @@ class RegistryTokenService:
             return _existing(RegistryTokenRepository(session), found_registry.id, token_id)
 
     def update(
-        self, caller: Caller, org: str, registry: str, token_id: str, description: object
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        token_id: str,
+        changes: TokenChanges,
+        context: RequestContext,
     ) -> RegistryToken:
-        """Changes what the body names; an absent ``description`` leaves it as it is."""
+        """Changes the fields the body names; those left out stay as they are."""
         caller.require(Scope.WRITE_REGISTRIES)
-        new_description = None if description is OMITTED else _description(description)
+        fields = self._checked(changes, creating=False)
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
             token = _existing(RegistryTokenRepository(session), found_registry.id, token_id)
-            if new_description is not None and new_description != token.description:
-                token.description = new_description
-                token.updated_at = utcnow()
+            changed = {
+                name: value for name, value in fields.items() if getattr(token, name) != value
+            }
+            if changed:
+                for name, value in changed.items():
+                    setattr(token, name, value)
+                token.updated_at = self.clock()
+                record(
+                    session,
+                    EventType.REGISTRY_TOKEN_UPDATED,
+                    token,
+                    user_actor(session, caller),
+                    context,
+                    {"changed": sorted(changed), **_described(changed)},
+                )
         return token
 
-    def delete(self, caller: Caller, org: str, registry: str, token_id: str) -> None:
-        """Deletes the token: from this commit on, its secret authenticates nothing."""
+    def rotate(
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        token_id: str,
+        grace_period_seconds: object,
+        context: RequestContext,
+    ) -> CreatedRegistryToken:
+        """A new secret for the same token; the old one keeps working for the grace period."""
+        caller.require(Scope.WRITE_REGISTRIES)
+        grace = _grace_period(grace_period_seconds)
+        secret = generate_secret(SecretKind.REGISTRY_TOKEN)
+        now = self.clock()
+        with self.database.write() as session:
+            found_registry = visible_registry(session, caller, org, registry)
+            tokens = RegistryTokenRepository(session)
+            token = _existing(tokens, found_registry.id, token_id)
+            tokens.add_retired_secret(
+                RetiredSecret(
+                    secret_hash=token.secret_hash,
+                    registry_token_id=token.id,
+                    retired_at=now,
+                    valid_until=now + timedelta(seconds=grace),
+                )
+            )
+            token.secret_hash = hash_secret(self.secret_key, secret)
+            token.updated_at = now
+            record(
+                session,
+                EventType.REGISTRY_TOKEN_ROTATED,
+                token,
+                user_actor(session, caller),
+                context,
+                {"grace_period_seconds": grace},
+            )
+        return CreatedRegistryToken(token=token, secret=secret)
+
+    def delete(
+        self, caller: Caller, org: str, registry: str, token_id: str, context: RequestContext
+    ) -> None:
+        """Revokes the token: from this commit on, no secret of it authenticates anything."""
         caller.require(Scope.WRITE_REGISTRIES)
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
-            parsed = _parse_id(token_id)
-            if parsed is None or not RegistryTokenRepository(session).delete(
-                found_registry.id, parsed
-            ):
-                raise NotFound("registry token")
+            token = _existing(RegistryTokenRepository(session), found_registry.id, token_id)
+            token.revoked_at = self.clock()
+            token.revoked_reason = "deleted"
+            record(
+                session,
+                EventType.REGISTRY_TOKEN_DELETED,
+                token,
+                user_actor(session, caller),
+                context,
+            )
+
+    def _checked(self, changes: TokenChanges, *, creating: bool) -> dict[str, object]:
+        """The fields to store, validated; every problem reported at once."""
+        problems: list[FieldProblem] = []
+        fields: dict[str, object] = {}
+        if changes.description is not OMITTED or creating:
+            description = None if changes.description is OMITTED else changes.description
+            problem = text_problem("description", description, max_length=DESCRIPTION_MAX_LENGTH)
+            if problem is None:
+                fields["description"] = description
+            else:
+                problems.append(problem)
+        if changes.expires_at is not OMITTED:
+            try:
+                fields["expires_at"] = _expiry(changes.expires_at, self.clock())
+            except ValueError as exc:
+                problems.append(FieldProblem("expires_at", "invalid", str(exc)))
+        if changes.allowed_cidrs is not OMITTED:
+            try:
+                fields["allowed_cidrs"] = _cidrs(changes.allowed_cidrs)
+            except ValueError as exc:
+                problems.append(FieldProblem("allowed_cidrs", "invalid", str(exc)))
+        if problems:
+            raise ValidationFailed(problems)
+        return fields
 
 
-def _description(value: object) -> str:
-    problem = text_problem("description", value, max_length=DESCRIPTION_MAX_LENGTH)
-    if problem is not None:
-        raise ValidationFailed([problem])
-    assert isinstance(value, str)
+def _expiry(value: object, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. Z or +00:00")
+    moment = truncate_to_millisecond(moment.astimezone(UTC))
+    if moment <= now:
+        raise ValueError("must be in the future")
+    return moment
+
+
+def _cidrs(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError('must be a list of CIDRs, e.g. ["10.0.0.0/8", "2001:db8::/32"]')
+    if len(value) > MAX_CIDRS:
+        raise ValueError(f"may hold at most {MAX_CIDRS} CIDRs")
+    networks = [str(network) for network in parse_networks(value)]
+    return list(dict.fromkeys(networks)) or None
+
+
+def _grace_period(value: object) -> int:
+    if value is OMITTED or value is None:
+        return 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_GRACE_PERIOD_SECONDS
+    ):
+        raise ValidationFailed(
+            [
+                FieldProblem(
+                    "grace_period_seconds",
+                    "invalid",
+                    f"must be a whole number of seconds from 0 to {MAX_GRACE_PERIOD_SECONDS}",
+                )
+            ]
+        )
     return value
 
 
-def _parse_id(token_id: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(token_id)
-    except ValueError:
-        return None
+def _described(fields: dict[str, object]) -> dict[str, object]:
+    """What an audit event keeps of a change: values, in their wire form, never secrets."""
+    described: dict[str, object] = {}
+    for name, value in fields.items():
+        described[name] = value.isoformat() if isinstance(value, datetime) else value
+    return described
 
 
 def _existing(
     tokens: RegistryTokenRepository, registry_id: uuid.UUID, token_id: str
 ) -> RegistryToken:
-    parsed = _parse_id(token_id)
-    token = tokens.get(registry_id, parsed) if parsed is not None else None
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        raise NotFound("registry token") from None
+    token = tokens.get_live(registry_id, parsed)
     if token is None:
         raise NotFound("registry token")
     return token

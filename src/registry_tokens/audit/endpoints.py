@@ -1,0 +1,48 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from registry_tokens.audit.schemas import AuditEventList, AuditEventOut
+from registry_tokens.audit.service import EventFilters, EventType
+from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.cursor import Cursor, cursor_links
+from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from registry_tokens.services import Services
+
+router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=["Audit log"])
+
+
+@router.get(
+    "",
+    operation_id="listAuditEvents",
+    summary="List audit events of the organization's registry tokens",
+    description="Required scope: `read_registries`. Newest first; filter by `registry` "
+    "(slug), `token` (id) and `event_type`; page with the `before` / `after` cursors in "
+    "`links`. Events: " + ", ".join(f"`{e.value}`" for e in EventType) + ".",
+    response_model=AuditEventList,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+def list_audit_events(
+    org: str,
+    caller: Annotated[Caller, Depends(current_caller)],
+    app: Annotated[Services, Depends(services)],
+    registry: Annotated[str | None, Query(max_length=100)] = None,
+    token: Annotated[str | None, Query(max_length=64)] = None,
+    event_type: Annotated[EventType | None, Query()] = None,
+    before: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
+) -> AuditEventList:
+    filters = EventFilters(
+        registry=registry, token=token, event_type=event_type.value if event_type else None
+    )
+    window = app.audit.list(caller, org, filters, Cursor.parse(before, after, per_page))
+    return AuditEventList(
+        items=[AuditEventOut.of(event) for event in window.items],
+        links=cursor_links(
+            app.urls.audit_events(org),
+            window,
+            {"registry": registry, "token": token, "event_type": filters.event_type},
+        ),
+    )

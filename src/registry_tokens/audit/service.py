@@ -1,0 +1,134 @@
+"""Recording audit events (inside the transaction of the change they describe) and
+listing them."""
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry_tokens.audit.models import AuditEvent
+from registry_tokens.auth.caller import Caller
+from registry_tokens.auth.scopes import Scope
+from registry_tokens.db import Database
+from registry_tokens.kit.cursor import Cursor, Window, fetch_window
+from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
+from registry_tokens.organizations.service import visible_organization
+from registry_tokens.registries.repository import RegistryRepository
+from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.users.repository import UserRepository
+
+
+class EventType(StrEnum):
+    """Buildkite's names where Buildkite has one, ours for what it does not do."""
+
+    REGISTRY_TOKEN_CREATED = "REGISTRY_TOKEN_CREATED"
+    REGISTRY_TOKEN_UPDATED = "REGISTRY_TOKEN_UPDATED"
+    REGISTRY_TOKEN_DELETED = "REGISTRY_TOKEN_DELETED"
+    REGISTRY_TOKEN_ROTATED = "REGISTRY_TOKEN_ROTATED"
+    REGISTRY_TOKEN_USE_REFUSED = "REGISTRY_TOKEN_USE_REFUSED"
+    REGISTRY_TOKEN_LEAK_REPORTED = "REGISTRY_TOKEN_LEAK_REPORTED"
+
+
+class Refusal(StrEnum):
+    """Why a registry token was refused at install time (``data.reason``)."""
+
+    EXPIRED = "expired"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    REVOKED = "revoked"
+    WRONG_REGISTRY = "wrong_registry"
+    ROTATED_OUT = "rotated_out"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where a request came from, as the audit log records it."""
+
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str  # "user", "registry_token" or "secret_scanner"
+    id: uuid.UUID | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    registry: str | None = None
+    token: str | None = None
+    event_type: str | None = None
+
+
+def user_actor(session: Session, caller: Caller) -> Actor:
+    user = UserRepository(session).get(caller.user_id)
+    return Actor("user", caller.user_id, user.name if user else None)
+
+
+def record(
+    session: Session,
+    event_type: EventType,
+    token: RegistryToken,
+    actor: Actor,
+    context: RequestContext,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Adds an event about ``token`` to the session's transaction: it commits with the
+    change it describes, or not at all."""
+    registry = token.package_registry
+    event = AuditEvent(
+        organization_id=registry.organization_id,
+        event_type=event_type.value,
+        registry_id=registry.id,
+        registry_slug=registry.slug,
+        registry_token_id=token.id,
+        subject_name=token.description,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_name=actor.name,
+        client_ip=context.client_ip,
+        user_agent=context.user_agent[:512] if context.user_agent else None,
+        data=data or {},
+    )
+    session.add(event)
+    return event
+
+
+class AuditService:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def list(
+        self, caller: Caller, org: str, filters: EventFilters, cursor: Cursor
+    ) -> Window[AuditEvent]:
+        caller.require(Scope.READ_REGISTRIES)
+        with self.database.read() as session:
+            organization = visible_organization(session, caller, org)
+            query = select(AuditEvent).where(AuditEvent.organization_id == organization.id)
+            if filters.registry is not None:
+                registry = RegistryRepository(session).get_by_slug(
+                    organization.id, filters.registry
+                )
+                if registry is None:
+                    raise NotFound("registry")
+                query = query.where(AuditEvent.registry_id == registry.id)
+            if filters.token is not None:
+                try:
+                    token_id = uuid.UUID(filters.token)
+                except ValueError:
+                    raise ValidationFailed(
+                        [FieldProblem("token", "invalid", "is not a registry token id")]
+                    ) from None
+                query = query.where(AuditEvent.registry_token_id == token_id)
+            if filters.event_type is not None:
+                if filters.event_type not in {e.value for e in EventType}:
+                    known = ", ".join(e.value for e in EventType)
+                    raise ValidationFailed(
+                        [FieldProblem("event_type", "invalid", f"must be one of: {known}")]
+                    )
+                query = query.where(AuditEvent.event_type == filters.event_type)
+            return fetch_window(session, query, AuditEvent.id, cursor)

@@ -1,0 +1,61 @@
+"""Client addresses and CIDR allow-lists.
+
+The client address is the socket's peer, unless that peer is a proxy the operator trusts
+(``REGISTRY_TOKENS_TRUSTED_PROXIES``): then ``X-Forwarded-For`` is read from the right,
+skipping trusted proxies, and the first address that is not one is the client. A client
+cannot forge its way past an allow-list by sending the header itself.
+"""
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_CIDRS = 100
+
+
+def parse_address(value: str) -> Address | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:192.0.2.1 is 192.0.2.1
+    return address
+
+
+def parse_networks(values: Iterable[str]) -> list[Network]:
+    """Networks from strings; raises ``ValueError`` naming the first bad one."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address or CIDR") from exc
+    return networks
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[Network]
+) -> str | None:
+    address = parse_address(peer) if peer else None
+    if address is None:
+        return None
+    if forwarded_for and _within(address, trusted_proxies):
+        for hop in reversed(forwarded_for.split(",")):
+            candidate = parse_address(hop)
+            if candidate is None:
+                break  # a malformed hop: trust nothing further left
+            address = candidate
+            if not _within(candidate, trusted_proxies):
+                break
+    return str(address)
+
+
+def address_allowed(address: str | None, cidrs: Sequence[str]) -> bool:
+    parsed = parse_address(address) if address else None
+    return parsed is not None and _within(parsed, parse_networks(cidrs))
+
+
+def _within(address: Address, networks: Sequence[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)

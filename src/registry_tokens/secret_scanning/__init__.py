@@ -1,0 +1,1 @@
+"""Leak response: reports of tokens found in public, in GitHub's secret scanning form."""

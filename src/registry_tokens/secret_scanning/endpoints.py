@@ -1,0 +1,64 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from registry_tokens.audit.service import RequestContext
+from registry_tokens.kit.http import error_responses, request_context, services
+from registry_tokens.services import Services
+
+router = APIRouter(prefix="/secret-scanning", tags=["Secret scanning"])
+
+
+class ReportAnswer(BaseModel):
+    token_hash: str
+    token_type: str
+    label: str
+
+
+_REPORT_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["token"],
+        "properties": {
+            "token": {"type": "string"},
+            "type": {"type": "string"},
+            "url": {"type": "string"},
+            "source": {"type": "string"},
+        },
+    },
+}
+
+
+@router.post(
+    "/github",
+    operation_id="reportLeakedTokens",
+    summary="Report tokens found in public (GitHub secret scanning partner form)",
+    description="Signed with ECDSA (P-256, SHA-256) by a key listed in "
+    "`REGISTRY_TOKENS_SECRET_SCANNING_KEYS_FILE`. Each live token reported is revoked at "
+    "once and recorded in the audit log; the answer says, per token, whether it was live "
+    "(`true_positive`) or not (`false_positive`).",
+    response_model=list[ReportAnswer],
+    responses=error_responses(400, 401, 404, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _REPORT_SCHEMA}},
+        }
+    },
+)
+async def report_leaked_tokens(
+    request: Request,
+    app: Annotated[Services, Depends(services)],
+    context: Annotated[RequestContext, Depends(request_context)],
+    github_public_key_identifier: Annotated[str | None, Header()] = None,
+    github_public_key_signature: Annotated[str | None, Header()] = None,
+) -> list[dict[str, str]]:
+    body = await request.body()
+    await run_in_threadpool(
+        app.secret_scanning.verify, body, github_public_key_identifier, github_public_key_signature
+    )
+    # The database work is synchronous: keep it off the event loop.
+    return await run_in_threadpool(app.secret_scanning.report, body, context)
