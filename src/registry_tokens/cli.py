@@ -71,6 +71,9 @@ def serve(
     settings = Settings()
     services = Services.build(settings)
     migrate.upgrade(services.database)
+    swept = services.packages.sweep_orphans()
+    if swept:
+        typer.echo(f"removed {swept} package files that no package owned (left by a crash)")
     services.database.dispose()
     if settings.secret_key is None:
         # Workers must share one key: create it (if new) before they start, and hand it down.
