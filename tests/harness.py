@@ -59,6 +59,7 @@ class ServerProcess:
             secret_key=self.env["REGISTRY_TOKENS_SECRET_KEY"],
             api_url=self.base_url,
             web_url=self.env["REGISTRY_TOKENS_WEB_URL"],
+            package_storage_dir=Path(self.env["REGISTRY_TOKENS_PACKAGE_STORAGE_DIR"]),
         )
 
     def start(self, *extra_args: str) -> None:
@@ -148,6 +149,7 @@ def running_server(
         "REGISTRY_TOKENS_RATE_LIMIT_PER_ORGANIZATION": "0",
         "REGISTRY_TOKENS_RATE_LIMIT_PER_USER": "0",
         "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT": "0",
+        "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(workdir / "packages"),
         **(env or {}),
     }
     server = ServerProcess(base_url, full_env, workdir / "server.log", database_url)
