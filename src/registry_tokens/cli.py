@@ -86,6 +86,9 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         server_header=False,
+        # uvicorn would believe X-Forwarded-For from loopback by default; whose header is
+        # believed is decided by REGISTRY_TOKENS_TRUSTED_PROXIES alone (kit/network.py).
+        proxy_headers=False,
     )
 
 
