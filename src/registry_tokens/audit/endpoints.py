@@ -1,3 +1,4 @@
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -28,7 +29,7 @@ def list_audit_events(
     caller: Annotated[Caller, Depends(current_caller)],
     app: Annotated[Services, Depends(services)],
     registry: Annotated[str | None, Query(max_length=100)] = None,
-    token: Annotated[str | None, Query(max_length=64)] = None,
+    token: Annotated[uuid.UUID | None, Query(description="A registry token's id")] = None,
     event_type: Annotated[EventType | None, Query()] = None,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
@@ -37,12 +38,13 @@ def list_audit_events(
     filters = EventFilters(
         registry=registry, token=token, event_type=event_type.value if event_type else None
     )
+    token_filter = str(token) if token else None
     window = app.audit.list(caller, org, filters, Cursor.parse(before, after, per_page))
     return AuditEventList(
         items=[AuditEventOut.of(event) for event in window.items],
         links=cursor_links(
             app.urls.audit_events(org),
             window,
-            {"registry": registry, "token": token, "event_type": filters.event_type},
+            {"registry": registry, "token": token_filter, "event_type": filters.event_type},
         ),
     )

@@ -60,7 +60,7 @@ class Actor:
 @dataclass(frozen=True)
 class EventFilters:
     registry: str | None = None
-    token: str | None = None
+    token: uuid.UUID | None = None
     event_type: str | None = None
 
 
@@ -117,13 +117,7 @@ class AuditService:
                     raise NotFound("registry")
                 query = query.where(AuditEvent.registry_id == registry.id)
             if filters.token is not None:
-                try:
-                    token_id = uuid.UUID(filters.token)
-                except ValueError:
-                    raise ValidationFailed(
-                        [FieldProblem("token", "invalid", "is not a registry token id")]
-                    ) from None
-                query = query.where(AuditEvent.registry_token_id == token_id)
+                query = query.where(AuditEvent.registry_token_id == filters.token)
             if filters.event_type is not None:
                 if filters.event_type not in {e.value for e in EventType}:
                     known = ", ".join(e.value for e in EventType)

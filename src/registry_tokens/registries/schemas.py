@@ -68,7 +68,12 @@ class RegistryOut(ResponseModel):
         )
 
 
-_TEXT: dict[str, JsonValue] = {"type": ["string", "null"]}
+# Optional text: null clears it; a string must not be blank (the same rule as names).
+_TEXT: dict[str, JsonValue] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "pattern": NON_BLANK_TEXT_PATTERN,
+}
 
 
 def _registry_request_schema(*, creating: bool) -> dict[str, JsonValue]:

@@ -75,10 +75,10 @@ class RegistryTokenRotate(BaseModel):
         json_schema_extra={
             "properties": {
                 "grace_period_seconds": {
-                    "type": "integer",
+                    "type": ["integer", "null"],
                     "minimum": 0,
                     "maximum": MAX_GRACE_PERIOD_SECONDS,
-                    "description": "How long the old secret keeps working (default 0).",
+                    "description": "How long the old secret keeps working (absent or `null`: 0).",
                 }
             }
         }

@@ -261,6 +261,8 @@ def _cidrs(value: object) -> list[str] | None:
 def _grace_period(value: object) -> int:
     if value is OMITTED or value is None:
         return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 60.0 is 60: JSON (and JSON Schema's "integer") can't tell them apart
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
