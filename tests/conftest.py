@@ -32,3 +32,26 @@ def tenant(seeder: Seeder) -> Tenant:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def package_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of the package tests' own, so that their checks of its package directory
+    (nothing stored by a refused upload, files gone after a delete) see only their files."""
+    workdir = tmp_path_factory.mktemp("package-server")
+    storage = workdir / "packages"
+    with running_server(
+        workdir, env={"REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(storage)}
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def package_seeder(package_server: ServerProcess) -> Seeder:
+    return Seeder(package_server)
+
+
+@pytest.fixture
+def package_client(package_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=package_server.base_url, timeout=60) as http:
+        yield http

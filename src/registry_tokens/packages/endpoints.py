@@ -1,23 +1,61 @@
 """The Packages API (publish, list, get, delete) for Python registries."""
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from registry_tokens.auth.caller import Caller
 from registry_tokens.kit.cursor import Cursor, cursor_links
+from registry_tokens.kit.errors import FieldProblem, ValidationFailed
 from registry_tokens.kit.http import current_caller, error_responses, services
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from registry_tokens.packages.schemas import PackageList, PackageOut
 from registry_tokens.services import Services
 
+CallerDep = Annotated[Caller, Depends(current_caller)]
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+class UploadRoute(APIRoute):
+    """Multipart uploads: a missing or non-file ``file`` field is a 422 naming the field.
+
+    The generic handler would call any bad body of a non-JSON request "not JSON" (415),
+    which misleads a client that sent a form without the file.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def upload_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                if any(
+                    tuple(error.get("loc", ()))[:2] == ("body", "file") for error in exc.errors()
+                ):
+                    raise ValidationFailed(
+                        [
+                            FieldProblem(
+                                "file",
+                                "missing",
+                                "can't be blank: send the wheel or sdist as the multipart "
+                                "form field `file`",
+                            )
+                        ]
+                    ) from exc
+                raise
+
+        return upload_handler
+
+
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
     tags=["Packages"],
+    route_class=UploadRoute,
 )
-
-CallerDep = Annotated[Caller, Depends(current_caller)]
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 @router.post(

@@ -43,6 +43,23 @@ class Distribution:
         return canonicalize_name(self.name)
 
 
+def distribution_identity(filename: str) -> tuple[object, ...]:
+    """What a file name says the file is: two spellings of one wheel or sdist are equal.
+
+    Wheels: project, version, build tag and compatibility tags; sdists: project and
+    version. ``hello_pkg-1.0-py3-none-any.whl`` and ``Hello_Pkg-1.0.0-py3-none-any.whl``
+    are one file to pip, so a registry must not hold both.
+    """
+    try:
+        if filename.endswith(".whl"):
+            return ("wheel", *parse_wheel_filename(filename))
+        if filename.endswith(".tar.gz"):
+            return ("sdist", *parse_sdist_filename(filename))
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        pass
+    return ("file", filename)
+
+
 def read_distribution(path: Path, filename: str) -> Distribution:
     """The metadata of the wheel or sdist at ``path``, uploaded as ``filename``."""
     if "/" in filename or "\\" in filename or filename.startswith("."):

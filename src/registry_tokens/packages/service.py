@@ -12,7 +12,11 @@ from registry_tokens.db import Database
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.ids import new_id
-from registry_tokens.packages.metadata import BadDistribution, read_distribution
+from registry_tokens.packages.metadata import (
+    BadDistribution,
+    distribution_identity,
+    read_distribution,
+)
 from registry_tokens.packages.models import Package
 from registry_tokens.packages.repository import PackageRepository
 from registry_tokens.packages.storage import FileStore, StagedFile
@@ -57,6 +61,10 @@ class PackageService:
                 packages = PackageRepository(session)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
+                identity = distribution_identity(filename)
+                for existing in packages.files_of_project(found.id, distribution.project):
+                    if distribution_identity(existing.filename) == identity:
+                        raise _already_published(filename, existing.filename)
                 uploader = UserRepository(session).get(caller.user_id)
                 assert uploader is not None
                 package = Package(
@@ -128,8 +136,9 @@ def _publishable(registry: Registry) -> Registry:
     return registry
 
 
-def _already_published(filename: str) -> AppError:
-    return AppError(f"{filename} is already published in this registry", 409)
+def _already_published(filename: str, as_filename: str | None = None) -> AppError:
+    spelled = f" as {as_filename}" if as_filename and as_filename != filename else ""
+    return AppError(f"{filename} is already published in this registry{spelled}", 409)
 
 
 def _existing(packages: PackageRepository, registry_id: uuid.UUID, package_id: str) -> Package:

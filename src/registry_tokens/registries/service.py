@@ -198,12 +198,14 @@ def _checked(changes: RegistryChanges, *, creating: bool) -> dict[str, object]:
     problems: list[FieldProblem] = []
     fields: dict[str, object] = {}
 
-    def text(field: str, value: object, max_length: int, *, required: bool) -> None:
+    def text(
+        field: str, value: object, max_length: int, *, required: bool, nullable: bool = True
+    ) -> None:
         if value is OMITTED:
             if required:
                 problems.append(FieldProblem(field, "missing", "can't be blank"))
             return
-        if value is None and not required:
+        if value is None and nullable:
             fields[field] = None
             return
         problem = validation.text_problem(field, value, max_length=max_length)
@@ -212,11 +214,12 @@ def _checked(changes: RegistryChanges, *, creating: bool) -> dict[str, object]:
         else:
             fields[field] = value
 
-    text("name", changes.name, NAME_MAX, required=creating)
+    # An update may leave the name out, never clear it: every registry has one.
+    text("name", changes.name, NAME_MAX, required=creating, nullable=False)
     if changes.ecosystem is OMITTED:
         if creating:
             problems.append(FieldProblem("ecosystem", "missing", "can't be blank"))
-    elif changes.ecosystem not in {e.value for e in Ecosystem}:
+    elif not isinstance(changes.ecosystem, str) or changes.ecosystem not in set(Ecosystem):
         known = ", ".join(e.value for e in Ecosystem)
         problems.append(FieldProblem("ecosystem", "invalid", f"must be one of: {known}"))
     elif not creating:
