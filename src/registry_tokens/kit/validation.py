@@ -6,8 +6,12 @@ from enum import Enum
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
 
 # At least one character that is not whitespace, and no NUL (PostgreSQL cannot store it).
-# The same expression is published in the OpenAPI document, so fuzzers and we agree.
-NON_BLANK_TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# The same expression is published in the OpenAPI document. Whitespace is spelled out (the
+# union of what Python and ECMAScript call \s): the two engines disagree on \s itself.
+_WHITESPACE = (
+    r"\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+NON_BLANK_TEXT_PATTERN = rf"^[^\x00]*[^{_WHITESPACE}\x00][^\x00]*$"
 _NON_BLANK_TEXT = re.compile(NON_BLANK_TEXT_PATTERN)
 _ORGANIZATION_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _REGISTRY_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
