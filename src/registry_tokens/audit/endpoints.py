@@ -1,15 +1,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from registry_tokens.audit.schemas import AuditEventList, AuditEventOut
 from registry_tokens.audit.service import EventFilters, EventType
-from registry_tokens.auth.caller import Caller
 from registry_tokens.kit.cursor import Cursor, cursor_links
-from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.http import error_responses
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.services import Services
+from registry_tokens.kit.routes import CallerDep, ServicesDep
 
 router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=["Audit log"])
 
@@ -26,8 +25,8 @@ router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=
 )
 def list_audit_events(
     org: str,
-    caller: Annotated[Caller, Depends(current_caller)],
-    app: Annotated[Services, Depends(services)],
+    caller: CallerDep,
+    app: ServicesDep,
     registry: Annotated[str | None, Query(max_length=100)] = None,
     token: Annotated[uuid.UUID | None, Query(description="A registry token's id")] = None,
     event_type: Annotated[EventType | None, Query()] = None,

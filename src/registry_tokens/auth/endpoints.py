@@ -1,16 +1,10 @@
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Response
-
-from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.schemas import AccessTokenOut
-from registry_tokens.kit.http import current_caller, error_responses, services
-from registry_tokens.services import Services
+from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.routes import CallerDep, ServicesDep
 
 router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
-
-CallerDep = Annotated[Caller, Depends(current_caller)]
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 @router.get(

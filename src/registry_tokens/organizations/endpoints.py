@@ -1,11 +1,8 @@
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.routes import CallerDep, ServicesDep
 from registry_tokens.organizations.schemas import OrganizationOut
-from registry_tokens.services import Services
 
 router = APIRouter(prefix="/v2/organizations", tags=["Organizations"])
 
@@ -21,7 +18,7 @@ router = APIRouter(prefix="/v2/organizations", tags=["Organizations"])
 )
 def get_organization(
     org: str,
-    caller: Annotated[Caller, Depends(current_caller)],
-    app: Annotated[Services, Depends(services)],
+    caller: CallerDep,
+    app: ServicesDep,
 ) -> OrganizationOut:
     return OrganizationOut.of(app.organizations.get(caller, org), app.urls)

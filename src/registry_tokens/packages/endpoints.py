@@ -3,20 +3,16 @@
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from registry_tokens.auth.caller import Caller
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
-from registry_tokens.kit.http import current_caller, error_responses, services
+from registry_tokens.kit.http import error_responses
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from registry_tokens.kit.routes import CallerDep, ServicesDep
 from registry_tokens.packages.schemas import PackageList, PackageOut
-from registry_tokens.services import Services
-
-CallerDep = Annotated[Caller, Depends(current_caller)]
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 class UploadRoute(APIRoute):

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from packaging.utils import canonicalize_name
 
-from registry_tokens.audit.service import RequestContext
 from registry_tokens.kit.errors import AppError
-from registry_tokens.kit.http import error_responses, request_context, services
+from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.routes import ContextDep, ServicesDep
 from registry_tokens.packages.install import (
     SIMPLE_JSON,
     choose_media_type,
@@ -16,7 +16,6 @@ from registry_tokens.packages.install import (
     project_page,
 )
 from registry_tokens.registries.models import Registry
-from registry_tokens.services import Services
 
 router = APIRouter(prefix="/{org}/{registry}/pypi", tags=["Install (pip)"])
 
@@ -34,8 +33,8 @@ _ERRORS = error_responses(401, 404, 406, 503)
 def authorized_registry(
     org: str,
     registry: str,
-    app: Annotated[Services, Depends(services)],
-    context: Annotated[RequestContext, Depends(request_context)],
+    app: ServicesDep,
+    context: ContextDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Registry:
     return app.install.authorize(org, registry, authorization, context)
@@ -70,9 +69,7 @@ def _page(content: str, media_type: str) -> Response:
     response_class=Response,
 )
 @router.get("/simple", include_in_schema=False)
-def simple_index(
-    request: Request, registry: RegistryDep, app: Annotated[Services, Depends(services)]
-) -> Response:
+def simple_index(request: Request, registry: RegistryDep, app: ServicesDep) -> Response:
     media_type = _negotiated(request)
     return _page(index_page(app.install.projects(registry), media_type), media_type)
 
@@ -89,7 +86,7 @@ def simple_project(
     request: Request,
     project: str,
     registry: RegistryDep,
-    app: Annotated[Services, Depends(services)],
+    app: ServicesDep,
 ) -> Response:
     normalized = canonicalize_name(project)
     if normalized != project:  # PEP 503: redirect to the normalized name
@@ -114,7 +111,7 @@ def download(
     package_id: str,
     filename: str,
     registry: RegistryDep,
-    app: Annotated[Services, Depends(services)],
+    app: ServicesDep,
 ) -> FileResponse:
     package, path = app.install.file(registry, package_id, filename)
     return FileResponse(

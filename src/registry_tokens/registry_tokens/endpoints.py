@@ -2,18 +2,22 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
-from registry_tokens.audit.service import RequestContext
-from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.http import (
-    JsonRoute,
-    current_caller,
-    error_responses,
-    request_context,
-    services,
+from registry_tokens.kit.http import JsonRoute
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
+from registry_tokens.kit.routes import (
+    PAGED_LIST_RESPONSES,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CallerDep,
+    ContextDep,
+    PageNumber,
+    PerPage,
+    ServicesDep,
+    add_update_routes,
+    set_page_links,
 )
-from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
     RegistryTokenCreated,
@@ -22,25 +26,12 @@ from registry_tokens.registry_tokens.schemas import (
     RegistryTokenUpdate,
 )
 from registry_tokens.registry_tokens.service import TokenChanges
-from registry_tokens.services import Services
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
     tags=["Registry tokens"],
     route_class=JsonRoute,
 )
-
-CallerDep = Annotated[Caller, Depends(current_caller)]
-ServicesDep = Annotated[Services, Depends(services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
-_READ = error_responses(401, 403, 404, 422, 503)
-_WRITE = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
-_LINK_HEADER = {
-    "Link": {
-        "description": 'RFC 8288 links: rel="first", "prev", "next", "last"',
-        "schema": {"type": "string"},
-    }
-}
 
 
 @router.post(
@@ -50,7 +41,7 @@ _LINK_HEADER = {
     description="Required scope: `write_registries`. The response carries the secret as "
     "`token`, shown this once and never again.",
     response_model=RegistryTokenCreated,
-    responses=_WRITE,
+    responses=WRITE_ERRORS,
 )
 def create_registry_token(
     org: str,
@@ -71,7 +62,7 @@ def create_registry_token(
     description="Required scope: `read_registries`. Newest first, paginated with `page` and "
     "`per_page` (default 30; values above 100 mean 100) and a `Link` header.",
     response_model=list[RegistryTokenOut],
-    responses={200: {"headers": _LINK_HEADER}, **error_responses(401, 403, 404, 422, 503)},
+    responses=PAGED_LIST_RESPONSES,
 )
 def list_registry_tokens(
     org: str,
@@ -79,18 +70,15 @@ def list_registry_tokens(
     caller: CallerDep,
     app: ServicesDep,
     response: Response,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=2**31 - 1)] = DEFAULT_PER_PAGE,
+    page: PageNumber = 1,
+    per_page: PerPage = DEFAULT_PER_PAGE,
     state: Annotated[
         Literal["active", "expired"] | None,
         Query(description="Only tokens that have not expired yet, or only expired ones."),
     ] = None,
 ) -> list[RegistryTokenOut]:
     found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page), state)
-    link = found.link_header(app.urls.registry_tokens(org, registry))
-    if link is not None:
-        response.headers["Link"] = link
-    response.headers["Access-Control-Expose-Headers"] = "Link"
+    set_page_links(response, found, app.urls.registry_tokens(org, registry))
     return [RegistryTokenOut.of(token, app.urls) for token in found.items]
 
 
@@ -100,7 +88,7 @@ def list_registry_tokens(
     summary="Get a registry token",
     description="Required scope: `read_registries`. The secret is never included.",
     response_model=RegistryTokenOut,
-    responses=_READ,
+    responses=READ_ERRORS,
 )
 def get_registry_token(
     org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
@@ -122,24 +110,15 @@ def update_registry_token(
     return RegistryTokenOut.of(token, app.urls)
 
 
-# Buildkite documents POST, and go-buildkite v5 sends POST; PATCH and PUT are accepted
-# too, as Buildkite accepts them (the Terraform provider updates with PUT).
-for method, operation_id in (
-    ("POST", "updateRegistryToken"),
-    ("PATCH", "patchRegistryToken"),
-    ("PUT", "putRegistryToken"),
-):
-    router.add_api_route(
-        "/{id}",
-        update_registry_token,
-        methods=[method],
-        operation_id=operation_id,
-        summary=f"Update a registry token ({method})",
-        description="Required scope: `write_registries`. Fields left out stay as they "
-        "are (`{}` changes nothing). The secret is never included.",
-        response_model=RegistryTokenOut,
-        responses=_WRITE,
-    )
+add_update_routes(
+    router,
+    "/{id}",
+    update_registry_token,
+    noun="registry token",
+    description="Required scope: `write_registries`. Fields left out stay as they are "
+    "(`{}` changes nothing). The secret is never included.",
+    response_model=RegistryTokenOut,
+)
 
 
 @router.delete(
@@ -148,7 +127,7 @@ for method, operation_id in (
     summary="Delete a registry token",
     description="Required scope: `write_registries`. The token stops authenticating at once.",
     response_class=Response,
-    responses={200: {"description": "Deleted; the body is empty"}, **_READ},
+    responses={200: {"description": "Deleted; the body is empty"}, **READ_ERRORS},
 )
 def delete_registry_token(
     org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep, context: ContextDep
@@ -166,7 +145,7 @@ def delete_registry_token(
     "keeps working for `grace_period_seconds` (0 to 604800, default 0), so a fleet can roll "
     "over without failed installs; after that its use is refused and recorded.",
     response_model=RegistryTokenCreated,
-    responses=_WRITE,
+    responses=WRITE_ERRORS,
 )
 def rotate_registry_token(
     org: str,

@@ -1,12 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from registry_tokens.audit.service import RequestContext
-from registry_tokens.kit.http import error_responses, request_context, services
-from registry_tokens.services import Services
+from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.routes import ContextDep, ServicesDep
 
 router = APIRouter(prefix="/secret-scanning", tags=["Secret scanning"])
 
@@ -51,8 +50,8 @@ _REPORT_SCHEMA = {
 )
 async def report_leaked_tokens(
     request: Request,
-    app: Annotated[Services, Depends(services)],
-    context: Annotated[RequestContext, Depends(request_context)],
+    app: ServicesDep,
+    context: ContextDep,
     github_public_key_identifier: Annotated[str | None, Header()] = None,
     github_public_key_signature: Annotated[str | None, Header()] = None,
 ) -> list[dict[str, str]]:

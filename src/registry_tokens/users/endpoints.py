@@ -1,10 +1,7 @@
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.http import current_caller, error_responses, services
-from registry_tokens.services import Services
+from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.routes import CallerDep, ServicesDep
 from registry_tokens.users.schemas import UserOut
 
 router = APIRouter(prefix="/v2/user", tags=["User"])
@@ -19,7 +16,7 @@ router = APIRouter(prefix="/v2/user", tags=["User"])
     responses=error_responses(401, 403, 503),
 )
 def get_current_user(
-    caller: Annotated[Caller, Depends(current_caller)],
-    app: Annotated[Services, Depends(services)],
+    caller: CallerDep,
+    app: ServicesDep,
 ) -> UserOut:
     return UserOut.of(app.users.current(caller))
