@@ -59,3 +59,8 @@ class ValidationFailed(AppError):
         message = "Validation failed: " + ", ".join(p.sentence() for p in problems)
         errors = [{"field": p.field, "code": p.code} for p in problems]
         super().__init__(message, 422, extra={"errors": errors})
+
+
+def already_taken(field: str) -> ValidationFailed:
+    """The loser of a uniqueness race, or a plain duplicate: Buildkite's wording."""
+    return ValidationFailed([FieldProblem(field, "already_exists", "has already been taken")])

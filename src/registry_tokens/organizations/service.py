@@ -6,7 +6,11 @@ from sqlalchemy.orm import Session
 from registry_tokens.auth.caller import Caller
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
-from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
+from registry_tokens.kit.errors import (
+    AppError,
+    NotFound,
+    already_taken,
+)
 from registry_tokens.organizations.models import Organization, OrganizationMembership, Role
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.users.repository import UserRepository
@@ -47,11 +51,11 @@ class OrganizationService:
             with self.database.write() as session:
                 repository = OrganizationRepository(session)
                 if repository.get_by_slug(slug) is not None:
-                    raise _slug_taken()
+                    raise already_taken("slug")
                 organization = Organization(slug=slug, name=name)
                 repository.add(organization)
         except IntegrityError as exc:  # a concurrent create won the race
-            raise _slug_taken() from exc
+            raise already_taken("slug") from exc
         return organization
 
     def get_or_create(self, slug: str, name: str | None = None) -> Organization:
@@ -81,7 +85,3 @@ class OrganizationService:
             else:
                 membership.role = role.value
         return membership
-
-
-def _slug_taken() -> ValidationFailed:
-    return ValidationFailed([FieldProblem("slug", "already_exists", "has already been taken")])

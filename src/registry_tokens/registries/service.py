@@ -13,7 +13,7 @@ from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
-from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
+from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed, already_taken
 from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.kit.validation import OMITTED
 from registry_tokens.organizations.models import Organization
@@ -169,7 +169,7 @@ class RegistryService:
         fields.setdefault("slug", _slug_from_name(str(fields["name"])))
         registries = RegistryRepository(session)
         if registries.get_by_slug(organization.id, str(fields["slug"])) is not None:
-            raise _slug_taken()
+            raise already_taken("slug")
         registry = Registry(organization=organization, **fields)
         registries.add(registry)
         return registry
@@ -181,7 +181,7 @@ def _unique_slug() -> Iterator[None]:
     try:
         yield
     except IntegrityError as exc:
-        raise _slug_taken() from exc
+        raise already_taken("slug") from exc
 
 
 def _slug_from_name(name: str) -> str:
@@ -238,7 +238,3 @@ def _checked(changes: RegistryChanges, *, creating: bool) -> dict[str, object]:
     if problems:
         raise ValidationFailed(problems)
     return fields
-
-
-def _slug_taken() -> ValidationFailed:
-    return ValidationFailed([FieldProblem("slug", "already_exists", "has already been taken")])

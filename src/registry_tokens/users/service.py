@@ -6,7 +6,10 @@ from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
-from registry_tokens.kit.errors import FieldProblem, Unauthenticated, ValidationFailed
+from registry_tokens.kit.errors import (
+    Unauthenticated,
+    already_taken,
+)
 from registry_tokens.users.models import User
 from registry_tokens.users.repository import UserRepository
 
@@ -32,18 +35,14 @@ class UserService:
             with self.database.write() as session:
                 users = UserRepository(session)
                 if users.get_by_email(email) is not None:
-                    raise _email_taken()
+                    raise already_taken("email")
                 user = User(name=name, email=email, avatar_url=avatar_url)
                 users.add(user)
         except IntegrityError as exc:
-            raise _email_taken() from exc
+            raise already_taken("email") from exc
         return user
 
     def get_or_create(self, name: str, email: str) -> User:
         with self.database.read() as session:
             existing = UserRepository(session).get_by_email(validation.email_address(email))
         return existing or self.create(name, email)
-
-
-def _email_taken() -> ValidationFailed:
-    return ValidationFailed([FieldProblem("email", "already_exists", "has already been taken")])
