@@ -44,6 +44,7 @@ class Services:
         key = settings.secret_key_bytes
         files = FileStore(settings.package_storage_path)
         auth = AuthService(database, key)
+        rate_limits = RateLimitPolicy.build(settings, database)
         return cls(
             settings=settings,
             database=database,
@@ -61,10 +62,11 @@ class Services:
                 key,
                 clock,
                 timedelta(seconds=settings.usage_write_interval_seconds),
+                rate_limits,
             ),
             audit=AuditService(database),
             secret_scanning=SecretScanningService(
                 database, key, settings.secret_scanning_keys_file, clock
             ),
-            rate_limits=RateLimitPolicy.build(settings, database),
+            rate_limits=rate_limits,
         )

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,7 +63,7 @@ def request_context(request: Request) -> RequestContext:
     return RequestContext(
         client_ip=client_address(
             request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
+            ",".join(request.headers.getlist("x-forwarded-for")) or None,
             settings.trusted_proxy_networks,
         ),
         user_agent=request.headers.get("user-agent"),
@@ -87,6 +87,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The request body is too large",
         415: "The request body is not JSON",
         422: "Validation failed",
+        429: "Rate limited: wait RateLimit-Reset seconds",
         503: "The database is busy; retry shortly",
     }
     return {
@@ -177,6 +178,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
         return error_response(AppError(message, exc.status_code, headers=headers))
+
+    @app.exception_handler(DataError)
+    async def on_unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character in a path or query value, which PostgreSQL refuses in text.
+        return error_response(
+            AppError("The request holds a value that cannot be used (such as a NUL)", 400)
+        )
 
     @app.exception_handler(OperationalError)
     async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:

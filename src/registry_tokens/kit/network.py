@@ -38,18 +38,35 @@ def parse_networks(values: Iterable[str]) -> list[Network]:
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[Network]
 ) -> str | None:
+    """The client's address, or ``None`` when a trusted proxy's header cannot be read.
+
+    ``forwarded_for`` is every ``X-Forwarded-For`` line joined with commas (proxies may
+    append a line rather than extend one). An unreadable hop yields ``None``, which no
+    allow-list admits: failing closed, rather than falling back to the proxy's address.
+    """
     address = parse_address(peer) if peer else None
     if address is None:
         return None
     if forwarded_for and _within(address, trusted_proxies):
         for hop in reversed(forwarded_for.split(",")):
-            candidate = parse_address(hop)
+            candidate = _parse_hop(hop)
             if candidate is None:
-                break  # a malformed hop: trust nothing further left
+                return None
             address = candidate
             if not _within(candidate, trusted_proxies):
                 break
     return str(address)
+
+
+def _parse_hop(hop: str) -> Address | None:
+    """One X-Forwarded-For entry: an address, possibly with a port (``1.2.3.4:80``,
+    ``[2001:db8::1]:80``)."""
+    hop = hop.strip()
+    if hop.startswith("[") and "]" in hop:
+        hop = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        hop = hop.split(":", 1)[0]
+    return parse_address(hop)
 
 
 def address_allowed(address: str | None, cidrs: Sequence[str]) -> bool:

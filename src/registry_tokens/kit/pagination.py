@@ -38,12 +38,12 @@ class Page(Generic[T]):
     def last_page(self) -> int:
         return max(1, -(-self.total // self.request.per_page))
 
-    def link_header(self, base_url: str) -> str | None:
+    def link_header(self, base_url: str, filters: dict[str, str] | None = None) -> str | None:
         """``next``/``last`` while pages follow, ``first``/``prev`` once past the first."""
         page, per_page = self.request.page, self.request.per_page
 
         def link(number: int, rel: str) -> str:
-            query = urlencode({"page": number, "per_page": per_page})
+            query = urlencode({**(filters or {}), "page": number, "per_page": per_page})
             return f'<{base_url}?{query}>; rel="{rel}"'
 
         links = []

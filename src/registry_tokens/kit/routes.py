@@ -19,8 +19,8 @@ PerPage = Annotated[
     int, Query(ge=1, le=2**31 - 1, description="Default 30; values above 100 mean 100.")
 ]
 
-READ_ERRORS = error_responses(401, 403, 404, 422, 503)
-WRITE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
+READ_ERRORS = error_responses(401, 403, 404, 422, 429, 503)
+WRITE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503)
 PAGED_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "headers": {
@@ -34,9 +34,12 @@ PAGED_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def set_page_links(response: Response, page: Page[Any], base_url: str) -> None:
-    """The ``Link`` header of a classic paged list, readable by browsers too."""
-    link = page.link_header(base_url)
+def set_page_links(
+    response: Response, page: Page[Any], base_url: str, filters: dict[str, str | None]
+) -> None:
+    """The ``Link`` header of a classic paged list (keeping its filters), readable by
+    browsers too."""
+    link = page.link_header(base_url, {k: v for k, v in filters.items() if v is not None})
     if link is not None:
         response.headers["Link"] = link
     response.headers["Access-Control-Expose-Headers"] = "Link"

@@ -6,26 +6,33 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
+from registry_tokens.auth.scopes import Scope
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
-from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.http import error_responses, services
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from registry_tokens.kit.routes import CallerDep, ServicesDep
 from registry_tokens.packages.schemas import PackageList, PackageOut
 
 
 class UploadRoute(APIRoute):
-    """Multipart uploads: a missing or non-file ``file`` field is a 422 naming the field.
+    """Multipart uploads: the caller is authorized before a byte of the body is read, and
+    a missing or non-file ``file`` field is a 422 naming the field.
 
-    The generic handler would call any bad body of a non-JSON request "not JSON" (415),
-    which misleads a client that sent a form without the file.
+    FastAPI parses (and spools) a form before any dependency runs, so without the early
+    check anyone could make the server take in bodies of up to the upload limit. And the
+    generic handler would call a bad body of a non-JSON request "not JSON" (415), which
+    misleads a client that sent a form without the file.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def upload_handler(request: Request) -> Response:
+            if request.method == "POST":
+                await run_in_threadpool(_may_publish, request)
             try:
                 return await handler(request)
             except RequestValidationError as exc:
@@ -45,6 +52,11 @@ class UploadRoute(APIRoute):
                 raise
 
         return upload_handler
+
+
+def _may_publish(request: Request) -> None:
+    caller = services(request).auth.authenticate(request.headers.get("authorization"))
+    caller.require(Scope.WRITE_PACKAGES)
 
 
 router = APIRouter(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.packages.models import Package
 from registry_tokens.packages.repository import PackageRepository
 from registry_tokens.packages.storage import FileStore
+from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.repository import RegistryRepository
 from registry_tokens.registry_tokens.models import RegistryToken
@@ -84,7 +86,9 @@ class InstallService:
         secret_key: bytes,
         clock: Callable[[], datetime],
         usage_interval: timedelta,
+        rate_limits: RateLimitPolicy,
     ) -> None:
+        self.rate_limits = rate_limits
         self.database = database
         self.auth = auth
         self.files = files
@@ -103,6 +107,8 @@ class InstallService:
         """
         secret = presented_secret(authorization)
         kind = secret_kind(secret) if secret is not None else None
+        token: RegistryToken | None = None
+        refusal: Refusal | None = None
         with self.database.read() as session:
             organization = OrganizationRepository(session).get_by_slug(org)
             found = (
@@ -112,20 +118,43 @@ class InstallService:
             )
             if found is not None and found.public:
                 return found
-            if secret is None or kind is None:
-                raise InstallUnauthorized()
-            if kind is SecretKind.REGISTRY_TOKEN:
+            if secret is not None and kind is SecretKind.REGISTRY_TOKEN:
                 token, refusal = self._check_registry_token(session, secret, found, context)
-        if kind is SecretKind.REGISTRY_TOKEN:
-            if refusal is not None:
-                assert token is not None
-                self._refuse(token, refusal, org, registry, context)
-            if token is None or found is None:
-                raise InstallUnauthorized()
+        if token is not None and refusal is None and found is not None:
             self._record_use(token, context)
             return found
-        if found is not None and self._api_token_may_read(secret, org):
+        if (
+            secret is not None
+            and kind is SecretKind.API_ACCESS_TOKEN
+            and self._api_token_may_read(secret, org)  # checked first: same work either way
+            and found is not None
+        ):
             return found
+        self._deny(context, token if refusal is not None else None, refusal, org, registry)
+
+    def _deny(
+        self,
+        context: RequestContext,
+        token: RegistryToken | None,
+        reason: Refusal | None,
+        org: str,
+        registry: str,
+    ) -> NoReturn:
+        """401, recorded when a real token was refused. Refusals count against the client's
+        rate limit (successful installs never do), so no one can flood the audit log."""
+        self.rate_limits.for_client(context.client_ip or "unknown")
+        if token is not None and reason is not None:
+            with self.database.write() as session:
+                refused = RegistryTokenRepository(session).get(token.id)
+                if refused is not None:  # its registry may have been deleted meanwhile
+                    record(
+                        session,
+                        EventType.REGISTRY_TOKEN_USE_REFUSED,
+                        refused,
+                        Actor("registry_token", refused.id, refused.description),
+                        context,
+                        {"reason": reason.value, "requested_registry": f"{org}/{registry}"},
+                    )
         raise InstallUnauthorized()
 
     def _check_registry_token(
@@ -156,27 +185,6 @@ class InstallService:
         if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
             return token, Refusal.IP_NOT_ALLOWED
         return token, None
-
-    def _refuse(
-        self,
-        token: RegistryToken,
-        reason: Refusal,
-        org: str,
-        registry: str,
-        context: RequestContext,
-    ) -> NoReturn:
-        with self.database.write() as session:
-            refused = RegistryTokenRepository(session).get(token.id)
-            if refused is not None:  # its registry may have been deleted meanwhile
-                record(
-                    session,
-                    EventType.REGISTRY_TOKEN_USE_REFUSED,
-                    refused,
-                    Actor("registry_token", refused.id, refused.description),
-                    context,
-                    {"reason": reason.value, "requested_registry": f"{org}/{registry}"},
-                )
-        raise InstallUnauthorized()
 
     def _record_use(self, token: RegistryToken, context: RequestContext) -> None:
         """Last use, written at most once per interval so installs rarely write at all."""
@@ -269,7 +277,7 @@ def index_page(projects: list[str], media_type: str) -> str:
 
 def project_page(project: str, files: list[ProjectFile], media_type: str) -> str:
     def url(file: ProjectFile) -> str:
-        return f"../../files/{file.package_id}/{file.filename}"
+        return f"../../files/{file.package_id}/{quote(file.filename)}"
 
     if media_type == SIMPLE_JSON:
         entries = []

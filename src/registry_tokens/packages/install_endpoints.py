@@ -1,12 +1,14 @@
 """The install side, laid out like Buildkite's packages host: ``/{org}/{registry}/pypi/…``."""
 
+import os
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from packaging.utils import canonicalize_name
 
-from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.http import error_responses
 from registry_tokens.kit.routes import ContextDep, ServicesDep
 from registry_tokens.packages.install import (
@@ -15,6 +17,7 @@ from registry_tokens.packages.install import (
     index_page,
     project_page,
 )
+from registry_tokens.packages.storage import CHUNK
 from registry_tokens.registries.models import Registry
 
 router = APIRouter(prefix="/{org}/{registry}/pypi", tags=["Install (pip)"])
@@ -27,7 +30,7 @@ _HTML_OR_JSON = {
     },
     "description": "PEP 503 HTML or, when asked for, PEP 691 JSON",
 }
-_ERRORS = error_responses(401, 404, 406, 503)
+_ERRORS = error_responses(401, 404, 406, 429, 503)
 
 
 def authorized_registry(
@@ -105,18 +108,34 @@ def simple_project(
         200: {"content": {"application/octet-stream": {}}, "description": "The file"},
         **_ERRORS,
     },
-    response_class=FileResponse,
+    response_class=StreamingResponse,
 )
 def download(
     package_id: str,
     filename: str,
     registry: RegistryDep,
     app: ServicesDep,
-) -> FileResponse:
+) -> StreamingResponse:
     package, path = app.install.file(registry, package_id, filename)
-    return FileResponse(
-        path,
+    try:
+        # Opened before answering: a delete racing this download unlinks the name, but the
+        # open file stays readable to the end, so the client gets all of it or a 404.
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise NotFound("file") from None
+    size = os.fstat(handle.fileno()).st_size
+
+    def chunks() -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
         media_type="application/octet-stream",
-        filename=package.filename,
-        headers={"Cache-Control": "private, no-store"},
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{package.filename}"',
+            "Cache-Control": "private, no-store",
+        },
     )

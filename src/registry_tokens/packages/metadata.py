@@ -6,12 +6,15 @@ any member with an absolute path, a ``..`` component, or (in an sdist) a link or
 refused, since a client unpacking it could write outside its target directory.
 """
 
+import re
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesHeaderParser
 from pathlib import Path, PurePosixPath
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -22,6 +25,10 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 MAX_METADATA_BYTES = 1024 * 1024
+MAX_FIELD_LENGTH = 255  # file names and the metadata fields we store
+# PEP 508 project names, and file names made only of what those and versions use.
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_PLAIN_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 MAX_MEMBERS = 100_000
 # Reading an sdist's member list decompresses it; a small upload must not expand forever.
 MAX_UNCOMPRESSED_BYTES = 4 * 1024 * 1024 * 1024
@@ -62,13 +69,27 @@ def distribution_identity(filename: str) -> tuple[object, ...]:
 
 def read_distribution(path: Path, filename: str) -> Distribution:
     """The metadata of the wheel or sdist at ``path``, uploaded as ``filename``."""
-    if "/" in filename or "\\" in filename or filename.startswith("."):
-        raise BadDistribution(f"{filename!r} is not a plain file name")
+    if not _PLAIN_FILENAME.match(filename) or len(filename) > MAX_FIELD_LENGTH:
+        raise BadDistribution(
+            f"{filename!r} is not a plain file name (letters, digits, '.', '_', '-', '+', "
+            f"'!' only, at most {MAX_FIELD_LENGTH} characters)"
+        )
     if filename.endswith(".whl"):
-        return _read_wheel(path, filename)
-    if filename.endswith(".tar.gz"):
-        return _read_sdist(path, filename)
-    raise BadDistribution("only wheels (.whl) and source distributions (.tar.gz) can be published")
+        reader, kind = _read_wheel, "wheel (zip) archive"
+    elif filename.endswith(".tar.gz"):
+        reader, kind = _read_sdist, "sdist (.tar.gz) archive"
+    else:
+        raise BadDistribution(
+            "only wheels (.whl) and source distributions (.tar.gz) can be published"
+        )
+    try:
+        return reader(path, filename)
+    except BadDistribution:
+        raise
+    except Exception as exc:
+        # Archive readers raise many things on hostile input (RuntimeError for encrypted
+        # zips, NotImplementedError for unknown compression, zlib.error...): all are 4xx.
+        raise BadDistribution(f"the file cannot be read as a valid {kind}") from exc
 
 
 def _check_member_path(name: str) -> None:
@@ -84,14 +105,35 @@ def _check_member_path(name: str) -> None:
 
 def _parse_metadata(raw: bytes, source: str) -> tuple[str, str, str | None]:
     headers = BytesHeaderParser().parsebytes(raw)
-    name, version = headers.get("Name"), headers.get("Version")
+    name, version = _header(headers, "Name"), _header(headers, "Version")
+    requires_python = _header(headers, "Requires-Python")
     if not name or not version:
         raise BadDistribution(f"{source} does not declare a Name and a Version")
+    if not _PROJECT_NAME.match(name):
+        raise BadDistribution(f"{source} declares an invalid project name {name!r}")
     try:
         Version(version)
     except InvalidVersion as exc:
         raise BadDistribution(f"{source} declares an invalid version {version!r}") from exc
-    return str(name).strip(), str(version).strip(), headers.get("Requires-Python")
+    if requires_python is not None:
+        try:
+            SpecifierSet(requires_python)
+        except InvalidSpecifier as exc:
+            raise BadDistribution(
+                f"{source} declares an invalid Requires-Python {requires_python!r}"
+            ) from exc
+    return name, version, requires_python
+
+
+def _header(headers: Message, name: str) -> str | None:
+    """A metadata field as plain, bounded ASCII text (the core metadata fields we keep)."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isascii() or len(text) > MAX_FIELD_LENGTH or "\x00" in text:
+        raise BadDistribution(f"the {name} field is not short ASCII text")
+    return text
 
 
 def _agree(filename: str, name: str, version: str, file_name: str, file_version: Version) -> None:

@@ -64,20 +64,17 @@ class FileStore:
         final = self.path_for(staged.sha256, package_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, final)
-        _fsync_directory(final.parent)
+        # The new name, and any directories just made for it, must survive a power loss.
+        for directory in (final.parent, final.parent.parent, final.parent.parent.parent):
+            _fsync_directory(directory)
         return final
 
     def discard(self, staged: StagedFile) -> None:
         staged.path.unlink(missing_ok=True)
 
     def remove(self, sha256: str, package_id: uuid.UUID) -> None:
-        path = self.path_for(sha256, package_id)
-        path.unlink(missing_ok=True)
-        for directory in (path.parent, path.parent.parent):
-            try:
-                directory.rmdir()
-            except OSError:
-                break  # not empty: other files still live there
+        # Empty directories stay: removing one could race a publish moving a file into it.
+        self.path_for(sha256, package_id).unlink(missing_ok=True)
 
     def open(self, sha256: str, package_id: uuid.UUID) -> BinaryIO:
         return self.path_for(sha256, package_id).open("rb")

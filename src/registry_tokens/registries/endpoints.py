@@ -9,6 +9,7 @@ from registry_tokens.kit.routes import (
     READ_ERRORS,
     WRITE_ERRORS,
     CallerDep,
+    ContextDep,
     PageNumber,
     PerPage,
     ServicesDep,
@@ -56,7 +57,7 @@ def list_registries(
     per_page: PerPage = DEFAULT_PER_PAGE,
 ) -> list[RegistryOut]:
     found = app.registries.list(caller, org, PageRequest.of(page, per_page))
-    set_page_links(response, found, app.urls.registries(org))
+    set_page_links(response, found, app.urls.registries(org), {})
     return [RegistryOut.of(registry, app.urls) for registry in found.items]
 
 
@@ -99,6 +100,8 @@ add_update_routes(
     response_class=Response,
     responses={200: {"description": "Deleted; the body is empty"}, **READ_ERRORS},
 )
-def delete_registry(org: str, registry: str, caller: CallerDep, app: ServicesDep) -> Response:
-    app.registries.delete(caller, org, registry)
+def delete_registry(
+    org: str, registry: str, caller: CallerDep, app: ServicesDep, context: ContextDep
+) -> Response:
+    app.registries.delete(caller, org, registry, context)
     return Response(status_code=200)

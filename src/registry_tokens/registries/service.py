@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry_tokens.audit.service import EventType, RequestContext, record, user_actor
 from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
@@ -23,6 +24,7 @@ from registry_tokens.packages.models import Package
 from registry_tokens.packages.storage import FileStore
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.repository import RegistryRepository
+from registry_tokens.registry_tokens.models import RegistryToken
 
 
 class Ecosystem(StrEnum):
@@ -117,7 +119,13 @@ class RegistryService:
                 setattr(registry, field, value)
         return registry
 
-    def delete(self, caller: Caller, organization_slug: str, registry_slug: str) -> None:
+    def delete(
+        self,
+        caller: Caller,
+        organization_slug: str,
+        registry_slug: str,
+        context: RequestContext,
+    ) -> None:
         """Deletes the registry with its tokens and packages: all unusable from the commit."""
         caller.require(Scope.DELETE_REGISTRIES)
         with self.database.write() as session:
@@ -126,6 +134,21 @@ class RegistryService:
             files = session.execute(
                 select(Package.sha256, Package.id).where(Package.registry_id == registry.id)
             ).all()
+            actor = user_actor(session, caller)
+            live_tokens = session.scalars(
+                select(RegistryToken).where(
+                    RegistryToken.registry_id == registry.id, RegistryToken.revoked_at.is_(None)
+                )
+            )
+            for token in live_tokens:  # the audit log outlives the registry and its tokens
+                record(
+                    session,
+                    EventType.REGISTRY_TOKEN_DELETED,
+                    token,
+                    actor,
+                    context,
+                    {"reason": "registry deleted"},
+                )
             RegistryRepository(session).delete(registry)
         # Only once the rows are gone: a crash before this leaves orphans, never dangling rows.
         for sha256, package_id in files:

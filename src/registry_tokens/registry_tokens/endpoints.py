@@ -78,7 +78,7 @@ def list_registry_tokens(
     ] = None,
 ) -> list[RegistryTokenOut]:
     found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page), state)
-    set_page_links(response, found, app.urls.registry_tokens(org, registry))
+    set_page_links(response, found, app.urls.registry_tokens(org, registry), {"state": state})
     return [RegistryTokenOut.of(token, app.urls) for token in found.items]
 
 

@@ -14,14 +14,18 @@ class RegistryTokenRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get_live(self, registry_id: uuid.UUID, token_id: uuid.UUID) -> RegistryToken | None:
-        return self.session.scalar(
-            select(RegistryToken).where(
-                RegistryToken.registry_id == registry_id,
-                RegistryToken.id == token_id,
-                RegistryToken.revoked_at.is_(None),
-            )
+    def get_live(
+        self, registry_id: uuid.UUID, token_id: uuid.UUID, *, for_update: bool = False
+    ) -> RegistryToken | None:
+        query = select(RegistryToken).where(
+            RegistryToken.registry_id == registry_id,
+            RegistryToken.id == token_id,
+            RegistryToken.revoked_at.is_(None),
         )
+        if for_update:
+            # Lock only the token's row: the joined registry and user are not written.
+            query = query.with_for_update(of=RegistryToken)
+        return self.session.scalar(query)
 
     def get_by_secret_hash(self, secret_hash: bytes) -> RegistryToken | None:
         """The token whose current secret this is, live or revoked."""
@@ -71,6 +75,16 @@ class RegistryTokenRepository:
     def add(self, token: RegistryToken) -> None:
         self.session.add(token)
         self.session.flush()
+
+    def end_grace_periods(self, token_id: uuid.UUID, not_after: datetime) -> None:
+        self.session.execute(
+            update(RetiredSecret)
+            .where(
+                RetiredSecret.registry_token_id == token_id,
+                RetiredSecret.valid_until > not_after,
+            )
+            .values(valid_until=not_after)
+        )
 
     def add_retired_secret(self, retired: RetiredSecret) -> None:
         self.session.add(retired)

@@ -2,9 +2,12 @@
 and the audit log."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from registry_tokens.audit.service import EventType, RequestContext, record, user_actor
 from registry_tokens.auth.caller import Caller
@@ -60,7 +63,7 @@ class RegistryTokenService:
         caller.require(Scope.WRITE_REGISTRIES)
         fields = self._checked(changes, creating=True)
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
-        with self.database.write() as session:
+        with _registry_still_there(), self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
             creator = UserRepository(session).get(caller.user_id)
             assert creator is not None  # memberships and tokens cascade with their user
@@ -130,7 +133,8 @@ class RegistryTokenService:
         fields = self._checked(changes, creating=False)
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
-            token = _existing(RegistryTokenRepository(session), found_registry.id, token_id)
+            tokens = RegistryTokenRepository(session)
+            token = _existing(tokens, found_registry.id, token_id, for_update=True)
             changed = {
                 name: value for name, value in fields.items() if getattr(token, name) != value
             }
@@ -165,13 +169,16 @@ class RegistryTokenService:
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
             tokens = RegistryTokenRepository(session)
-            token = _existing(tokens, found_registry.id, token_id)
+            token = _existing(tokens, found_registry.id, token_id, for_update=True)
+            valid_until = now + timedelta(seconds=grace)
+            # No older secret outlives this rotation's grace: "rotate with 0" cuts all off.
+            tokens.end_grace_periods(token.id, valid_until)
             tokens.add_retired_secret(
                 RetiredSecret(
                     secret_hash=token.secret_hash,
                     registry_token_id=token.id,
                     retired_at=now,
-                    valid_until=now + timedelta(seconds=grace),
+                    valid_until=valid_until,
                 )
             )
             token.secret_hash = hash_secret(self.secret_key, secret)
@@ -193,7 +200,8 @@ class RegistryTokenService:
         caller.require(Scope.WRITE_REGISTRIES)
         with self.database.write() as session:
             found_registry = visible_registry(session, caller, org, registry)
-            token = _existing(RegistryTokenRepository(session), found_registry.id, token_id)
+            tokens = RegistryTokenRepository(session)
+            token = _existing(tokens, found_registry.id, token_id, for_update=True)
             token.revoked_at = self.clock()
             token.revoked_reason = "deleted"
             record(
@@ -230,18 +238,31 @@ class RegistryTokenService:
         return fields
 
 
+@contextmanager
+def _registry_still_there() -> Iterator[None]:
+    """A registry deleted by a concurrent request between our read and our insert."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise NotFound("registry") from exc
+
+
 def _expiry(value: object, now: datetime) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z")
     try:
-        moment = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case "t" and "z"; Python's parser does not.
+        moment = datetime.fromisoformat(value.upper())
     except ValueError:
         raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("must include a time zone, e.g. Z or +00:00")
-    moment = truncate_to_millisecond(moment.astimezone(UTC))
+    try:
+        moment = truncate_to_millisecond(moment.astimezone(UTC))
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError("is out of range") from None
     if moment <= now:
         raise ValueError("must be in the future")
     return moment
@@ -289,13 +310,19 @@ def _described(fields: dict[str, object]) -> dict[str, object]:
 
 
 def _existing(
-    tokens: RegistryTokenRepository, registry_id: uuid.UUID, token_id: str
+    tokens: RegistryTokenRepository,
+    registry_id: uuid.UUID,
+    token_id: str,
+    *,
+    for_update: bool = False,
 ) -> RegistryToken:
+    """A live token of the registry. ``for_update`` locks its row (PostgreSQL), so two
+    concurrent writes to one token take turns instead of both acting on what they read."""
     try:
         parsed = uuid.UUID(token_id)
     except ValueError:
         raise NotFound("registry token") from None
-    token = tokens.get_live(registry_id, parsed)
+    token = tokens.get_live(registry_id, parsed, for_update=for_update)
     if token is None:
         raise NotFound("registry token")
     return token
