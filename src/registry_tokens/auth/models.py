@@ -22,8 +22,9 @@ class ApiAccessToken(IdMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    # Loaded with the token in one query where it matters (ApiAccessTokenRepository).
     organization_limits: Mapped[list["ApiAccessTokenOrganization"]] = relationship(
-        lazy="selectin", cascade="all, delete-orphan"
+        cascade="all, delete-orphan"
     )
 
     @property

@@ -1,7 +1,7 @@
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
 
@@ -11,9 +11,13 @@ class ApiAccessTokenRepository:
         self.session = session
 
     def get_by_secret_hash(self, secret_hash: bytes) -> ApiAccessToken | None:
-        return self.session.scalar(
-            select(ApiAccessToken).where(ApiAccessToken.secret_hash == secret_hash)
+        """The token with its organization limits, in one query (every request asks)."""
+        result = self.session.execute(
+            select(ApiAccessToken)
+            .options(joinedload(ApiAccessToken.organization_limits))
+            .where(ApiAccessToken.secret_hash == secret_hash)
         )
+        return result.unique().scalar_one_or_none()
 
     def get(self, token_id: uuid.UUID) -> ApiAccessToken | None:
         return self.session.get(ApiAccessToken, token_id)

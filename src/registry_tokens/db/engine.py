@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry_tokens.settings import Settings
 
 _IMMEDIATE = "registry_tokens_begin_immediate"
+SQLITE_POOL_SIZE = 40  # AnyIO's default number of worker threads, which run our handlers
 
 
 def create_database_engine(settings: Settings) -> Engine:
@@ -26,6 +27,10 @@ def create_database_engine(settings: Settings) -> Engine:
         engine = create_engine(
             settings.database_url,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+            # SQLite connections are cheap; one for each request thread, so that no
+            # request waits for another to give one back.
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_SIZE,
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine

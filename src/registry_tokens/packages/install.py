@@ -110,12 +110,7 @@ class InstallService:
         token: RegistryToken | None = None
         refusal: Refusal | None = None
         with self.database.read() as session:
-            organization = OrganizationRepository(session).get_by_slug(org)
-            found = (
-                RegistryRepository(session).get_by_slug(organization.id, registry)
-                if organization is not None
-                else None
-            )
+            found = RegistryRepository(session).get_by_slugs(org, registry)
             if found is not None and found.public:
                 return found
             if secret is not None and kind is SecretKind.REGISTRY_TOKEN:

@@ -68,11 +68,14 @@ class RegistryChanges:
 def visible_registry(
     session: Session, caller: Caller, organization_slug: str, registry_slug: str
 ) -> Registry:
-    organization = visible_organization(session, caller, organization_slug)
-    registry = RegistryRepository(session).get_by_slug(organization.id, registry_slug)
-    if registry is None:
-        raise NotFound("registry")
-    return registry
+    """The registry if the caller may see its organization; one query when it exists."""
+    registry = RegistryRepository(session).get_for_member(
+        organization_slug, registry_slug, caller.user_id
+    )
+    if registry is not None and caller.may_act_in(registry.organization_id):
+        return registry
+    visible_organization(session, caller, organization_slug)  # "No organization found"?
+    raise NotFound("registry")
 
 
 class RegistryService:

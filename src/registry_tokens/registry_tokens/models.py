@@ -18,8 +18,9 @@ class RegistryToken(IdMixin, Base):
 
     __tablename__ = "registry_tokens"
     __table_args__ = (
-        # Serves the list endpoint: one registry's tokens, newest first.
-        Index("ix_registry_tokens_registry_id_created_at_id", "registry_id", "created_at", "id"),
+        # Serves the list endpoint (one registry's live tokens, newest first) and its count,
+        # without visiting the rows themselves.
+        Index("ix_registry_tokens_live", "registry_id", "revoked_at", "created_at", "id"),
     )
 
     registry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
