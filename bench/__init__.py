@@ -1,0 +1,1 @@
+"""The benchmark suite of issue 6: run it with bench/run (see bench/README.md)."""
