@@ -142,4 +142,7 @@ def _read_key_file(key_path: Path) -> str:
         if key:
             return key
         time.sleep(0.01)
-    raise SettingsError(f"{key_path} is empty; delete it to generate a new key.")
+    raise SettingsError(
+        f"{key_path} is empty. Restore the key from a backup: deleting the file makes a new "
+        "key, and every token stored under the old one stops working."
+    )
