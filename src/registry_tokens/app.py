@@ -1,7 +1,10 @@
 """Builds the ASGI application: routers, error handlers, middleware."""
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
@@ -35,12 +38,22 @@ shown again: only a keyed hash of it is stored.
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Handlers run in AnyIO's worker threads (40 by default). Past a few, more threads
+        # add no throughput for this CPU-bound work, only GIL contention between them.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = settings.worker_threads
+        yield
+
     app = FastAPI(
         title="registry-tokens",
         version=__version__,
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.services = services or Services.build(settings)
     install_error_handlers(app)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
     redis_retry_after_seconds: float = Field(default=5, ge=0)
     log_level: str = "info"
+    # Threads per process that run request handlers (database work); see app.py.
+    worker_threads: int = Field(default=4, ge=1, le=256)
 
     @property
     def is_sqlite(self) -> bool:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry_tokens.settings import Settings
 
 _IMMEDIATE = "registry_tokens_begin_immediate"
-SQLITE_POOL_SIZE = 40  # AnyIO's default number of worker threads, which run our handlers
 
 
 def create_database_engine(settings: Settings) -> Engine:
@@ -29,8 +28,8 @@ def create_database_engine(settings: Settings) -> Engine:
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
             # SQLite connections are cheap; one for each request thread, so that no
             # request waits for another to give one back.
-            pool_size=SQLITE_POOL_SIZE,
-            max_overflow=SQLITE_POOL_SIZE,
+            pool_size=settings.worker_threads,
+            max_overflow=settings.worker_threads,
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from registry_tokens.audit.service import RequestContext
 from registry_tokens.auth.caller import Caller
@@ -11,9 +11,20 @@ from registry_tokens.kit.http import current_caller, error_responses, request_co
 from registry_tokens.kit.pagination import MAX_PAGE, Page
 from registry_tokens.services import Services
 
+
+# Async wrappers: FastAPI runs a sync dependency in a worker thread, a hop that costs more
+# than these two lookups do.
+async def _services(request: Request) -> Services:
+    return services(request)
+
+
+async def _request_context(request: Request) -> RequestContext:
+    return request_context(request)
+
+
 CallerDep = Annotated[Caller, Depends(current_caller)]
-ServicesDep = Annotated[Services, Depends(services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(_services)]
+ContextDep = Annotated[RequestContext, Depends(_request_context)]
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PerPage = Annotated[
     int, Query(ge=1, le=2**31 - 1, description="Default 30; values above 100 mean 100.")
