@@ -114,20 +114,10 @@ class RegistryCreate(BaseModel):
         return _changes(self)
 
 
-class RegistryUpdate(BaseModel):
+class RegistryUpdate(RegistryCreate):
     """Fields left out stay as they are; the ecosystem and the slug never change."""
 
     model_config = ConfigDict(json_schema_extra=_registry_request_schema(creating=False))
-
-    name: object = None
-    description: object = None
-    emoji: object = None
-    color: object = None
-    oidc_policy: object = None
-    public: object = None
-
-    def changes(self) -> RegistryChanges:
-        return _changes(self)
 
 
 def _changes(body: BaseModel) -> RegistryChanges:

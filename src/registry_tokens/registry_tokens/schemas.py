@@ -59,15 +59,10 @@ class RegistryTokenCreate(BaseModel):
         return _changes(self)
 
 
-class RegistryTokenUpdate(BaseModel):
+class RegistryTokenUpdate(RegistryTokenCreate):
+    """Every field optional: those left out stay as they are."""
+
     model_config = ConfigDict(json_schema_extra=_body_schema(required=[]))
-
-    description: object = Field(default=None)
-    expires_at: object = Field(default=None)
-    allowed_cidrs: object = Field(default=None)
-
-    def changes(self) -> TokenChanges:
-        return _changes(self)
 
 
 class RegistryTokenRotate(BaseModel):
