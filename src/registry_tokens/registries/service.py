@@ -242,16 +242,14 @@ def _checked(changes: RegistryChanges, *, creating: bool) -> dict[str, object]:
 
     # An update may leave the name out, never clear it: every registry has one.
     text("name", changes.name, NAME_MAX, required=creating, nullable=False)
-    if changes.ecosystem is OMITTED:
-        if creating:
+    if creating:  # on update, like any field the body does not document, it is ignored
+        if changes.ecosystem is OMITTED:
             problems.append(FieldProblem("ecosystem", "missing", "can't be blank"))
-    elif not isinstance(changes.ecosystem, str) or changes.ecosystem not in set(Ecosystem):
-        known = ", ".join(e.value for e in Ecosystem)
-        problems.append(FieldProblem("ecosystem", "invalid", f"must be one of: {known}"))
-    elif not creating:
-        problems.append(FieldProblem("ecosystem", "invalid", "can't be changed"))
-    else:
-        fields["ecosystem"] = changes.ecosystem
+        elif not isinstance(changes.ecosystem, str) or changes.ecosystem not in set(Ecosystem):
+            known = ", ".join(e.value for e in Ecosystem)
+            problems.append(FieldProblem("ecosystem", "invalid", f"must be one of: {known}"))
+        else:
+            fields["ecosystem"] = changes.ecosystem
     text("description", changes.description, DESCRIPTION_MAX, required=False)
     text("emoji", changes.emoji, EMOJI_MAX, required=False)
     text("color", changes.color, COLOR_MAX, required=False)
