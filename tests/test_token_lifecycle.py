@@ -31,6 +31,7 @@ from registry_tokens.packages.install import InstallUnauthorized
 from registry_tokens.registries.models import Registry
 from registry_tokens.services import Services
 from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
+from tests.package_helpers import basic, bearer, simple_path, tokens_path
 
 SEED_KEYS = [
     "id",
@@ -54,24 +55,12 @@ CIDRS = ["192.0.2.0/24", "2001:db8::/32"]
 # --------------------------------------------------------------------------- helpers
 
 
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def basic_value(secret: str) -> str:
-    return "Basic " + base64.b64encode(f"buildkite:{secret}".encode()).decode()
-
-
-def simple_path(org: str, registry: str) -> str:
-    return f"/{org}/{registry}/pypi/simple/"
+    return basic(secret)["Authorization"]
 
 
 def audit_path(org: str) -> str:
     return f"/v2/packages/organizations/{org}/audit-events"
-
-
-def tokens_path(org: str, registry: str) -> str:
-    return f"/v2/packages/organizations/{org}/registries/{registry}/tokens"
 
 
 def ms(moment: datetime) -> datetime:
