@@ -26,7 +26,7 @@ from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.network import address_allowed
-from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
+from registry_tokens.kit.secrets import SecretKind, hash_secret, secret_kind
 from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.packages.models import Package
@@ -156,18 +156,12 @@ class InstallService:
         self, session: Session, secret: str, registry: Registry | None, context: RequestContext
     ) -> tuple[RegistryToken | None, Refusal | None]:
         """The token a secret belongs to, and why it may not be used here (if it may not)."""
-        presented = hash_secret(self.secret_key, secret)
-        tokens = RegistryTokenRepository(session)
-        token = tokens.get_by_secret_hash(presented)
-        retired = None
-        if token is None:
-            retired = tokens.get_retired_secret(presented)
-            token = tokens.get(retired.registry_token_id) if retired is not None else None
-        if token is None:
+        found = RegistryTokenRepository(session).find_by_secret_hash(
+            hash_secret(self.secret_key, secret)
+        )
+        if found is None:
             return None, None  # noise: nothing to attribute a record to
-        stored = token.secret_hash if retired is None else retired.secret_hash
-        if not digests_match(stored, presented):
-            return None, None
+        token, retired = found
         now = self.clock()
         if token.revoked_at is not None:
             return token, Refusal.REVOKED

@@ -5,6 +5,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from registry_tokens.kit.pagination import PageRequest
+from registry_tokens.kit.secrets import digests_match
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 
 
@@ -35,6 +36,21 @@ class RegistryTokenRepository:
 
     def get_retired_secret(self, secret_hash: bytes) -> RetiredSecret | None:
         return self.session.get(RetiredSecret, secret_hash)
+
+    def find_by_secret_hash(
+        self, secret_hash: bytes
+    ) -> tuple[RegistryToken, RetiredSecret | None] | None:
+        """The token a presented secret belongs to, as its current secret (retired: None)
+        or as one a rotation retired; None for a secret no token ever had."""
+        token = self.get_by_secret_hash(secret_hash)
+        retired = None
+        if token is None:
+            retired = self.get_retired_secret(secret_hash)
+            token = self.get(retired.registry_token_id) if retired is not None else None
+        if token is None:
+            return None
+        stored = token.secret_hash if retired is None else retired.secret_hash
+        return (token, retired) if digests_match(stored, secret_hash) else None
 
     def get(self, token_id: uuid.UUID) -> RegistryToken | None:
         return self.session.get(RegistryToken, token_id)

@@ -94,14 +94,10 @@ class SecretScanningService:
                 api_token.revoked_at = now
                 logger.warning("revoked API access token %s: reported leaked", api_token.id)
                 return True
-            tokens = RegistryTokenRepository(session)
-            token = tokens.get_by_secret_hash(presented)
-            retired = None
-            if token is None:
-                retired = tokens.get_retired_secret(presented)
-                token = tokens.get(retired.registry_token_id) if retired is not None else None
-            if token is None:
+            found = RegistryTokenRepository(session).find_by_secret_hash(presented)
+            if found is None:
                 return False
+            token, retired = found
             live = token.revoked_at is None and (token.expires_at is None or now < token.expires_at)
             if retired is not None:
                 # An old secret leaked: end its grace period; the current one is not leaked.
