@@ -40,6 +40,7 @@ API_SCOPES = ("read_registries", "write_registries", "read_packages", "write_pac
 KNOWN_SECRETS = 4
 DAY_MS = 24 * 3600 * 1000
 TOKENS = RegistryToken.metadata.tables["registry_tokens"]
+REGISTRIES = RegistryToken.metadata.tables["registries"]
 COLUMNS = ("id", "created_at", "registry_id", "description", "secret_hash", "created_by_id")
 
 
@@ -196,6 +197,19 @@ def _copy_tokens(settings: Settings, rows: Iterable[dict[str, Any]]) -> int:
     return inserted
 
 
+def bump_token_versions(settings: Settings) -> None:
+    """What the service does with every token it creates: bump the registry's
+    ``tokens_version`` (RegistryTokenRepository.live_tokens_changed), here once for all."""
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                REGISTRIES.update().values(tokens_version=REGISTRIES.c.tokens_version + 1)
+            )
+    finally:
+        engine.dispose()
+
+
 def analyze(settings: Settings) -> None:
     """PostgreSQL: VACUUM ANALYZE after a bulk load, as autovacuum would do on its own a
     little later (so that it does not do it in the middle of a measurement). SQLite: the
@@ -288,6 +302,7 @@ def seed_tokens(
         settings, token_rows(batch, tenant.user_id, settings.secret_key_bytes, rng)
     )
     seconds = time.monotonic() - started
+    bump_token_versions(settings)
     tenant.known_secrets.extend(known.values())
     analyze(settings)
     by_registry = count_by_registry(settings)

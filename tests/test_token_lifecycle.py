@@ -27,8 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from registry_tokens.audit.service import RequestContext
 from registry_tokens.kit.pagination import PageRequest
 from registry_tokens.kit.secrets import SecretKind, generate_secret, secret_kind
-from registry_tokens.packages.install import InstallUnauthorized
-from registry_tokens.registries.models import Registry
+from registry_tokens.packages.install import InstallRegistry, InstallUnauthorized
 from registry_tokens.services import Services
 from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
 from tests.package_helpers import basic, bearer, simple_path, tokens_path
@@ -211,7 +210,7 @@ class InProcess:
 
     def authorize(
         self, org: str, registry: str, secret: str, context: RequestContext = CONTEXT
-    ) -> Registry:
+    ) -> InstallRegistry:
         return self.services.install.authorize(org, registry, basic_value(secret), context)
 
     def refused(

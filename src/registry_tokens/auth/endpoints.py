@@ -15,8 +15,8 @@ router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
     response_model=AccessTokenOut,
     responses=error_responses(401, 503),
 )
-def get_access_token(caller: CallerDep, app: ServicesDep) -> AccessTokenOut:
-    return AccessTokenOut.of(app.auth.current_token(caller))
+async def get_access_token(caller: CallerDep, app: ServicesDep) -> AccessTokenOut:
+    return AccessTokenOut.of(await app.database.run_reads(app.auth.current_token, caller))
 
 
 @router.delete(

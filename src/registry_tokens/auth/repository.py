@@ -1,9 +1,10 @@
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
+from registry_tokens.db.prepared import AnySelect
 
 
 class ApiAccessTokenRepository:
@@ -37,3 +38,23 @@ class ApiAccessTokenRepository:
         ]
         self.session.add(token)
         self.session.flush()
+
+
+def credential_by_secret_hash() -> AnySelect:
+    """For :meth:`Database.prepare`: a token's id, user, scopes, digest and revocation, one
+    row per organization it is limited to (one row, limit ``None``, when unlimited).
+
+    Every API request asks this, so it is one indexed query run on the driver directly.
+    """
+    return (
+        select(
+            ApiAccessToken.id,
+            ApiAccessToken.user_id,
+            ApiAccessToken.scopes,
+            ApiAccessToken.secret_hash,
+            ApiAccessToken.revoked_at,
+            ApiAccessTokenOrganization.organization_id,
+        )
+        .outerjoin(ApiAccessToken.organization_limits)
+        .where(ApiAccessToken.secret_hash == bindparam("secret_hash"))
+    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.models import ApiAccessToken
-from registry_tokens.auth.repository import ApiAccessTokenRepository
+from registry_tokens.auth.repository import ApiAccessTokenRepository, credential_by_secret_hash
 from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
@@ -33,6 +33,7 @@ class AuthService:
     def __init__(self, database: Database, secret_key: bytes) -> None:
         self.database = database
         self.secret_key = secret_key
+        self._credential_by_secret_hash = database.prepare(credential_by_secret_hash())
 
     def authenticate(self, authorization: str | None) -> Caller:
         """The caller a ``Bearer`` API access token stands for, or 401.
@@ -46,20 +47,19 @@ class AuthService:
         if secret_kind(credentials) is not SecretKind.API_ACCESS_TOKEN:
             raise Unauthenticated()
         presented = hash_secret(self.secret_key, credentials)
-        with self.database.read() as session:
-            token = ApiAccessTokenRepository(session).get_by_secret_hash(presented)
-            if (
-                token is None
-                or not digests_match(token.secret_hash, presented)
-                or token.revoked_at is not None
-            ):
-                raise Unauthenticated()
-            return Caller(
-                token_id=token.id,
-                user_id=token.user_id,
-                scopes=frozenset(token.scopes),
-                organization_ids=token.limited_to_organization_ids,
-            )
+        rows = self.database.fetch(self._credential_by_secret_hash, secret_hash=presented)
+        if not rows:
+            raise Unauthenticated()
+        token_id, user_id, scopes, secret_hash, revoked_at, _ = rows[0]
+        if not digests_match(secret_hash, presented) or revoked_at is not None:
+            raise Unauthenticated()
+        limits = frozenset(row[5] for row in rows if row[5] is not None)
+        return Caller(
+            token_id=token_id,
+            user_id=user_id,
+            scopes=frozenset(scopes),
+            organization_ids=limits or None,
+        )
 
     def current_token(self, caller: Caller) -> ApiAccessToken:
         with self.database.read() as session:

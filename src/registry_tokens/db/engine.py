@@ -5,17 +5,23 @@ changes. On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` so that i
 the write lock up front and waits (busy timeout) instead of failing on a lock upgrade.
 """
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry_tokens.db.prepared import AnySelect, PreparedQuery, ReaderConnections, Row
 from registry_tokens.settings import Settings
 
 _IMMEDIATE = "registry_tokens_begin_immediate"
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def create_database_engine(settings: Settings) -> Engine:
@@ -66,6 +72,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_database_engine(settings)
+        self.is_sqlite = settings.is_sqlite
+        self._readers = ReaderConnections(self.engine)
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
@@ -82,9 +90,37 @@ class Database:
         with self._write_sessions() as session, session.begin():
             yield session
 
+    async def run_reads(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs request work that only reads: on SQLite inline on the event loop, else in a
+        worker thread.
+
+        A few indexed reads of a local SQLite file (WAL: readers never wait for writers)
+        take less time than the trip to a worker thread and back, of which FastAPI makes
+        up to three per request for sync code; on PostgreSQL the work waits on the
+        network, which must not hold up the event loop. Work that writes goes to a thread
+        on every backend (:meth:`run_writes`), as it may wait for the write lock.
+        """
+        if self.is_sqlite:
+            return work(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
+
+    @staticmethod
+    async def run_writes(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs request work that may write, in a worker thread (see :meth:`run_reads`)."""
+        return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
+
+    def prepare(self, statement: AnySelect) -> PreparedQuery:
+        """Compiles a hot path's SELECT once (see :mod:`registry_tokens.db.prepared`)."""
+        return PreparedQuery(statement, self.engine.dialect)
+
+    def fetch(self, query: PreparedQuery, **values: Any) -> list[Row]:
+        """Runs a prepared SELECT in a transaction of its own: all its rows, converted."""
+        return self._readers.fetch(query, values)
+
     @property
     def sqlite_path(self) -> Path | None:
         return self.settings.sqlite_path
 
     def dispose(self) -> None:
+        self._readers.close()
         self.engine.dispose()

@@ -38,22 +38,31 @@ def services(request: Request) -> Services:
     return found
 
 
-def current_caller(
+async def current_caller(
     request: Request,
     _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Caller:
     """Authenticates the request and counts it against its rate limits.
 
-    The ``_credentials`` parameter only documents the bearer scheme in OpenAPI.
+    Async, with the database work placed by :meth:`Database.run_reads`: as a sync
+    dependency it would cost a trip to a worker thread on every API request. The
+    ``_credentials`` parameter only documents the bearer scheme in OpenAPI.
     """
     app = services(request)
     try:
-        caller = app.auth.authenticate(request.headers.get("authorization"))
+        caller = await app.database.run_reads(
+            app.auth.authenticate, request.headers.get("authorization")
+        )
     except Unauthenticated:
         address = request_context(request).client_ip or "unknown"
-        _remember_allowance(request, app.rate_limits.for_client(address))
+        allowance = await app.database.run_writes(app.rate_limits.for_client, address)
+        _remember_allowance(request, allowance)
         raise
-    _remember_allowance(request, app.rate_limits.for_caller(caller, request.path_params.get("org")))
+    if app.rate_limits.counts_callers:
+        allowance = await app.database.run_writes(
+            app.rate_limits.for_caller, caller, request.path_params.get("org")
+        )
+        _remember_allowance(request, allowance)
     return caller
 
 
@@ -99,7 +108,7 @@ def error_response(error: AppError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers or None)
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -113,7 +122,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> AppError
         return AppError("Problems parsing JSON: the request body is not valid JSON", 400)
     content_type = request.headers.get("content-type")
     body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
-    if body_errors and content_type is not None and not _is_json(content_type):
+    if body_errors and content_type is not None and not is_json(content_type):
         return AppError("The request body must be JSON (Content-Type: application/json)", 415)
     problems = []
     for error in errors:
@@ -173,33 +182,47 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        headers = dict(exc.headers) if exc.headers else {}
+        response = exception_response(exc)
         if exc.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
-        return error_response(AppError(message, exc.status_code, headers=headers))
+            response.headers["Allow"] = _allowed_methods(request)
+        return response
 
     @app.exception_handler(DataError)
     async def on_unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
+        return exception_response(exc)
+
+    @app.exception_handler(OperationalError)
+    async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+        return exception_response(exc)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        return exception_response(exc)
+
+
+def exception_response(exc: Exception) -> JSONResponse:
+    """The answer to an exception raised while serving a request, logged where it is ours."""
+    if isinstance(exc, AppError):
+        return error_response(exc)
+    if isinstance(exc, StarletteHTTPException):  # e.g. the 413 of BodySizeLimit
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(AppError(message, exc.status_code, headers=headers))
+    if isinstance(exc, DataError):
         # e.g. a NUL character in a path or query value, which PostgreSQL refuses in text.
         return error_response(
             AppError("The request holds a value that cannot be used (such as a NUL)", 400)
         )
-
-    @app.exception_handler(OperationalError)
-    async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+    if isinstance(exc, OperationalError):
         if "locked" in str(exc.orig) or "busy" in str(exc.orig):
             logger.warning("database busy: %s", exc.orig)
             return error_response(
                 AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
             )
-        logger.exception("database error")
+        logger.exception("database error", exc_info=exc)
         return error_response(AppError("Internal server error", 500))
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=exc)
-        return error_response(AppError("Internal server error", 500))
+    logger.exception("unhandled error", exc_info=exc)
+    return error_response(AppError("Internal server error", 500))
 
 
 def _not_json(constant: str) -> NoReturn:

@@ -6,6 +6,7 @@ skipping trusted proxies, and the first address that is not one is the client. A
 cannot forge its way past an allow-list by sending the header itself.
 """
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -14,7 +15,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_CIDRS = 100
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(value: str) -> Address | None:
+    """An address, or None. Memoized: each request parses its peer's (addresses are
+    immutable values; a CI fleet installs from a few hundred of them)."""
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:

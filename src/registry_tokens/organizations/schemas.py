@@ -1,9 +1,19 @@
 import uuid
+from typing import Protocol
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.models import Organization
+
+
+class OrganizationRefFields(Protocol):
+    """What :class:`OrganizationRef` shows: an ``Organization`` row, or a query's view."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def slug(self) -> str: ...
 
 
 class OrganizationRef(ResponseModel):
@@ -15,7 +25,7 @@ class OrganizationRef(ResponseModel):
     web_url: str
 
     @classmethod
-    def of(cls, organization: Organization, urls: Urls) -> "OrganizationRef":
+    def of(cls, organization: "OrganizationRefFields", urls: Urls) -> "OrganizationRef":
         return cls(
             id=organization.id,
             slug=organization.slug,

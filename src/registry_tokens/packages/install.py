@@ -12,13 +12,11 @@ import html
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote
-
-from sqlalchemy.orm import Session
 
 from registry_tokens.audit.service import Actor, EventType, Refusal, RequestContext, record
 from registry_tokens.auth.scopes import Scope
@@ -26,17 +24,18 @@ from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.network import address_allowed
-from registry_tokens.kit.secrets import SecretKind, hash_secret, secret_kind
+from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
 from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.packages.models import Package
-from registry_tokens.packages.repository import PackageRepository
+from registry_tokens.packages.repository import PackageRepository, install_project_files
 from registry_tokens.packages.storage import FileStore
 from registry_tokens.ratelimits.service import RateLimitPolicy
-from registry_tokens.registries.models import Registry
-from registry_tokens.registries.repository import RegistryRepository
-from registry_tokens.registry_tokens.models import RegistryToken
-from registry_tokens.registry_tokens.repository import RegistryTokenRepository
+from registry_tokens.registries.repository import install_registry_by_slugs
+from registry_tokens.registry_tokens.repository import (
+    RegistryTokenRepository,
+    install_credential_by_secret_hash,
+)
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
@@ -77,6 +76,46 @@ class ProjectFile:
     requires_python: str | None
 
 
+@dataclass(frozen=True)
+class InstallRegistry:
+    """A registry the request may read."""
+
+    id: uuid.UUID
+    slug: str
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """What the install path knows of the registry token a presented secret belongs to."""
+
+    id: uuid.UUID
+    registry_id: uuid.UUID
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    allowed_cidrs: list[str] | None
+    last_used_at: datetime | None
+    grace_ends_at: datetime | None  # set when the secret is one a rotation retired
+
+
+@dataclass(frozen=True)
+class InstallDecision:
+    """What :meth:`InstallService.check` found: the registry to serve (``None``: 401), the
+    registry token presented (if any), why it was refused, and whether its use is due to
+    be recorded."""
+
+    org: str
+    registry_slug: str
+    context: RequestContext
+    registry: InstallRegistry | None
+    token: PresentedToken | None = None
+    refusal: Refusal | None = None
+    record_use: bool = False
+
+    @property
+    def writes(self) -> bool:
+        return self.registry is None or self.record_use
+
+
 class InstallService:
     def __init__(
         self,
@@ -95,52 +134,120 @@ class InstallService:
         self.secret_key = secret_key
         self.clock = clock
         self.usage_interval = usage_interval
+        self._registry_by_slugs = database.prepare(install_registry_by_slugs())
+        self._token_by_secret_hash = database.prepare(install_credential_by_secret_hash())
+        self._project_files = database.prepare(install_project_files())
 
     def authorize(
         self, org: str, registry: str, authorization: str | None, context: RequestContext
-    ) -> Registry:
+    ) -> InstallRegistry:
         """The registry, if it is public or the credentials may read it; else 401.
 
         Checked against the database on every request: a deleted, expired or rotated-out
         token is refused from that instant, on every worker and instance. A refused
         registry token is recorded in the audit log, once per request.
         """
+        return self.settle(self.check(org, registry, authorization, context))
+
+    def check(
+        self, org: str, registry: str, authorization: str | None, context: RequestContext
+    ) -> InstallDecision:
+        """The read-only half of :meth:`authorize`: what to answer, and what to write.
+
+        Split from :meth:`settle` so that the install route can run this half, a few
+        indexed reads, on the event loop, and hand only the rare writes to a thread.
+        """
         secret = presented_secret(authorization)
         kind = secret_kind(secret) if secret is not None else None
-        token: RegistryToken | None = None
-        refusal: Refusal | None = None
-        with self.database.read() as session:
-            found = RegistryRepository(session).get_by_slugs(org, registry)
-            if found is not None and found.public:
-                return found
-            if secret is not None and kind is SecretKind.REGISTRY_TOKEN:
-                token, refusal = self._check_registry_token(session, secret, found, context)
-        if token is not None and refusal is None and found is not None:
-            self._record_use(token, context)
-            return found
+        rows = self.database.fetch(
+            self._registry_by_slugs, organization_slug=org, registry_slug=registry
+        )
+        found = InstallRegistry(rows[0][0], rows[0][1]) if rows else None
+        decision = InstallDecision(org, registry, context, found)
+        if found is not None and rows[0][2]:  # public
+            return decision
+        if secret is not None and kind is SecretKind.REGISTRY_TOKEN:
+            token = self._presented_token(secret)
+            if token is not None:
+                refusal = self._refusal(token, found, context)
+                if refusal is None and found is not None:
+                    return replace(decision, token=token, record_use=self._use_unrecorded(token))
+                return replace(decision, registry=None, token=token, refusal=refusal)
         if (
             secret is not None
             and kind is SecretKind.API_ACCESS_TOKEN
             and self._api_token_may_read(secret, org)  # checked first: same work either way
             and found is not None
         ):
-            return found
-        self._deny(context, token if refusal is not None else None, refusal, org, registry)
+            return decision
+        return replace(decision, registry=None)
 
-    def _deny(
-        self,
-        context: RequestContext,
-        token: RegistryToken | None,
-        reason: Refusal | None,
-        org: str,
-        registry: str,
-    ) -> NoReturn:
+    def settle(self, decision: InstallDecision) -> InstallRegistry:
+        """The writes :meth:`check` decided on, then the registry or 401."""
+        if decision.registry is None:
+            self._deny(decision)
+        if decision.record_use and decision.token is not None:
+            now = self.clock()
+            with self.database.write() as session:
+                RegistryTokenRepository(session).record_use(
+                    decision.token.id,
+                    truncate_to_millisecond(now),
+                    decision.context.client_ip,
+                    now - self.usage_interval,
+                )
+        return decision.registry
+
+    def _use_unrecorded(self, token: PresentedToken) -> bool:
+        """Last use is written at most once per interval, so installs rarely write at all."""
+        not_since = self.clock() - self.usage_interval
+        return token.last_used_at is None or token.last_used_at < not_since
+
+    def _presented_token(self, secret: str) -> PresentedToken | None:
+        """The token a secret belongs to, current or retired; None for one no token had."""
+        presented = hash_secret(self.secret_key, secret)
+        rows = self.database.fetch(self._token_by_secret_hash, secret_hash=presented)
+        if not rows:
+            return None
+        (token_id, registry_id, revoked_at, expires_at, cidrs, last_used_at, stored, valid_until,
+         retired) = rows[0]  # fmt: skip
+        if not digests_match(stored, presented):
+            return None
+        return PresentedToken(
+            token_id,
+            registry_id,
+            revoked_at,
+            expires_at,
+            cidrs,
+            last_used_at,
+            grace_ends_at=valid_until if retired else None,
+        )
+
+    def _refusal(
+        self, token: PresentedToken, registry: InstallRegistry | None, context: RequestContext
+    ) -> Refusal | None:
+        """Why the token may not be used here, if it may not."""
+        now = self.clock()
+        if token.revoked_at is not None:
+            return Refusal.REVOKED
+        if token.grace_ends_at is not None and now >= token.grace_ends_at:
+            return Refusal.ROTATED_OUT
+        if registry is None or token.registry_id != registry.id:
+            return Refusal.WRONG_REGISTRY
+        if token.expires_at is not None and now >= token.expires_at:
+            return Refusal.EXPIRED
+        if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
+            return Refusal.IP_NOT_ALLOWED
+        return None
+
+    def _deny(self, decision: InstallDecision) -> NoReturn:
         """401, recorded when a real token was refused. Refusals count against the client's
         rate limit (successful installs never do), so no one can flood the audit log."""
+        context = decision.context
         self.rate_limits.for_client(context.client_ip or "unknown")
-        if token is not None and reason is not None:
+        if decision.token is not None and decision.refusal is not None:
+            requested = f"{decision.org}/{decision.registry_slug}"
             with self.database.write() as session:
-                refused = RegistryTokenRepository(session).get(token.id)
+                refused = RegistryTokenRepository(session).get(decision.token.id)
                 if refused is not None:  # its registry may have been deleted meanwhile
                     record(
                         session,
@@ -148,43 +255,9 @@ class InstallService:
                         refused,
                         Actor("registry_token", refused.id, refused.description),
                         context,
-                        {"reason": reason.value, "requested_registry": f"{org}/{registry}"},
+                        {"reason": decision.refusal.value, "requested_registry": requested},
                     )
         raise InstallUnauthorized()
-
-    def _check_registry_token(
-        self, session: Session, secret: str, registry: Registry | None, context: RequestContext
-    ) -> tuple[RegistryToken | None, Refusal | None]:
-        """The token a secret belongs to, and why it may not be used here (if it may not)."""
-        found = RegistryTokenRepository(session).find_by_secret_hash(
-            hash_secret(self.secret_key, secret)
-        )
-        if found is None:
-            return None, None  # noise: nothing to attribute a record to
-        token, retired = found
-        now = self.clock()
-        if token.revoked_at is not None:
-            return token, Refusal.REVOKED
-        if retired is not None and now >= retired.valid_until:
-            return token, Refusal.ROTATED_OUT
-        if registry is None or token.registry_id != registry.id:
-            return token, Refusal.WRONG_REGISTRY
-        if token.expires_at is not None and now >= token.expires_at:
-            return token, Refusal.EXPIRED
-        if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
-            return token, Refusal.IP_NOT_ALLOWED
-        return token, None
-
-    def _record_use(self, token: RegistryToken, context: RequestContext) -> None:
-        """Last use, written at most once per interval so installs rarely write at all."""
-        now = self.clock()
-        not_since = now - self.usage_interval
-        if token.last_used_at is not None and token.last_used_at >= not_since:
-            return
-        with self.database.write() as session:
-            RegistryTokenRepository(session).record_use(
-                token.id, truncate_to_millisecond(now), context.client_ip, not_since
-            )
 
     def _api_token_may_read(self, secret: str, org: str) -> bool:
         try:
@@ -197,18 +270,22 @@ class InstallService:
             member = OrganizationRepository(session).get_by_slug_for_member(org, caller.user_id)
         return member is not None and caller.may_act_in(member.id)
 
-    def projects(self, registry: Registry) -> list[str]:
+    def projects(self, registry: InstallRegistry) -> list[str]:
         with self.database.read() as session:
             return PackageRepository(session).projects(registry.id)
 
-    def project_files(self, registry: Registry, project: str) -> list[ProjectFile]:
-        with self.database.read() as session:
-            packages = PackageRepository(session).files_of_project(registry.id, project)
-        if not packages:
+    def project_files(self, registry: InstallRegistry, project: str) -> list[ProjectFile]:
+        rows = self.database.fetch(self._project_files, registry_id=registry.id, project=project)
+        if not rows:
             raise NotFound("project")
-        return [ProjectFile(str(p.id), p.filename, p.sha256, p.requires_python) for p in packages]
+        return [
+            ProjectFile(str(package_id), filename, sha256, requires_python)
+            for package_id, filename, sha256, requires_python in rows
+        ]
 
-    def file(self, registry: Registry, package_id: str, filename: str) -> tuple[Package, Path]:
+    def file(
+        self, registry: InstallRegistry, package_id: str, filename: str
+    ) -> tuple[Package, Path]:
         try:
             parsed = uuid.UUID(package_id)
         except ValueError:

@@ -1,6 +1,7 @@
 """The install side, laid out like Buildkite's packages host: ``/{org}/{registry}/pypi/…``."""
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -9,16 +10,18 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from packaging.utils import canonicalize_name
 
 from registry_tokens.kit.errors import AppError, NotFound
-from registry_tokens.kit.http import error_responses
+from registry_tokens.kit.hot_routes import HotRoute
+from registry_tokens.kit.http import error_responses, request_context, services
 from registry_tokens.kit.routes import ContextDep, ServicesDep
 from registry_tokens.packages.install import (
     SIMPLE_JSON,
+    InstallRegistry,
     choose_media_type,
     index_page,
     project_page,
 )
 from registry_tokens.packages.storage import CHUNK
-from registry_tokens.registries.models import Registry
+from registry_tokens.services import Services
 
 router = APIRouter(prefix="/{org}/{registry}/pypi", tags=["Install (pip)"])
 
@@ -39,11 +42,11 @@ def authorized_registry(
     app: ServicesDep,
     context: ContextDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Registry:
+) -> InstallRegistry:
     return app.install.authorize(org, registry, authorization, context)
 
 
-RegistryDep = Annotated[Registry, Depends(authorized_registry)]
+RegistryDep = Annotated[InstallRegistry, Depends(authorized_registry)]
 
 
 def _negotiated(request: Request) -> str:
@@ -91,6 +94,12 @@ def simple_project(
     registry: RegistryDep,
     app: ServicesDep,
 ) -> Response:
+    return _project_page(request, app, registry, project)
+
+
+def _project_page(
+    request: Request, app: Services, registry: InstallRegistry, project: str
+) -> Response:
     normalized = canonicalize_name(project)
     if normalized != project:  # PEP 503: redirect to the normalized name
         org, registry_slug = request.path_params["org"], request.path_params["registry"]
@@ -98,6 +107,34 @@ def simple_project(
     media_type = _negotiated(request)
     files = app.install.project_files(registry, normalized)
     return _page(project_page(normalized, files, media_type), media_type)
+
+
+async def hot_simple_project(request: Request, path: re.Match[str]) -> Response:
+    """``GET …/simple/{project}/``, the request behind every ``pip install``, served before
+    FastAPI's routing (kit/hot_routes.py) by the same code as :func:`simple_project`."""
+    org, registry_slug, project = path.group("org", "registry", "project")
+    app = services(request)
+    decision = await app.database.run_reads(
+        app.install.check,
+        org,
+        registry_slug,
+        request.headers.get("authorization"),
+        request_context(request),
+    )
+    if decision.writes:  # refusals and the occasional last use
+        registry = await app.database.run_writes(app.install.settle, decision)
+    else:
+        registry = app.install.settle(decision)
+    return await app.database.run_reads(_project_page, request, app, registry, project)
+
+
+HOT_ROUTES = [
+    HotRoute(
+        "GET",
+        re.compile(r"/(?P<org>[^/]+)/(?P<registry>[^/]+)/pypi/simple/(?P<project>[^/]+)/"),
+        hot_simple_project,
+    )
+]
 
 
 @router.get(

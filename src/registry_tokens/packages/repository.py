@@ -1,8 +1,9 @@
 import uuid
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
+from registry_tokens.db.prepared import AnySelect
 from registry_tokens.packages.models import Package
 
 
@@ -56,3 +57,13 @@ class PackageRepository:
     def delete(self, package: Package) -> None:
         self.session.delete(package)
         self.session.flush()
+
+
+def install_project_files() -> AnySelect:
+    """For :meth:`Database.prepare`: what a project's simple-index page lists, by name."""
+    return (
+        select(Package.id, Package.filename, Package.sha256, Package.requires_python)
+        .where(Package.registry_id == bindparam("registry_id"))
+        .where(Package.project == bindparam("project"))
+        .order_by(Package.filename)
+    )

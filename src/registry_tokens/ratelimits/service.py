@@ -120,6 +120,13 @@ class RateLimitPolicy:
             )
         return cls(settings, database, RateLimiter(store, settings.rate_limit_window_seconds))
 
+    @property
+    def counts_callers(self) -> bool:
+        """Whether :meth:`for_caller` counts anything (and so writes to the store)."""
+        return (
+            self.settings.rate_limit_per_user > 0 or self.settings.rate_limit_per_organization > 0
+        )
+
     def for_caller(self, caller: Caller, organization_slug: str | None) -> Allowance | None:
         """Counts against the user, and the organization when the caller may act in it.
 

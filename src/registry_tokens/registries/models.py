@@ -1,6 +1,6 @@
 import uuid
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry_tokens.db import Base, IdMixin
@@ -22,5 +22,8 @@ class Registry(IdMixin, Base):
     color: Mapped[str | None] = mapped_column(String(50))
     oidc_policy: Mapped[str | None] = mapped_column(Text)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped by every change to which tokens are live (create, delete, revoke): what the
+    # list's cached counts and page positions are keyed by (RegistryTokenService.list).
+    tokens_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     organization: Mapped[Organization] = relationship(lazy="joined", innerjoin=True)

@@ -1,4 +1,5 @@
 import uuid
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -6,8 +7,20 @@ from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
+from registry_tokens.organizations.schemas import OrganizationRefFields
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.service import Ecosystem, RegistryChanges
+
+
+class RegistryRefFields(Protocol):
+    """What :class:`RegistryRef` shows: a ``Registry`` row, or a query's view of one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def organization(self) -> OrganizationRefFields: ...
 
 
 class RegistryRef(ResponseModel):
@@ -20,7 +33,7 @@ class RegistryRef(ResponseModel):
     web_url: str
 
     @classmethod
-    def of(cls, registry: Registry, urls: Urls) -> "RegistryRef":
+    def of(cls, registry: "RegistryRefFields", urls: Urls) -> "RegistryRef":
         org = registry.organization.slug
         return cls(
             id=registry.id,

@@ -1,11 +1,24 @@
 """The Registry tokens API, as Buildkite specifies it. Handlers only translate HTTP."""
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import TypeAdapter, ValidationError
 
-from registry_tokens.kit.http import JsonRoute
-from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
+from registry_tokens.audit.service import RequestContext
+from registry_tokens.auth.caller import Caller
+from registry_tokens.kit.hot_routes import HotRoute
+from registry_tokens.kit.http import (
+    JsonRoute,
+    current_caller,
+    is_json,
+    request_context,
+    services,
+    strict_json,
+)
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
 from registry_tokens.kit.routes import (
     PAGED_LIST_RESPONSES,
     READ_ERRORS,
@@ -26,6 +39,9 @@ from registry_tokens.registry_tokens.schemas import (
     RegistryTokenUpdate,
 )
 from registry_tokens.registry_tokens.service import TokenChanges
+from registry_tokens.services import Services
+
+TOKEN_LIST = TypeAdapter(list[RegistryTokenOut])
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
@@ -43,16 +59,44 @@ router = APIRouter(
     response_model=RegistryTokenCreated,
     responses=WRITE_ERRORS,
 )
-def create_registry_token(
+async def create_registry_token(
     org: str,
     registry: str,
     body: RegistryTokenCreate,
     caller: CallerDep,
     app: ServicesDep,
     context: ContextDep,
-) -> RegistryTokenCreated:
-    created = app.registry_tokens.create(caller, org, registry, body.changes(), context)
-    return RegistryTokenCreated.of_new(created.token, created.secret, app.urls)
+) -> Response:
+    return await _create(app, caller, org, registry, body, context)
+
+
+async def _create(
+    app: Services,
+    caller: Caller,
+    org: str,
+    registry: str,
+    body: RegistryTokenCreate,
+    context: RequestContext,
+) -> Response:
+    created = await app.database.run_writes(
+        app.registry_tokens.create, caller, org, registry, body.changes(), context
+    )
+    document = RegistryTokenCreated.of_new(created.token, created.secret, app.urls)
+    return Response(document.model_dump_json(), media_type="application/json")
+
+
+async def hot_create_registry_token(request: Request, path: re.Match[str]) -> Response | None:
+    """``POST …/tokens`` before FastAPI's routing (kit/hot_routes.py); a body that is not a
+    valid JSON create body goes to FastAPI, which answers it in its words."""
+    if not is_json(request.headers.get("content-type", "")):
+        return None
+    try:
+        body = RegistryTokenCreate.model_validate(strict_json(await request.body()))
+    except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
+        return None
+    caller = await current_caller(request, None)
+    org, registry = path.group("org", "registry")
+    return await _create(services(request), caller, org, registry, body, request_context(request))
 
 
 @router.get(
@@ -64,22 +108,62 @@ def create_registry_token(
     response_model=list[RegistryTokenOut],
     responses=PAGED_LIST_RESPONSES,
 )
-def list_registry_tokens(
+async def list_registry_tokens(
     org: str,
     registry: str,
     caller: CallerDep,
     app: ServicesDep,
-    response: Response,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
     state: Annotated[
         Literal["active", "expired"] | None,
         Query(description="Only tokens that have not expired yet, or only expired ones."),
     ] = None,
-) -> list[RegistryTokenOut]:
-    found = app.registry_tokens.list(caller, org, registry, PageRequest.of(page, per_page), state)
+) -> Response:
+    return await _token_page(app, caller, org, registry, PageRequest.of(page, per_page), state)
+
+
+async def _token_page(
+    app: Services,
+    caller: Caller,
+    org: str,
+    registry: str,
+    request: PageRequest,
+    state: str | None,
+) -> Response:
+    found = await app.database.run_reads(
+        app.registry_tokens.list, caller, org, registry, request, state
+    )
+    body = TOKEN_LIST.dump_json([RegistryTokenOut.of(token, app.urls) for token in found.items])
+    response = Response(body, media_type="application/json")
     set_page_links(response, found, app.urls.registry_tokens(org, registry), {"state": state})
-    return [RegistryTokenOut.of(token, app.urls) for token in found.items]
+    return response
+
+
+async def hot_list_registry_tokens(request: Request, path: re.Match[str]) -> Response | None:
+    """``GET …/tokens`` before FastAPI's routing (kit/hot_routes.py); a query string with
+    anything but one plain ``page``, ``per_page`` and ``state`` each goes to FastAPI,
+    which validates it."""
+    query = parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    if any(len(values) > 1 for values in query.values()):
+        return None
+    page = _plain_int(query.get("page", ["1"])[0], MAX_PAGE)
+    per_page = _plain_int(query.get("per_page", [str(DEFAULT_PER_PAGE)])[0], 2**31 - 1)
+    state = query.get("state", [None])[0]
+    if page is None or per_page is None or state not in (None, "active", "expired"):
+        return None
+    caller = await current_caller(request, None)
+    org, registry = path.group("org", "registry")
+    page_request = PageRequest.of(page, per_page)
+    return await _token_page(services(request), caller, org, registry, page_request, state)
+
+
+def _plain_int(text: str, maximum: int) -> int | None:
+    """A decimal from 1 to ``maximum`` in its plain spelling ("7", not "+7" or "07")."""
+    if not text.isascii() or not text.isdigit() or text.startswith("0") or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= maximum else None
 
 
 @router.get(
@@ -90,13 +174,27 @@ def list_registry_tokens(
     response_model=RegistryTokenOut,
     responses=READ_ERRORS,
 )
-def get_registry_token(
+async def get_registry_token(
     org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
-) -> RegistryTokenOut:
-    return RegistryTokenOut.of(app.registry_tokens.get(caller, org, registry, id), app.urls)
+) -> Response:
+    return await _token(app, caller, org, registry, id)
 
 
-def update_registry_token(
+async def _token(app: Services, caller: Caller, org: str, registry: str, id: str) -> Response:
+    token = await app.database.run_reads(app.registry_tokens.get, caller, org, registry, id)
+    return Response(
+        RegistryTokenOut.of(token, app.urls).model_dump_json(), media_type="application/json"
+    )
+
+
+async def hot_get_registry_token(request: Request, path: re.Match[str]) -> Response:
+    """``GET …/tokens/{id}`` before FastAPI's routing (kit/hot_routes.py)."""
+    caller = await current_caller(request, None)
+    org, registry, token_id = path.group("org", "registry", "id")
+    return await _token(services(request), caller, org, registry, token_id)
+
+
+async def update_registry_token(
     org: str,
     registry: str,
     id: str,
@@ -106,7 +204,9 @@ def update_registry_token(
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
 ) -> RegistryTokenOut:
     changes = body.changes() if body is not None else TokenChanges()
-    token = app.registry_tokens.update(caller, org, registry, id, changes, context)
+    token = await app.database.run_writes(
+        app.registry_tokens.update, caller, org, registry, id, changes, context
+    )
     return RegistryTokenOut.of(token, app.urls)
 
 
@@ -129,10 +229,10 @@ add_update_routes(
     response_class=Response,
     responses={200: {"description": "Deleted; the body is empty"}, **READ_ERRORS},
 )
-def delete_registry_token(
+async def delete_registry_token(
     org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep, context: ContextDep
 ) -> Response:
-    app.registry_tokens.delete(caller, org, registry, id, context)
+    await app.database.run_writes(app.registry_tokens.delete, caller, org, registry, id, context)
     return Response(status_code=200)
 
 
@@ -163,3 +263,11 @@ def rotate_registry_token(
     )
     rotated = app.registry_tokens.rotate(caller, org, registry, id, grace, context)
     return RegistryTokenCreated.of_new(rotated.token, rotated.secret, app.urls)
+
+
+_TOKENS = r"/v2/packages/organizations/(?P<org>[^/]+)/registries/(?P<registry>[^/]+)/tokens"
+HOT_ROUTES = [
+    HotRoute("GET", re.compile(_TOKENS), hot_list_registry_tokens),
+    HotRoute("POST", re.compile(_TOKENS), hot_create_registry_token),
+    HotRoute("GET", re.compile(_TOKENS + r"/(?P<id>[^/]+)"), hot_get_registry_token),
+]

@@ -1,4 +1,6 @@
 import uuid
+from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -8,14 +10,13 @@ from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
 from registry_tokens.organizations.schemas import OrganizationRef
-from registry_tokens.registries.schemas import RegistryRef
-from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registries.schemas import RegistryRef, RegistryRefFields
 from registry_tokens.registry_tokens.service import (
     DESCRIPTION_MAX_LENGTH,
     MAX_GRACE_PERIOD_SECONDS,
     TokenChanges,
 )
-from registry_tokens.users.schemas import UserOut
+from registry_tokens.users.schemas import UserFields, UserOut
 
 # The request bodies are documented here and checked in the service, so that every client
 # gets Buildkite's wording; unknown fields are ignored for forward compatibility.
@@ -87,6 +88,29 @@ def _changes(body: BaseModel) -> TokenChanges:
     return TokenChanges(**{name: getattr(body, name) for name in body.model_fields_set})
 
 
+class RegistryTokenFields(Protocol):
+    """What :class:`RegistryTokenOut` shows: a ``RegistryToken`` row, or a query's view."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def created_by(self) -> UserFields: ...
+    @property
+    def package_registry(self) -> RegistryRefFields: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def allowed_cidrs(self) -> list[str] | None: ...
+    @property
+    def last_used_at(self) -> datetime | None: ...
+    @property
+    def last_used_ip(self) -> str | None: ...
+
+
 class RegistryTokenOut(ResponseModel):
     """The seed's keys in the seed's order, then (after them) our additions."""
 
@@ -104,7 +128,7 @@ class RegistryTokenOut(ResponseModel):
     last_used_ip: str | None
 
     @classmethod
-    def of(cls, token: RegistryToken, urls: Urls) -> "RegistryTokenOut":
+    def of(cls, token: RegistryTokenFields, urls: Urls) -> "RegistryTokenOut":
         return cls(**_fields(token, urls))
 
 
@@ -114,11 +138,11 @@ class RegistryTokenCreated(RegistryTokenOut):
     token: str = Field(description="The registry token's secret. Shown once; store it now.")
 
     @classmethod
-    def of_new(cls, token: RegistryToken, secret: str, urls: Urls) -> "RegistryTokenCreated":
+    def of_new(cls, token: RegistryTokenFields, secret: str, urls: Urls) -> "RegistryTokenCreated":
         return cls(**_fields(token, urls), token=secret)
 
 
-def _fields(token: RegistryToken, urls: Urls) -> dict[str, object]:
+def _fields(token: RegistryTokenFields, urls: Urls) -> dict[str, object]:
     registry = token.package_registry
     organization = registry.organization
     return {

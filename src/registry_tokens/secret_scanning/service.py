@@ -106,6 +106,7 @@ class SecretScanningService:
             elif token.revoked_at is None:
                 token.revoked_at = now
                 token.revoked_reason = "leaked"
+                RegistryTokenRepository(session).live_tokens_changed(token.registry_id)
             record(
                 session,
                 EventType.REGISTRY_TOKEN_LEAK_REPORTED,

@@ -1,8 +1,24 @@
 import uuid
+from datetime import datetime
+from typing import Protocol
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
-from registry_tokens.users.models import User
+
+
+class UserFields(Protocol):
+    """What :class:`UserOut` shows: a ``User`` row, or a query's view of one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def avatar_url(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 class UserOut(ResponseModel):
@@ -14,7 +30,7 @@ class UserOut(ResponseModel):
     created_at: Timestamp
 
     @classmethod
-    def of(cls, user: User) -> "UserOut":
+    def of(cls, user: UserFields) -> "UserOut":
         return cls(
             id=user.id,
             graphql_id=graphql_id("User", user.id),

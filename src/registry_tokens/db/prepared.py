@@ -1,0 +1,132 @@
+"""Core statements compiled once and run on a pooled DB-API connection: the hot paths' SQL.
+
+Each request on the install path and each API request's authentication runs one or two
+small indexed SELECTs. Through an ORM ``Session`` such a SELECT costs about 330 µs here
+(session set-up, compiled-cache lookup, ORM loading, rollback on close); the same SELECT
+in the driver costs about 10 µs (bench/RESULTS.md, "Analysis"). A :class:`PreparedQuery`
+keeps what SQLAlchemy is good at, backend-neutral SQL built from the models and its type
+conversions (UUIDs, UTC datetimes, JSON), and does the per-statement work once: the
+statement is compiled for the dialect when the query is defined, and each run only binds
+parameters, executes on the driver's cursor and converts the row values.
+
+Every run reads the database: nothing here caches an answer, so a deleted, expired or
+rotated-out credential is refused from the commit that changed it, on every process.
+"""
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, cast
+
+from sqlalchemy import CompoundSelect, Engine, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+Row = tuple[Any, ...]
+# Any SELECT, whatever its columns (SQLAlchemy 2.1 types a statement by its columns).
+AnySelect: TypeAlias = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
+_Processor = Callable[[Any], Any] | None
+
+
+class PreparedQuery:
+    """A SELECT compiled once for one dialect; run with :meth:`Database.fetch`."""
+
+    def __init__(self, statement: AnySelect, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        binds = compiled.binds
+        # Positional drivers (sqlite3) take a tuple in the order the names appear in the
+        # SQL; named ones (psycopg) take a mapping.
+        self._names: Sequence[str] = (
+            list(compiled.positiontup or []) if dialect.positional else list(binds)
+        )
+        self._positional = dialect.positional
+        self._defaults = {name: bind.value for name, bind in binds.items() if not bind.required}
+        self._bind_processors: dict[str, _Processor] = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in binds.items()
+        }
+        self._result_processors: list[_Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+
+    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        def bound(name: str) -> Any:
+            value = values[name] if name in values else self._defaults[name]
+            processor = self._bind_processors[name]
+            return processor(value) if processor is not None and value is not None else value
+
+        if self._positional:
+            return tuple(bound(name) for name in self._names)
+        return {name: bound(name) for name in self._names}
+
+    def convert(self, row: Sequence[Any]) -> Row:
+        return tuple(
+            processor(value) if processor is not None else value
+            for processor, value in zip(self._result_processors, row, strict=True)
+        )
+
+
+class ReaderConnections:
+    """One driver connection per thread, kept open, for prepared reads.
+
+    Taking a connection from SQLAlchemy's pool and giving it back (with its reset) costs
+    more than the read itself; a thread runs one request at a time, so it can keep one.
+    The connections are taken from the engine (so its connect-time settings apply: WAL,
+    busy timeout, foreign keys), then detached from its pool. They run in autocommit mode:
+    every SELECT is its own transaction and sees everything committed before it starts.
+    A connection that fails is dropped; the thread's next read opens a new one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._opened: list[Any] = []  # every thread's, so that close() reaches them all
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = self.engine.raw_connection()
+            pooled.detach()
+            connection = cast(Any, pooled.dbapi_connection)
+            if self.engine.dialect.name == "sqlite":
+                connection.isolation_level = None
+            else:
+                connection.autocommit = True
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Closes every thread's connection (a thread's next read opens a new one)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        self._local = threading.local()
+        for connection in opened:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def fetch(self, query: PreparedQuery, values: dict[str, Any]) -> list[Row]:
+        parameters = query.parameters(values)
+        connection = self._connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(query.sql, parameters)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            self._local.connection = None
+            with self._lock, contextlib.suppress(ValueError):
+                self._opened.remove(connection)
+            with contextlib.suppress(Exception):
+                connection.close()
+            # As SQLAlchemy would raise it, so the usual handlers apply (503 when busy).
+            raise DBAPIError.instance(
+                query.sql, parameters, error, self.engine.dialect.loaded_dbapi.Error
+            ) from error
+        return [query.convert(row) for row in rows]
