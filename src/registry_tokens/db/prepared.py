@@ -46,9 +46,14 @@ class PreparedQuery:
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in binds.items()
         }
-        self._result_processors: list[_Processor] = [
+        processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
+        ]
+        # Only the columns that need converting (UUIDs, datetimes, JSON on SQLite); a
+        # processor takes None to None.
+        self._result_processors = [
+            (index, processor) for index, processor in enumerate(processors) if processor
         ]
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
@@ -62,10 +67,12 @@ class PreparedQuery:
         return {name: bound(name) for name in self._names}
 
     def convert(self, row: Sequence[Any]) -> Row:
-        return tuple(
-            processor(value) if processor is not None else value
-            for processor, value in zip(self._result_processors, row, strict=True)
-        )
+        if not self._result_processors:
+            return tuple(row)
+        values = list(row)
+        for index, processor in self._result_processors:
+            values[index] = processor(values[index])
+        return tuple(values)
 
 
 class ReaderConnections:

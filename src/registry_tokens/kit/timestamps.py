@@ -15,5 +15,6 @@ def truncate_to_millisecond(value: datetime) -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and ``Z``, e.g. ``2024-09-03T06:46:39.441Z``."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: twice as fast, and it writes years before 1000 with four
+    # digits ("0999-…"), as RFC 3339 requires, where strftime writes "999-…" here.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[: -len("+00:00")] + "Z"

@@ -134,7 +134,7 @@ async def _token_page(
     found = await app.database.run_reads(
         app.registry_tokens.list, caller, org, registry, request, state
     )
-    body = TOKEN_LIST.dump_json([RegistryTokenOut.of(token, app.urls) for token in found.items])
+    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(found.items, app.urls))
     response = Response(body, media_type="application/json")
     set_page_links(response, found, app.urls.registry_tokens(org, registry), {"state": state})
     return response

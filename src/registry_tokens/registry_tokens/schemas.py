@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -131,6 +132,13 @@ class RegistryTokenOut(ResponseModel):
     def of(cls, token: RegistryTokenFields, urls: Urls) -> "RegistryTokenOut":
         return cls(**_fields(token, urls))
 
+    @classmethod
+    def list_of(cls, tokens: Iterable[RegistryTokenFields], urls: Urls) -> list["RegistryTokenOut"]:
+        """A page of tokens: the organization, registry and creator each one shows are
+        built once for the page, not once for every token."""
+        shared: dict[tuple[str, uuid.UUID], ResponseModel] = {}
+        return [cls(**_fields(token, urls, shared)) for token in tokens]
+
 
 class RegistryTokenCreated(RegistryTokenOut):
     """The create and rotate responses: the only times a secret is ever shown."""
@@ -142,18 +150,33 @@ class RegistryTokenCreated(RegistryTokenOut):
         return cls(**_fields(token, urls), token=secret)
 
 
-def _fields(token: RegistryTokenFields, urls: Urls) -> dict[str, object]:
+def _fields(
+    token: RegistryTokenFields,
+    urls: Urls,
+    shared: dict[tuple[str, uuid.UUID], ResponseModel] | None = None,
+) -> dict[str, object]:
+    """The response's fields; ``shared`` keeps the nested objects built so far (by kind
+    and id), for tokens that show the same ones."""
     registry = token.package_registry
     organization = registry.organization
+    known = shared if shared is not None else {}
+
+    def nested(kind: str, key: uuid.UUID, build: Callable[[], ResponseModel]) -> ResponseModel:
+        if (kind, key) not in known:
+            known[(kind, key)] = build()
+        return known[(kind, key)]
+
     return {
         "id": token.id,
         "graphql_id": graphql_id("RegistryToken", token.id),
         "description": token.description,
         "url": urls.registry_token(organization.slug, registry.slug, token.id),
         "created_at": token.created_at,
-        "created_by": UserOut.of(token.created_by),
-        "organization": OrganizationRef.of(organization, urls),
-        "registry": RegistryRef.of(registry, urls),
+        "created_by": nested("user", token.created_by.id, lambda: UserOut.of(token.created_by)),
+        "organization": nested(
+            "organization", organization.id, lambda: OrganizationRef.of(organization, urls)
+        ),
+        "registry": nested("registry", registry.id, lambda: RegistryRef.of(registry, urls)),
         "expires_at": token.expires_at,
         "allowed_cidrs": token.allowed_cidrs,
         "last_used_at": token.last_used_at,
