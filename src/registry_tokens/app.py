@@ -72,8 +72,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         install_router,
     ):
         app.include_router(router)
-    # The hottest requests are served here, before FastAPI's routing (kit/hot_routes.py).
-    app.add_middleware(HotRoutes, routes=[*INSTALL_HOT_ROUTES, *REGISTRY_TOKENS_HOT_ROUTES])
+    if settings.hot_routes:
+        # The hottest requests are served here, before FastAPI's routing (kit/hot_routes.py).
+        app.add_middleware(HotRoutes, routes=[*INSTALL_HOT_ROUTES, *REGISTRY_TOKENS_HOT_ROUTES])
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,

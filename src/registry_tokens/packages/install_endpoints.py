@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from packaging.utils import canonicalize_name
 
+from registry_tokens.audit.service import RequestContext
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.hot_routes import HotRoute
 from registry_tokens.kit.http import error_responses, request_context, services
@@ -111,21 +112,38 @@ def _project_page(
 
 async def hot_simple_project(request: Request, path: re.Match[str]) -> Response:
     """``GET …/simple/{project}/``, the request behind every ``pip install``, served before
-    FastAPI's routing (kit/hot_routes.py) by the same code as :func:`simple_project`."""
+    FastAPI's routing (kit/hot_routes.py) by the same code as :func:`simple_project`.
+
+    On SQLite the reads run on the event loop and only the writes, when a refusal or a
+    last use is to be recorded, in a thread; otherwise all of it takes one trip to a thread.
+    """
     org, registry_slug, project = path.group("org", "registry", "project")
     app = services(request)
-    decision = await app.database.run_reads(
-        app.install.check,
-        org,
-        registry_slug,
-        request.headers.get("authorization"),
-        request_context(request),
-    )
-    if decision.writes:  # refusals and the occasional last use
+    authorization = request.headers.get("authorization")
+    context = request_context(request)
+    if not app.database.is_sqlite:
+        return await app.database.run_writes(
+            _authorized_page, request, app, org, registry_slug, authorization, context, project
+        )
+    decision = app.install.check(org, registry_slug, authorization, context)
+    if decision.writes:
         registry = await app.database.run_writes(app.install.settle, decision)
     else:
         registry = app.install.settle(decision)
-    return await app.database.run_reads(_project_page, request, app, registry, project)
+    return _project_page(request, app, registry, project)
+
+
+def _authorized_page(
+    request: Request,
+    app: Services,
+    org: str,
+    registry_slug: str,
+    authorization: str | None,
+    context: RequestContext,
+    project: str,
+) -> Response:
+    registry = app.install.authorize(org, registry_slug, authorization, context)
+    return _project_page(request, app, registry, project)
 
 
 HOT_ROUTES = [

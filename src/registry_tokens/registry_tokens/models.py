@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry_tokens.db import Base, IdMixin
@@ -19,8 +19,17 @@ class RegistryToken(IdMixin, Base):
     __tablename__ = "registry_tokens"
     __table_args__ = (
         # Serves the list endpoint (one registry's live tokens, newest first) and its count,
-        # without visiting the rows themselves.
-        Index("ix_registry_tokens_live", "registry_id", "revoked_at", "created_at", "id"),
+        # without visiting the rows themselves. Partial (live tokens only) rather than led
+        # by revoked_at: PostgreSQL does not read "revoked_at IS NULL" as fixing that
+        # column, so with it in the index it sorted every live token to find a page.
+        Index(
+            "ix_registry_tokens_live",
+            "registry_id",
+            "created_at",
+            "id",
+            postgresql_where=text("revoked_at IS NULL"),
+            sqlite_where=text("revoked_at IS NULL"),
+        ),
     )
 
     registry_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
