@@ -96,7 +96,7 @@ class Database:
 
         A few indexed reads of a local SQLite file (WAL: readers never wait for writers)
         take less time than the trip to a worker thread and back, of which FastAPI makes
-        up to three per request for sync code; on PostgreSQL the work waits on the
+        several per request for sync code; on PostgreSQL the work waits on the
         network, which must not hold up the event loop. Work that writes goes to a thread
         on every backend (:meth:`run_writes`), as it may wait for the write lock.
         """

@@ -1,4 +1,4 @@
-"""Core statements compiled once and run on a pooled DB-API connection: the hot paths' SQL.
+"""Core statements compiled once and run on a driver connection: the hot paths' SQL.
 
 Each request on the install path and each API request's authentication runs one or two
 small indexed SELECTs. Through an ORM ``Session`` such a SELECT costs about 330 µs here
@@ -15,6 +15,7 @@ rotated-out credential is refused from the commit that changed it, on every proc
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, cast
 
@@ -83,13 +84,16 @@ class ReaderConnections:
     The connections are taken from the engine (so its connect-time settings apply: WAL,
     busy timeout, foreign keys), then detached from its pool. They run in autocommit mode:
     every SELECT is its own transaction and sees everything committed before it starts.
-    A connection that fails is dropped; the thread's next read opens a new one.
+    A connection that fails is dropped; the thread's next read opens a new one. A thread
+    that ends (AnyIO retires idle worker threads) has its connection closed, so a busy
+    day does not leave a trail of open PostgreSQL connections.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = threading.local()
-        self._opened: list[Any] = []  # every thread's, so that close() reaches them all
+        # Every open connection and what closes it: when its thread is gone, or on close().
+        self._open: dict[int, weakref.finalize[Any, Any]] = {}
         self._lock = threading.Lock()
 
     def _connection(self) -> Any:
@@ -103,18 +107,26 @@ class ReaderConnections:
             else:
                 connection.autocommit = True
             self._local.connection = connection
+            closer = weakref.finalize(
+                threading.current_thread(), self._discard, id(connection), connection
+            )
             with self._lock:
-                self._opened.append(connection)
+                self._open[id(connection)] = closer
         return connection
+
+    def _discard(self, key: int, connection: Any) -> None:
+        with self._lock:
+            self._open.pop(key, None)
+        with contextlib.suppress(Exception):
+            connection.close()
 
     def close(self) -> None:
         """Closes every thread's connection (a thread's next read opens a new one)."""
-        with self._lock:
-            opened, self._opened = self._opened, []
         self._local = threading.local()
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.close()
+        with self._lock:
+            closers = list(self._open.values())
+        for closer in closers:
+            closer()  # runs _discard once; a finalizer never runs twice
 
     def fetch(self, query: PreparedQuery, values: dict[str, Any]) -> list[Row]:
         parameters = query.parameters(values)
@@ -128,10 +140,10 @@ class ReaderConnections:
                 cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as error:
             self._local.connection = None
-            with self._lock, contextlib.suppress(ValueError):
-                self._opened.remove(connection)
-            with contextlib.suppress(Exception):
-                connection.close()
+            with self._lock:
+                closer = self._open.get(id(connection))
+            if closer is not None:
+                closer()
             # As SQLAlchemy would raise it, so the usual handlers apply (503 when busy).
             raise DBAPIError.instance(
                 query.sql, parameters, error, self.engine.dialect.loaded_dbapi.Error
