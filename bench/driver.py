@@ -15,16 +15,15 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+from tests import harness
 from tests.distributions import build_wheel
 
 from bench import report, seed
@@ -164,29 +163,11 @@ def log(message: str) -> None:
     print(f"[{stamp}] {message}", flush=True)
 
 
-@contextmanager
-def scratch_database(backend: str, workdir: Path) -> Iterator[str]:
-    """A fresh database; a PostgreSQL one is dropped afterwards, whatever happens."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'registry-tokens.db'}"
-        return
-    name = f"rt_bench_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield (
-                make_url(POSTGRES_ADMIN_URL)
-                .set(database=name)
-                .render_as_string(hide_password=False)
-            )
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+def scratch_database(backend: str, workdir: Path) -> AbstractContextManager[str]:
+    """A fresh database (tests/harness.py's); a PostgreSQL one is dropped afterwards."""
+    return harness.scratch_database(
+        workdir, backend=backend, admin_url=POSTGRES_ADMIN_URL, prefix="rt_bench"
+    )
 
 
 @dataclass

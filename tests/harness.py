@@ -94,26 +94,34 @@ class ServerProcess:
 
 
 @contextmanager
-def scratch_database(workdir: Path) -> Iterator[str]:
-    """A fresh, empty database of the backend under test; PostgreSQL ones are dropped after.
+def scratch_database(
+    workdir: Path,
+    *,
+    backend: str = BACKEND,
+    admin_url: str = POSTGRES_ADMIN_URL,
+    prefix: str = "rt_test",
+) -> Iterator[str]:
+    """A fresh, empty database; a PostgreSQL one is dropped afterwards, whatever happens.
 
-    ``REGISTRY_TOKENS_TEST_BACKEND`` picks the backend (``sqlite``, the default, or
-    ``postgresql``); each PostgreSQL database has a unique name, so concurrent test runs
-    never see each other's data.
+    ``REGISTRY_TOKENS_TEST_BACKEND`` picks the backend of the tests (``sqlite``, the
+    default, or ``postgresql``); each PostgreSQL database has a unique name, so concurrent
+    runs never see each other's data. The bench uses it too, with its own admin URL.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    if BACKEND == "sqlite":
+    if backend == "sqlite":
         yield f"sqlite:///{workdir / 'registry-tokens.db'}"
         return
-    name = f"rt_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
         admin.dispose()
 
 

@@ -31,18 +31,9 @@ from registry_tokens.packages.install import InstallRegistry, InstallUnauthorize
 from registry_tokens.services import Services
 from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
 from tests.package_helpers import basic, bearer, simple_path, tokens_path
+from tests.test_seed_contract import EXTENSION_KEYS
+from tests.test_seed_contract import TOKEN_KEYS as SEED_KEYS
 
-SEED_KEYS = [
-    "id",
-    "graphql_id",
-    "description",
-    "url",
-    "created_at",
-    "created_by",
-    "organization",
-    "registry",
-]
-EXTENSION_KEYS = ["expires_at", "allowed_cidrs", "last_used_at", "last_used_ip"]
 TOKEN_KEYS = SEED_KEYS + EXTENSION_KEYS
 MS = timedelta(milliseconds=1)
 CONTEXT = RequestContext(client_ip="203.0.113.5", user_agent="pip/test")
