@@ -33,7 +33,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, MetaData, inspect, select
 
-from registry_tokens.auth.scopes import Scope
+from registry_tokens.kit.context import Scope
 from registry_tokens.kit.ids import new_id
 from registry_tokens.kit.secrets import (
     BASE62_ALPHABET,

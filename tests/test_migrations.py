@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from registry_tokens.db import Database, migrate
-from registry_tokens.db.models import Base
+from registry_tokens.models import Base
 from registry_tokens.settings import Settings
 from tests.harness import BACKEND, scratch_database
 

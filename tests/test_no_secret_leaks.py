@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, MetaData, select
 
-from registry_tokens.auth.scopes import Scope
+from registry_tokens.kit.context import Scope
 from registry_tokens.kit.secrets import RANDOM_LENGTH, hash_secret
 from tests.harness import Seeder, ServerProcess, Tenant, running_server
 

@@ -1,6 +1,6 @@
-"""Prepared reads (db/prepared.py) on the real database of the backend under test: the
-same rows and values as the ORM, every commit seen at once, and no connection left open
-by a thread that has ended."""
+"""Typed queries (db/queries.py) on the real database of the backend under test: the
+same values as the ORM, by field name, every commit seen at once, the same rows inside a
+write transaction, and no connection left open by a thread that has ended."""
 
 import gc
 import threading
@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import bindparam, select
 
 from registry_tokens.db import Database, migrate
+from registry_tokens.db.queries import Query
 from registry_tokens.organizations.models import Organization
 from registry_tokens.settings import Settings
 from tests.harness import scratch_database
@@ -27,22 +29,38 @@ def database(tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-BY_SLUG = select(Organization.id, Organization.slug, Organization.created_at).where(
-    Organization.slug == bindparam("slug")
+class OrganizationRow(NamedTuple):
+    id: uuid.UUID
+    slug: str
+    created_at: datetime
+
+
+class SlugRow(NamedTuple):
+    slug: str
+
+
+BY_SLUG = Query(
+    select(
+        Organization.id.label("id"),
+        Organization.slug.label("slug"),
+        Organization.created_at.label("created_at"),
+    ).where(Organization.slug == bindparam("slug")),
+    OrganizationRow,
 )
 
 
 def _add_organization(database: Database, slug: str) -> Organization:
-    with database.write() as session:
+    with database.writing() as session:
         organization = Organization(slug=slug, name=slug)
         session.add(organization)
     return organization
 
 
 def test_rows_come_back_as_the_orm_gives_them(database: Database) -> None:
-    query = database.prepare(BY_SLUG)
+    query = BY_SLUG
     organization = _add_organization(database, "acme")
-    [(found_id, slug, created_at)] = database.fetch(query, slug="acme")
+    [found] = database.fetch(query, slug="acme")
+    found_id, slug, created_at = found.id, found.slug, found.created_at
     assert isinstance(found_id, uuid.UUID)
     assert found_id == organization.id
     assert slug == "acme"
@@ -52,11 +70,11 @@ def test_rows_come_back_as_the_orm_gives_them(database: Database) -> None:
 
 
 def test_a_commit_through_another_connection_is_seen_by_the_next_read(database: Database) -> None:
-    query = database.prepare(BY_SLUG)
+    query = BY_SLUG
     assert database.fetch(query, slug="later") == []  # this thread's connection is now open
     _add_organization(database, "later")
-    assert [row[1] for row in database.fetch(query, slug="later")] == ["later"]
-    with database.write() as session:
+    assert [row.slug for row in database.fetch(query, slug="later")] == ["later"]
+    with database.writing() as session:
         found = session.scalar(select(Organization).where(Organization.slug == "later"))
         assert found is not None
         session.delete(found)
@@ -64,7 +82,7 @@ def test_a_commit_through_another_connection_is_seen_by_the_next_read(database: 
 
 
 def test_a_finished_threads_connection_is_closed(database: Database) -> None:
-    query = database.prepare(BY_SLUG)
+    query = BY_SLUG
     _add_organization(database, "threads")
     opened: list[object] = []
 
@@ -89,7 +107,7 @@ def test_a_finished_threads_connection_is_closed(database: Database) -> None:
 
 
 def test_dispose_closes_every_connection(database: Database) -> None:
-    query = database.prepare(BY_SLUG)
+    query = BY_SLUG
     database.fetch(query, slug="x")
     assert len(database._readers._open) == 1
     database.dispose()
@@ -99,11 +117,27 @@ def test_dispose_closes_every_connection(database: Database) -> None:
 
 def test_now_is_bound_as_the_models_store_it(database: Database) -> None:
     organization = _add_organization(database, "clock")
-    newer = database.prepare(
-        select(Organization.slug).where(
+    newer = Query(
+        select(Organization.slug.label("slug")).where(
             Organization.created_at < bindparam("moment", type_=Organization.created_at.type)
-        )
+        ),
+        SlugRow,
     )
     assert database.fetch(newer, moment=organization.created_at) == []
     later = datetime(9999, 1, 1, tzinfo=UTC)
-    assert [row[0] for row in database.fetch(newer, moment=later)] == ["clock"]
+    assert [row.slug for row in database.fetch(newer, moment=later)] == ["clock"]
+
+
+def test_a_query_names_its_fields_or_is_refused() -> None:
+    with pytest.raises(TypeError, match="not its fields"):
+        Query(select(Organization.slug.label("name")), SlugRow)
+
+
+def test_inside_a_write_the_query_sees_the_transaction(database: Database) -> None:
+    with database.writing() as session:
+        session.add(Organization(slug="inside", name="inside"))
+        session.flush()
+        [row] = database.fetch_in(session, BY_SLUG, slug="inside")
+        assert row.slug == "inside"
+        assert database.fetch(BY_SLUG, slug="inside") == []  # not committed yet
+    assert [row.slug for row in database.fetch(BY_SLUG, slug="inside")] == ["inside"]

@@ -20,14 +20,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import anyio
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from registry_tokens.audit.service import RequestContext
+from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.pagination import PageRequest
 from registry_tokens.kit.secrets import SecretKind, generate_secret, secret_kind
-from registry_tokens.packages.install import InstallRegistry, InstallUnauthorized
+from registry_tokens.registries.repository import RegistryRow
+from registry_tokens.registry_tokens.access import InstallUnauthorized
 from registry_tokens.services import Services
 from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
 from tests.package_helpers import basic, bearer, simple_path, tokens_path
@@ -201,8 +203,10 @@ class InProcess:
 
     def authorize(
         self, org: str, registry: str, secret: str, context: RequestContext = CONTEXT
-    ) -> InstallRegistry:
-        return self.services.install.authorize(org, registry, basic_value(secret), context)
+    ) -> RegistryRow:
+        return anyio.run(
+            self.services.install.authorize, org, registry, basic_value(secret), context
+        )
 
     def refused(
         self, org: str, registry: str, secret: str, context: RequestContext = CONTEXT

@@ -12,16 +12,14 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
+from registry_tokens.api.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
+from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import router as access_token_router
-from registry_tokens.kit.hot_routes import HotRoutes
-from registry_tokens.kit.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
-from registry_tokens.packages.install_endpoints import HOT_ROUTES as INSTALL_HOT_ROUTES
-from registry_tokens.packages.install_endpoints import router as install_router
+from registry_tokens.protocols import pypi
 from registry_tokens.registries.endpoints import router as registries_router
-from registry_tokens.registry_tokens.endpoints import HOT_ROUTES as REGISTRY_TOKENS_HOT_ROUTES
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
 from registry_tokens.secret_scanning.endpoints import router as secret_scanning_router
 from registry_tokens.services import Services
@@ -58,7 +56,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.services = services or Services.build(settings)
+    services = services or Services.build(settings)
+    app.state.services = services
+    app.state.settings = services.settings
+    # What the REST door's dependencies look up (api.routes.provided).
+    app.state.provided = {**services.by_type(), Gate: services.auth}
     install_error_handlers(app)
     for router in (
         registry_tokens_router,
@@ -69,12 +71,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         access_token_router,
         audit_router,
         secret_scanning_router,
-        install_router,
     ):
         app.include_router(router)
-    if settings.hot_routes:
-        # The hottest requests are served here, before FastAPI's routing (kit/hot_routes.py).
-        app.add_middleware(HotRoutes, routes=[*INSTALL_HOT_ROUTES, *REGISTRY_TOKENS_HOT_ROUTES])
+    # The package protocols: plain Starlette routes beside the API, outside OpenAPI.
+    app.router.routes.extend(pypi.routes())
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,

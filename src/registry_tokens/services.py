@@ -1,7 +1,8 @@
-"""The services of one process, built once from settings and shared by HTTP and the CLI."""
+"""The services of one process, built once from settings and shared by every door (the
+REST API, the package protocols, the CLI): where the house is assembled."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from registry_tokens.audit.service import AuditService
@@ -10,11 +11,11 @@ from registry_tokens.db import Database
 from registry_tokens.kit.timestamps import utcnow
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.service import OrganizationService
-from registry_tokens.packages.install import InstallService
 from registry_tokens.packages.service import PackageService
 from registry_tokens.packages.storage import FileStore
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.service import RegistryService
+from registry_tokens.registry_tokens.access import InstallAccess
 from registry_tokens.registry_tokens.service import RegistryTokenService
 from registry_tokens.secret_scanning.service import SecretScanningService
 from registry_tokens.settings import Settings
@@ -32,7 +33,7 @@ class Services:
     registries: RegistryService
     registry_tokens: RegistryTokenService
     packages: PackageService
-    install: InstallService
+    install: InstallAccess
     audit: AuditService
     secret_scanning: SecretScanningService
     rate_limits: RateLimitPolicy
@@ -42,31 +43,44 @@ class Services:
         """Every service of the process; ``clock`` is the time they all read."""
         database = Database(settings)
         key = settings.secret_key_bytes
-        files = FileStore(settings.package_storage_path)
-        auth = AuthService(database, key)
         rate_limits = RateLimitPolicy.build(settings, database)
+        auth = AuthService(database, key, rate_limits)
+        registry_tokens = RegistryTokenService(database, key, clock)
+        packages = PackageService(
+            database, FileStore(settings.package_storage_path), settings.max_upload_bytes
+        )
+        install = InstallAccess(
+            database,
+            auth,
+            key,
+            clock,
+            timedelta(seconds=settings.usage_write_interval_seconds),
+            rate_limits,
+        )
         return cls(
             settings=settings,
             database=database,
-            urls=Urls(settings),
+            urls=Urls(settings.api_base, settings.web_base),
             auth=auth,
             users=UserService(database),
             organizations=OrganizationService(database),
-            registries=RegistryService(database, files),
-            registry_tokens=RegistryTokenService(database, key, clock),
-            packages=PackageService(database, files, settings.max_upload_bytes),
-            install=InstallService(
+            registries=RegistryService(
                 database,
-                auth,
-                files,
-                key,
-                clock,
-                timedelta(seconds=settings.usage_write_interval_seconds),
-                rate_limits,
+                deletion_steps=[
+                    registry_tokens.revoke_for_registry_deletion,
+                    packages.files_of_deleted_registry,
+                ],
             ),
+            registry_tokens=registry_tokens,
+            packages=packages,
+            install=install,
             audit=AuditService(database),
             secret_scanning=SecretScanningService(
-                database, key, settings.secret_scanning_keys_file, clock
+                database, auth, registry_tokens, install, settings.secret_scanning_keys_file, clock
             ),
             rate_limits=rate_limits,
         )
+
+    def by_type(self) -> dict[type, object]:
+        """Each service under its own type: what ``api.routes.provided`` looks up."""
+        return {type(value): value for value in (getattr(self, f.name) for f in fields(self))}

@@ -61,9 +61,6 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)
-    # Serve the hottest operations before FastAPI's routing (kit/hot_routes.py). Off, FastAPI
-    # serves them with the same services: the same answers, more slowly.
-    hot_routes: bool = True
 
     @property
     def is_sqlite(self) -> bool:

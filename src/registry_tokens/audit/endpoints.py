@@ -3,12 +3,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
 from registry_tokens.audit.schemas import AuditEventList, AuditEventOut
-from registry_tokens.audit.service import EventFilters, EventType
+from registry_tokens.audit.service import AuditService, EventFilters, EventType
 from registry_tokens.kit.cursor import Cursor, cursor_links
-from registry_tokens.kit.http import error_responses
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.kit.routes import CallerDep, ServicesDep
 
 router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=["Audit log"])
 
@@ -23,10 +23,12 @@ router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=
     response_model=AuditEventList,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-def list_audit_events(
+async def list_audit_events(
     org: str,
     caller: CallerDep,
-    app: ServicesDep,
+    audit: Annotated[AuditService, provided(AuditService)],
+    database: DatabaseDep,
+    urls: UrlsDep,
     registry: Annotated[str | None, Query(max_length=100)] = None,
     token: Annotated[uuid.UUID | None, Query(description="A registry token's id")] = None,
     event_type: Annotated[EventType | None, Query()] = None,
@@ -38,11 +40,12 @@ def list_audit_events(
         registry=registry, token=token, event_type=event_type.value if event_type else None
     )
     token_filter = str(token) if token else None
-    window = app.audit.list(caller, org, filters, Cursor.parse(before, after, per_page))
+    cursor = Cursor.parse(before, after, per_page)
+    window = await database.read(audit.list, caller, org, filters, cursor)
     return AuditEventList(
         items=[AuditEventOut.of(event) for event in window.items],
         links=cursor_links(
-            app.urls.audit_events(org),
+            urls.audit_events(org),
             window,
             {"registry": registry, "token": token_filter, "event_type": filters.event_type},
         ),

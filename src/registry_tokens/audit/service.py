@@ -10,14 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry_tokens.audit.models import AuditEvent
-from registry_tokens.auth.caller import Caller
-from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
 from registry_tokens.organizations.service import visible_organization
 from registry_tokens.registries.repository import RegistryRepository
-from registry_tokens.registry_tokens.models import RegistryToken
 from registry_tokens.users.repository import UserRepository
 
 
@@ -43,11 +41,14 @@ class Refusal(StrEnum):
 
 
 @dataclass(frozen=True)
-class RequestContext:
-    """Where a request came from, as the audit log records it."""
+class Subject:
+    """The registry token an event is about, as the log keeps it (it outlives the token)."""
 
-    client_ip: str | None = None
-    user_agent: str | None = None
+    organization_id: uuid.UUID
+    registry_id: uuid.UUID
+    registry_slug: str
+    token_id: uuid.UUID
+    name: str
 
 
 @dataclass(frozen=True)
@@ -72,21 +73,20 @@ def user_actor(session: Session, caller: Caller) -> Actor:
 def record(
     session: Session,
     event_type: EventType,
-    token: RegistryToken,
+    subject: Subject,
     actor: Actor,
     context: RequestContext,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Adds an event about ``token`` to the session's transaction: it commits with the
+    """Adds an event about ``subject`` to the session's transaction: it commits with the
     change it describes, or not at all."""
-    registry = token.package_registry
     event = AuditEvent(
-        organization_id=registry.organization_id,
+        organization_id=subject.organization_id,
         event_type=event_type.value,
-        registry_id=registry.id,
-        registry_slug=registry.slug,
-        registry_token_id=token.id,
-        subject_name=token.description,
+        registry_id=subject.registry_id,
+        registry_slug=subject.registry_slug,
+        registry_token_id=subject.token_id,
+        subject_name=subject.name,
         actor_type=actor.type,
         actor_id=actor.id,
         actor_name=actor.name,
@@ -106,8 +106,8 @@ class AuditService:
         self, caller: Caller, org: str, filters: EventFilters, cursor: Cursor
     ) -> Window[AuditEvent]:
         caller.require(Scope.READ_REGISTRIES)
-        with self.database.read() as session:
-            organization = visible_organization(session, caller, org)
+        organization = visible_organization(self.database, caller, org)
+        with self.database.reading() as session:
             query = select(AuditEvent).where(AuditEvent.organization_id == organization.id)
             if filters.registry is not None:
                 registry = RegistryRepository(session).get_by_slug(

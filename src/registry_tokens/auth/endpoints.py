@@ -1,9 +1,13 @@
+from typing import Annotated
+
 from fastapi import APIRouter, Response
 
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import CallerDep, DatabaseDep, provided
 from registry_tokens.auth.schemas import AccessTokenOut
-from registry_tokens.kit.http import error_responses
-from registry_tokens.kit.routes import CallerDep, ServicesDep
+from registry_tokens.auth.service import AuthService
 
+AuthDep = Annotated[AuthService, provided(AuthService)]
 router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
 
 
@@ -15,8 +19,10 @@ router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
     response_model=AccessTokenOut,
     responses=error_responses(401, 503),
 )
-async def get_access_token(caller: CallerDep, app: ServicesDep) -> AccessTokenOut:
-    return AccessTokenOut.of(await app.database.run_reads(app.auth.current_token, caller))
+async def get_access_token(
+    caller: CallerDep, auth: AuthDep, database: DatabaseDep
+) -> AccessTokenOut:
+    return AccessTokenOut.of(await database.read(auth.current_token, caller))
 
 
 @router.delete(
@@ -28,6 +34,6 @@ async def get_access_token(caller: CallerDep, app: ServicesDep) -> AccessTokenOu
     response_class=Response,
     responses=error_responses(401, 503),
 )
-def revoke_access_token(caller: CallerDep, app: ServicesDep) -> Response:
-    app.auth.revoke_current(caller)
+async def revoke_access_token(caller: CallerDep, auth: AuthDep, database: DatabaseDep) -> Response:
+    await database.write(auth.revoke_current, caller)
     return Response(status_code=204)

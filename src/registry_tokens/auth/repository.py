@@ -1,24 +1,17 @@
 import uuid
+from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
-from registry_tokens.db.prepared import AnySelect
+from registry_tokens.db.queries import Query
 
 
 class ApiAccessTokenRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
-
-    def get_by_secret_hash(self, secret_hash: bytes) -> ApiAccessToken | None:
-        """The token with its organization limits, in one query (every request asks)."""
-        result = self.session.execute(
-            select(ApiAccessToken)
-            .options(joinedload(ApiAccessToken.organization_limits))
-            .where(ApiAccessToken.secret_hash == secret_hash)
-        )
-        return result.unique().scalar_one_or_none()
 
     def get(self, token_id: uuid.UUID) -> ApiAccessToken | None:
         return self.session.get(ApiAccessToken, token_id)
@@ -40,21 +33,30 @@ class ApiAccessTokenRepository:
         self.session.flush()
 
 
-def credential_by_secret_hash() -> AnySelect:
-    """For :meth:`Database.prepare`: a token's id, user, scopes, digest and revocation, one
-    row per organization it is limited to (one row, limit ``None``, when unlimited).
+class ApiCredential(NamedTuple):
+    """An API access token as authentication sees it: one row per organization it is
+    limited to (one row, ``limited_to`` None, when it is not limited)."""
 
-    Every API request asks this, so it is one indexed query run on the driver directly.
-    """
-    return (
-        select(
-            ApiAccessToken.id,
-            ApiAccessToken.user_id,
-            ApiAccessToken.scopes,
-            ApiAccessToken.secret_hash,
-            ApiAccessToken.revoked_at,
-            ApiAccessTokenOrganization.organization_id,
-        )
-        .outerjoin(ApiAccessToken.organization_limits)
-        .where(ApiAccessToken.secret_hash == bindparam("secret_hash"))
+    id: uuid.UUID
+    user_id: uuid.UUID
+    scopes: list[str]
+    secret_hash: bytes
+    revoked_at: datetime | None
+    limited_to: uuid.UUID | None
+
+
+# "Which API access token has this secret's digest?": every API request, every install
+# with an API token and every leak report ask it.
+API_CREDENTIAL = Query(
+    select(
+        ApiAccessToken.id.label("id"),
+        ApiAccessToken.user_id.label("user_id"),
+        ApiAccessToken.scopes.label("scopes"),
+        ApiAccessToken.secret_hash.label("secret_hash"),
+        ApiAccessToken.revoked_at.label("revoked_at"),
+        ApiAccessTokenOrganization.organization_id.label("limited_to"),
     )
+    .outerjoin(ApiAccessToken.organization_limits)
+    .where(ApiAccessToken.secret_hash == bindparam("secret_hash")),
+    ApiCredential,
+)

@@ -1,15 +1,14 @@
 """API access tokens: issuing and revoking them (admin), and authenticating requests."""
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from registry_tokens.auth.caller import Caller
 from registry_tokens.auth.models import ApiAccessToken
-from registry_tokens.auth.repository import ApiAccessTokenRepository, credential_by_secret_hash
-from registry_tokens.auth.scopes import Scope
+from registry_tokens.auth.repository import API_CREDENTIAL, ApiAccessTokenRepository
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, Unauthenticated, ValidationFailed
 from registry_tokens.kit.secrets import (
     SecretKind,
@@ -19,7 +18,9 @@ from registry_tokens.kit.secrets import (
     secret_kind,
 )
 from registry_tokens.kit.timestamps import utcnow
-from registry_tokens.organizations.repository import OrganizationRepository
+from registry_tokens.organizations.repository import MemberOrganization, OrganizationRepository
+from registry_tokens.organizations.service import member_organization
+from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.users.repository import UserRepository
 
 
@@ -30,39 +31,78 @@ class IssuedApiAccessToken:
 
 
 class AuthService:
-    def __init__(self, database: Database, secret_key: bytes) -> None:
+    def __init__(self, database: Database, secret_key: bytes, rate_limits: RateLimitPolicy) -> None:
         self.database = database
         self.secret_key = secret_key
-        self._credential_by_secret_hash = database.prepare(credential_by_secret_hash())
+        self.rate_limits = rate_limits
 
-    def authenticate(self, authorization: str | None) -> Caller:
-        """The caller a ``Bearer`` API access token stands for, or 401.
+    def identify(self, secret: str | None) -> Caller | None:
+        """The caller an API access token's secret stands for, or None: the one place an
+        API token is authenticated (the REST API, installs, leak reports all ask here).
 
-        Malformed secrets (wrong prefix or checksum) are refused before any database work.
+        A malformed secret (wrong prefix or checksum) is refused before any database work.
         """
-        scheme, _, credentials = (authorization or "").partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() != "bearer" or not credentials:
-            raise Unauthenticated()
-        if secret_kind(credentials) is not SecretKind.API_ACCESS_TOKEN:
-            raise Unauthenticated()
-        presented = hash_secret(self.secret_key, credentials)
-        rows = self.database.fetch(self._credential_by_secret_hash, secret_hash=presented)
+        if secret is None or secret_kind(secret) is not SecretKind.API_ACCESS_TOKEN:
+            return None
+        presented = hash_secret(self.secret_key, secret)
+        rows = self.database.fetch(API_CREDENTIAL, secret_hash=presented)
         if not rows:
-            raise Unauthenticated()
-        token_id, user_id, scopes, secret_hash, revoked_at, _ = rows[0]
-        if not digests_match(secret_hash, presented) or revoked_at is not None:
-            raise Unauthenticated()
-        limits = frozenset(row[5] for row in rows if row[5] is not None)
+            return None
+        token = rows[0]
+        if not digests_match(token.secret_hash, presented) or token.revoked_at is not None:
+            return None
+        limits = frozenset(row.limited_to for row in rows if row.limited_to is not None)
         return Caller(
-            token_id=token_id,
-            user_id=user_id,
-            scopes=frozenset(scopes),
+            token_id=token.id,
+            user_id=token.user_id,
+            scopes=frozenset(token.scopes),
             organization_ids=limits or None,
         )
 
+    def authenticate(self, authorization: str | None) -> Caller:
+        """The caller of a ``Bearer`` API access token, or 401."""
+        scheme, _, credentials = (authorization or "").partition(" ")
+        caller = self.identify(credentials.strip() if scheme.lower() == "bearer" else None)
+        if caller is None:
+            raise Unauthenticated()
+        return caller
+
+    async def admit(
+        self, authorization: str | None, organization_slug: str | None, context: RequestContext
+    ) -> tuple[Caller, Mapping[str, str] | None]:
+        """The REST API's gate (``api.routes.Gate``): authenticates the request, then counts
+        it against the user and, when the caller may see it, the path's organization.
+
+        Requests without a valid token count against the client's address. An organization
+        the caller cannot see is not charged: no one can spend another organization's
+        allowance, or learn from its headers that it exists.
+        """
+        try:
+            caller, organization = await self.database.read(
+                self._caller_and_organization, authorization, organization_slug
+            )
+        except Unauthenticated as refused:
+            allowance = await self.rate_limits.for_client(context.client_ip or "unknown")
+            if allowance is not None:
+                refused.headers.update(allowance.headers())
+            raise
+        if not self.rate_limits.counts_callers:
+            return caller, None
+        allowance = await self.rate_limits.for_caller(
+            caller.user_id, organization.id if organization is not None else None
+        )
+        return caller, allowance.headers() if allowance is not None else None
+
+    def _caller_and_organization(
+        self, authorization: str | None, organization_slug: str | None
+    ) -> tuple[Caller, MemberOrganization | None]:
+        caller = self.authenticate(authorization)
+        if organization_slug is None or not self.rate_limits.counts_organizations:
+            return caller, None
+        return caller, member_organization(self.database, caller, organization_slug)
+
     def current_token(self, caller: Caller) -> ApiAccessToken:
-        with self.database.read() as session:
+        with self.database.reading() as session:
             token = ApiAccessTokenRepository(session).get(caller.token_id)
             if token is None or token.revoked_at is not None:
                 raise Unauthenticated()
@@ -72,7 +112,9 @@ class AuthService:
         self.revoke(caller.token_id)
 
     def revoke(self, token_id: uuid.UUID) -> ApiAccessToken:
-        with self.database.write() as session:
+        """Revokes an API access token (the one place it is done): it stops working at
+        once. Revoking a revoked token changes nothing."""
+        with self.database.writing() as session:
             token = ApiAccessTokenRepository(session).get(token_id)
             if token is None:
                 raise NotFound("API access token")
@@ -88,7 +130,7 @@ class AuthService:
         For tokens a tool owns by name (the demo's): secrets are shown once, so running the
         tool again cannot print the old secret, only replace it.
         """
-        with self.database.write() as session:
+        with self.database.writing() as session:
             user = UserRepository(session).get_by_email(validation.email_address(email))
             if user is None:
                 raise NotFound("user")
@@ -111,7 +153,7 @@ class AuthService:
         if description is not None:
             description = validation.require_text("description", description, max_length=255)
         secret = generate_secret(SecretKind.API_ACCESS_TOKEN)
-        with self.database.write() as session:
+        with self.database.writing() as session:
             user = UserRepository(session).get_by_email(validation.email_address(email))
             if user is None:
                 raise NotFound("user")

@@ -1,8 +1,19 @@
-"""Engines and sessions for SQLite (embedded default) and PostgreSQL.
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL, and the one rule for
+where database work runs.
 
-Services open sessions through :class:`Database`: ``read()`` for queries, ``write()`` for
-changes. On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` so that it takes
-the write lock up front and waits (busy timeout) instead of failing on a lock upgrade.
+Services open sessions through :class:`Database`: ``reading()`` for ORM queries,
+``writing()`` for changes, and run the typed queries of :mod:`registry_tokens.db.queries`
+with ``fetch()``. On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` so that it
+takes the write lock up front and waits (busy timeout) instead of failing on a lock upgrade.
+
+**Where it runs.** Every door (REST handler, package protocol route, console page) hands
+its service call to ``await database.read(fn, ...)`` when the call only reads, or
+``await database.write(fn, ...)`` when it may write; no door decides anything else:
+
+- ``write``: always in a worker thread (it may wait for a lock, a disk, the network);
+- ``read``: in a worker thread on PostgreSQL (every query waits on the network); inline
+  on the event loop on SQLite, where a read of the local file in WAL mode never waits for
+  a writer and takes less time than the trip to a thread and back.
 """
 
 import functools
@@ -15,7 +26,7 @@ import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry_tokens.db.prepared import AnySelect, PreparedQuery, ReaderConnections, Row
+from registry_tokens.db.queries import Query, R, ReaderConnections, fetch_in
 from registry_tokens.settings import Settings
 
 _IMMEDIATE = "registry_tokens_begin_immediate"
@@ -80,41 +91,41 @@ class Database:
         )
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
+    def reading(self) -> Iterator[Session]:
         with self._read_sessions() as session:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def writing(self) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
         with self._write_sessions() as session, session.begin():
             yield session
 
-    async def run_reads(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Runs request work that only reads: on SQLite inline on the event loop, else in a
-        worker thread.
-
-        A few indexed reads of a local SQLite file (WAL: readers never wait for writers)
-        take less time than the trip to a worker thread and back, of which FastAPI makes
-        several per request for sync code; on PostgreSQL the work waits on the
-        network, which must not hold up the event loop. Work that writes goes to a thread
-        on every backend (:meth:`run_writes`), as it may wait for the write lock.
-        """
+    async def read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs work that only reads, where this backend's reads belong (module docstring)."""
         if self.is_sqlite:
             return work(*args, **kwargs)
         return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
 
     @staticmethod
-    async def run_writes(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Runs request work that may write, in a worker thread (see :meth:`run_reads`)."""
+    async def write(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs work that may write, in a worker thread (module docstring)."""
         return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
 
-    def prepare(self, statement: AnySelect) -> PreparedQuery:
-        """Compiles a hot path's SELECT once (see :mod:`registry_tokens.db.prepared`)."""
-        return PreparedQuery(statement, self.engine.dialect)
+    def fetch(self, query: Query[R], **values: Any) -> list[R]:
+        """Runs a query in a transaction of its own: all its rows."""
+        return self._readers.fetch(query, values)
 
-    def fetch(self, query: PreparedQuery, **values: Any) -> list[Row]:
-        """Runs a prepared SELECT in a transaction of its own: all its rows, converted."""
+    @staticmethod
+    def fetch_in(session: Session, query: Query[R], **values: Any) -> list[R]:
+        """Runs a query inside the session's (write) transaction."""
+        return fetch_in(session, query, values)
+
+    def ask(self, query: Query[R], session: Session | None, **values: Any) -> list[R]:
+        """:meth:`fetch_in` the session when there is one, else :meth:`fetch`: for lookups
+        that both reads and writes make (e.g. "the registry this caller may see")."""
+        if session is not None:
+            return fetch_in(session, query, values)
         return self._readers.fetch(query, values)
 
     @property

@@ -4,8 +4,6 @@ import functools
 import uuid
 from urllib.parse import quote as _quote
 
-from registry_tokens.settings import Settings
-
 
 @functools.lru_cache(maxsize=4096)
 def quote(segment: str) -> str:
@@ -15,9 +13,9 @@ def quote(segment: str) -> str:
 
 
 class Urls:
-    def __init__(self, settings: Settings) -> None:
-        self.api = settings.api_base
-        self.web = settings.web_base
+    def __init__(self, api_base: str, web_base: str) -> None:
+        self.api = api_base.rstrip("/")
+        self.web = web_base.rstrip("/")
 
     def organization(self, org: str) -> str:
         return f"{self.api}/v2/organizations/{quote(org)}"

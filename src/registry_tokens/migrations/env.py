@@ -7,7 +7,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from registry_tokens.db.base import UTCDateTime
-from registry_tokens.db.models import Base
+from registry_tokens.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,8 +1,11 @@
+from typing import Annotated
+
 from fastapi import APIRouter
 
-from registry_tokens.kit.http import error_responses
-from registry_tokens.kit.routes import CallerDep, ServicesDep
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
 from registry_tokens.organizations.schemas import OrganizationOut
+from registry_tokens.organizations.service import OrganizationService
 
 router = APIRouter(prefix="/v2/organizations", tags=["Organizations"])
 
@@ -16,9 +19,11 @@ router = APIRouter(prefix="/v2/organizations", tags=["Organizations"])
     response_model=OrganizationOut,
     responses=error_responses(401, 404, 422, 503),
 )
-def get_organization(
+async def get_organization(
     org: str,
     caller: CallerDep,
-    app: ServicesDep,
+    organizations: Annotated[OrganizationService, provided(OrganizationService)],
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> OrganizationOut:
-    return OrganizationOut.of(app.organizations.get(caller, org), app.urls)
+    return OrganizationOut.of(await database.read(organizations.get, caller, org), urls)

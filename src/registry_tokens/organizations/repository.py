@@ -1,9 +1,41 @@
 import uuid
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from registry_tokens.db.queries import Query
 from registry_tokens.organizations.models import Organization, OrganizationMembership
+
+
+class MemberOrganization(NamedTuple):
+    """An organization as one of its members sees it, with the member's role."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    created_at: datetime
+    role: str
+
+
+# "Which organization of this slug does this user belong to, and as what?" Every
+# organization- or registry-scoped request asks it (authorization, rate limits).
+MEMBER_ORGANIZATION = Query(
+    select(
+        Organization.id.label("id"),
+        Organization.slug.label("slug"),
+        Organization.name.label("name"),
+        Organization.created_at.label("created_at"),
+        OrganizationMembership.role.label("role"),
+    )
+    .join(OrganizationMembership, OrganizationMembership.organization_id == Organization.id)
+    .where(
+        Organization.slug == bindparam("organization_slug"),
+        OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type),
+    ),
+    MemberOrganization,
+)
 
 
 class OrganizationRepository:
@@ -12,14 +44,6 @@ class OrganizationRepository:
 
     def get_by_slug(self, slug: str) -> Organization | None:
         return self.session.scalar(select(Organization).where(Organization.slug == slug))
-
-    def get_by_slug_for_member(self, slug: str, user_id: uuid.UUID) -> Organization | None:
-        """The organization, only if the user belongs to it: one query, no existence leak."""
-        is_member = exists().where(
-            OrganizationMembership.organization_id == Organization.id,
-            OrganizationMembership.user_id == user_id,
-        )
-        return self.session.scalar(select(Organization).where(Organization.slug == slug, is_member))
 
     def get_membership(
         self, organization_id: uuid.UUID, user_id: uuid.UUID

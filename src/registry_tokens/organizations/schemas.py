@@ -1,19 +1,10 @@
 import uuid
-from typing import Protocol
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.models import Organization
-
-
-class OrganizationRefFields(Protocol):
-    """What :class:`OrganizationRef` shows: an ``Organization`` row, or a query's view."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def slug(self) -> str: ...
+from registry_tokens.organizations.repository import MemberOrganization
 
 
 class OrganizationRef(ResponseModel):
@@ -25,12 +16,12 @@ class OrganizationRef(ResponseModel):
     web_url: str
 
     @classmethod
-    def of(cls, organization: "OrganizationRefFields", urls: Urls) -> "OrganizationRef":
+    def of(cls, organization_id: uuid.UUID, slug: str, urls: Urls) -> "OrganizationRef":
         return cls(
-            id=organization.id,
-            slug=organization.slug,
-            url=urls.organization(organization.slug),
-            web_url=urls.organization_web(organization.slug),
+            id=organization_id,
+            slug=slug,
+            url=urls.organization(slug),
+            web_url=urls.organization_web(slug),
         )
 
 
@@ -46,7 +37,7 @@ class OrganizationOut(ResponseModel):
     created_at: Timestamp
 
     @classmethod
-    def of(cls, organization: Organization, urls: Urls) -> "OrganizationOut":
+    def of(cls, organization: Organization | MemberOrganization, urls: Urls) -> "OrganizationOut":
         return cls(
             id=organization.id,
             graphql_id=graphql_id("Organization", organization.id),

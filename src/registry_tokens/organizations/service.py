@@ -3,35 +3,55 @@
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry_tokens.auth.caller import Caller
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
+from registry_tokens.kit.context import Caller
 from registry_tokens.kit.errors import (
     AppError,
     NotFound,
     already_taken,
 )
 from registry_tokens.organizations.models import Organization, OrganizationMembership, Role
-from registry_tokens.organizations.repository import OrganizationRepository
+from registry_tokens.organizations.repository import (
+    MEMBER_ORGANIZATION,
+    MemberOrganization,
+    OrganizationRepository,
+)
 from registry_tokens.users.repository import UserRepository
 
 
-def visible_organization(session: Session, caller: Caller, slug: str) -> Organization:
+def member_organization(
+    database: Database, caller: Caller, slug: str, session: Session | None = None
+) -> MemberOrganization | None:
     """The organization if the caller's user belongs to it and the token may act there.
 
-    Anything else is "not found": a caller never learns that an organization exists.
+    ``session``: ask inside that (write) transaction rather than in one of its own.
     """
-    organization = OrganizationRepository(session).get_by_slug_for_member(slug, caller.user_id)
-    if organization is None or not caller.may_act_in(organization.id):
+    rows = database.ask(
+        MEMBER_ORGANIZATION, session, organization_slug=slug, user_id=caller.user_id
+    )
+    if rows and caller.may_act_in(rows[0].id):
+        return rows[0]
+    return None
+
+
+def visible_organization(
+    database: Database, caller: Caller, slug: str, session: Session | None = None
+) -> MemberOrganization:
+    """:func:`member_organization`, or "not found": a caller never learns that an
+    organization it may not see exists."""
+    found = member_organization(database, caller, slug, session)
+    if found is None:
         raise NotFound("organization")
-    return organization
+    return found
 
 
-def administered_organization(session: Session, caller: Caller, slug: str) -> Organization:
+def administered_organization(
+    database: Database, caller: Caller, slug: str, session: Session | None = None
+) -> MemberOrganization:
     """The organization, if the caller may see it and is one of its admins (else 403)."""
-    organization = visible_organization(session, caller, slug)
-    membership = OrganizationRepository(session).get_membership(organization.id, caller.user_id)
-    if membership is None or membership.role != Role.ADMIN.value:
+    organization = visible_organization(database, caller, slug, session)
+    if organization.role != Role.ADMIN.value:
         raise AppError("Only organization admins can manage registries", 403)
     return organization
 
@@ -40,15 +60,14 @@ class OrganizationService:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def get(self, caller: Caller, slug: str) -> Organization:
-        with self.database.read() as session:
-            return visible_organization(session, caller, slug)
+    def get(self, caller: Caller, slug: str) -> MemberOrganization:
+        return visible_organization(self.database, caller, slug)
 
     def create(self, slug: str, name: str | None = None) -> Organization:
         slug = validation.organization_slug(slug)
         name = validation.require_text("name", name or slug, max_length=255)
         try:
-            with self.database.write() as session:
+            with self.database.writing() as session:
                 repository = OrganizationRepository(session)
                 if repository.get_by_slug(slug) is not None:
                     raise already_taken("slug")
@@ -59,7 +78,7 @@ class OrganizationService:
         return organization
 
     def get_or_create(self, slug: str, name: str | None = None) -> Organization:
-        with self.database.read() as session:
+        with self.database.reading() as session:
             existing = OrganizationRepository(session).get_by_slug(slug)
         return existing or self.create(slug, name)
 
@@ -68,7 +87,7 @@ class OrganizationService:
     ) -> OrganizationMembership:
         """Adds the user to the organization; an existing member gets the given role."""
         email = validation.email_address(email)
-        with self.database.write() as session:
+        with self.database.writing() as session:
             organizations = OrganizationRepository(session)
             organization = organizations.get_by_slug(organization_slug)
             if organization is None:

@@ -1,69 +1,45 @@
 """The Packages API (publish, list, get, delete) for Python registries."""
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Request, Response
+from starlette.datastructures import UploadFile
 
-from registry_tokens.auth.scopes import Scope
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
-from registry_tokens.kit.http import error_responses, services
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.kit.routes import CallerDep, ServicesDep
 from registry_tokens.packages.schemas import PackageList, PackageOut
+from registry_tokens.packages.service import PackageService
 
-
-class UploadRoute(APIRoute):
-    """Multipart uploads: the caller is authorized before a byte of the body is read, and
-    a missing or non-file ``file`` field is a 422 naming the field.
-
-    FastAPI parses (and spools) a form before any dependency runs, so without the early
-    check anyone could make the server take in bodies of up to the upload limit. And the
-    generic handler would call a bad body of a non-JSON request "not JSON" (415), which
-    misleads a client that sent a form without the file.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def upload_handler(request: Request) -> Response:
-            if request.method == "POST":
-                await run_in_threadpool(_may_publish, request)
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                if any(
-                    tuple(error.get("loc", ()))[:2] == ("body", "file") for error in exc.errors()
-                ):
-                    raise ValidationFailed(
-                        [
-                            FieldProblem(
-                                "file",
-                                "missing",
-                                "can't be blank: send the wheel or sdist as the multipart "
-                                "form field `file`",
-                            )
-                        ]
-                    ) from exc
-                raise
-
-        return upload_handler
-
-
-def _may_publish(request: Request) -> None:
-    caller = services(request).auth.authenticate(request.headers.get("authorization"))
-    caller.require(Scope.WRITE_PACKAGES)
-
+PackagesDep = Annotated[PackageService, provided(PackageService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
     tags=["Packages"],
-    route_class=UploadRoute,
 )
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The wheel or sdist",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 @router.post(
@@ -74,16 +50,37 @@ router = APIRouter(
     "(`.whl`) or an sdist (`.tar.gz`). Name and version come from the file's own metadata.",
     response_model=PackageOut,
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    openapi_extra=_UPLOAD_BODY,
 )
-def publish_package(
+async def publish_package(
     org: str,
     registry: str,
-    file: Annotated[UploadFile, File(description="The wheel or sdist")],
+    request: Request,
     caller: CallerDep,
-    app: ServicesDep,
+    packages: PackagesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> PackageOut:
-    package = app.packages.publish(caller, org, registry, file.file, file.filename or "")
-    return PackageOut.of(package, app.urls)
+    """The caller is authorized before a byte of the body is read: the form is parsed
+    (and spooled) here, after the caller dependency, not by FastAPI before it."""
+    await database.read(packages.may_publish, caller, org, registry)
+    async with request.form() as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "file",
+                        "missing",
+                        "can't be blank: send the wheel or sdist as the multipart "
+                        "form field `file`",
+                    )
+                ]
+            )
+        package, found = await database.write(
+            packages.publish, caller, org, registry, upload.file, upload.filename or ""
+        )
+    return PackageOut.of(package, found, urls)
 
 
 @router.get(
@@ -95,22 +92,25 @@ def publish_package(
     response_model=PackageList,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-def list_packages(
+async def list_packages(
     org: str,
     registry: str,
     caller: CallerDep,
-    app: ServicesDep,
+    packages: PackagesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
     name: Annotated[str | None, Query(max_length=255)] = None,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
 ) -> PackageList:
-    window = app.packages.list(
-        caller, org, registry, name=name, cursor=Cursor.parse(before, after, per_page)
+    cursor = Cursor.parse(before, after, per_page)
+    window, found = await database.read(
+        packages.list, caller, org, registry, name=name, cursor=cursor
     )
     return PackageList(
-        items=[PackageOut.of(package, app.urls) for package in window.items],
-        links=cursor_links(app.urls.packages(org, registry), window, {"name": name}),
+        items=[PackageOut.of(package, found, urls) for package in window.items],
+        links=cursor_links(urls.packages(org, registry), window, {"name": name}),
     )
 
 
@@ -122,10 +122,17 @@ def list_packages(
     response_model=PackageOut,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-def get_package(
-    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+async def get_package(
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    packages: PackagesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> PackageOut:
-    return PackageOut.of(app.packages.get(caller, org, registry, id), app.urls)
+    package, found = await database.read(packages.get, caller, org, registry, id)
+    return PackageOut.of(package, found, urls)
 
 
 @router.delete(
@@ -139,8 +146,13 @@ def get_package(
         **error_responses(401, 403, 404, 422, 503),
     },
 )
-def delete_package(
-    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+async def delete_package(
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    packages: PackagesDep,
+    database: DatabaseDep,
 ) -> Response:
-    app.packages.delete(caller, org, registry, id)
+    await database.write(packages.delete, caller, org, registry, id)
     return Response(status_code=200)

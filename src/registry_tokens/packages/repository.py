@@ -1,9 +1,10 @@
 import uuid
+from typing import NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from registry_tokens.db.prepared import AnySelect
+from registry_tokens.db.queries import Query
 from registry_tokens.packages.models import Package
 
 
@@ -26,24 +27,8 @@ class PackageRepository:
         query = select(Package).where(Package.registry_id == registry_id)
         return query if project is None else query.where(Package.project == project)
 
-    def files_of_project(self, registry_id: uuid.UUID, project: str) -> list[Package]:
-        return list(
-            self.session.scalars(
-                select(Package)
-                .where(Package.registry_id == registry_id, Package.project == project)
-                .order_by(Package.filename)
-            )
-        )
-
-    def projects(self, registry_id: uuid.UUID) -> list[str]:
-        return list(
-            self.session.scalars(
-                select(Package.project)
-                .where(Package.registry_id == registry_id)
-                .distinct()
-                .order_by(Package.project)
-            )
-        )
+    def files_of(self, registry_id: uuid.UUID) -> list[Package]:
+        return list(self.session.scalars(select(Package).where(Package.registry_id == registry_id)))
 
     def all_files(self) -> list[tuple[str, uuid.UUID]]:
         return [
@@ -59,11 +44,40 @@ class PackageRepository:
         self.session.flush()
 
 
-def install_project_files() -> AnySelect:
-    """For :meth:`Database.prepare`: what a project's simple-index page lists, by name."""
-    return (
-        select(Package.id, Package.filename, Package.sha256, Package.requires_python)
-        .where(Package.registry_id == bindparam("registry_id"))
-        .where(Package.project == bindparam("project"))
-        .order_by(Package.filename)
+class ProjectFile(NamedTuple):
+    """A file of a project, as the package protocols list it."""
+
+    id: uuid.UUID
+    filename: str
+    sha256: str
+    requires_python: str | None
+
+
+# "The files of this project in this registry", by filename: what a project's simple-index
+# page lists, and what a publish checks a new file against.
+PROJECT_FILES = Query(
+    select(
+        Package.id.label("id"),
+        Package.filename.label("filename"),
+        Package.sha256.label("sha256"),
+        Package.requires_python.label("requires_python"),
     )
+    .where(Package.registry_id == bindparam("registry_id"))
+    .where(Package.project == bindparam("project"))
+    .order_by(Package.filename),
+    ProjectFile,
+)
+
+
+class Project(NamedTuple):
+    project: str
+
+
+# "The projects of this registry", by name: the root of its simple index.
+PROJECTS = Query(
+    select(Package.project.label("project"))
+    .where(Package.registry_id == bindparam("registry_id"))
+    .distinct()
+    .order_by(Package.project),
+    Project,
+)

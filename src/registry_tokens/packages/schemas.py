@@ -7,6 +7,7 @@ from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.organizations.schemas import OrganizationRef
 from registry_tokens.packages.models import Package
+from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.schemas import RegistryRef
 
 
@@ -27,9 +28,8 @@ class PackageOut(ResponseModel):
     registry: RegistryRef
 
     @classmethod
-    def of(cls, package: Package, urls: Urls) -> "PackageOut":
-        registry = package.package_registry
-        org = registry.organization.slug
+    def of(cls, package: Package, registry: RegistryRow, urls: Urls) -> "PackageOut":
+        org = registry.organization_slug
         return cls(
             id=package.id,
             url=urls.package(org, registry.slug, package.id),
@@ -38,7 +38,7 @@ class PackageOut(ResponseModel):
             created_at=package.created_at,
             version=package.version,
             digests=Digests(sha256=package.sha256, sha512=package.sha512),
-            organization=OrganizationRef.of(registry.organization, urls),
+            organization=OrganizationRef.of(registry.organization_id, org, urls),
             registry=RegistryRef.of(registry, urls),
         )
 

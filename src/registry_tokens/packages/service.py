@@ -1,14 +1,17 @@
 """Publishing, listing, reading and deleting packages through the Packages API."""
 
+import builtins
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from registry_tokens.auth.caller import Caller
-from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.ids import new_id
@@ -18,11 +21,15 @@ from registry_tokens.packages.metadata import (
     read_distribution,
 )
 from registry_tokens.packages.models import Package
-from registry_tokens.packages.repository import PackageRepository
+from registry_tokens.packages.repository import (
+    PROJECT_FILES,
+    PROJECTS,
+    PackageRepository,
+    ProjectFile,
+)
 from registry_tokens.packages.storage import FileStore, StagedFile
-from registry_tokens.registries.models import Registry
+from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import Ecosystem, visible_registry
-from registry_tokens.users.repository import UserRepository
 
 
 class PackageService:
@@ -31,12 +38,15 @@ class PackageService:
         self.files = files
         self.max_upload_bytes = max_upload_bytes
 
+    def may_publish(self, caller: Caller, org: str, registry: str) -> None:
+        """Refuses a publish before a byte of the upload is stored."""
+        caller.require(Scope.WRITE_PACKAGES)
+        _publishable(visible_registry(self.database, caller, org, registry))
+
     def publish(
         self, caller: Caller, org: str, registry: str, upload: BinaryIO, filename: str
-    ) -> Package:
-        caller.require(Scope.WRITE_PACKAGES)
-        with self.database.read() as session:  # refuse before storing a byte
-            _publishable(visible_registry(session, caller, org, registry))
+    ) -> tuple[Package, RegistryRow]:
+        self.may_publish(caller, org, registry)
         try:
             staged = self.files.stage(upload, self.max_upload_bytes)
         except ValueError as exc:
@@ -48,7 +58,7 @@ class PackageService:
 
     def _publish_staged(
         self, caller: Caller, org: str, registry: str, staged: StagedFile, filename: str
-    ) -> Package:
+    ) -> tuple[Package, RegistryRow]:
         try:
             distribution = read_distribution(staged.path, filename)
         except BadDistribution as exc:
@@ -56,20 +66,23 @@ class PackageService:
         package_id = new_id()
         placed = False
         try:
-            with self.database.write() as session:
-                found = _publishable(visible_registry(session, caller, org, registry))
+            with self.database.writing() as session:
+                found = _publishable(
+                    visible_registry(self.database, caller, org, registry, session)
+                )
                 packages = PackageRepository(session)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
                 identity = distribution_identity(filename)
-                for existing in packages.files_of_project(found.id, distribution.project):
+                existing_files = self.database.fetch_in(
+                    session, PROJECT_FILES, registry_id=found.id, project=distribution.project
+                )
+                for existing in existing_files:
                     if distribution_identity(existing.filename) == identity:
                         raise _already_published(filename, existing.filename)
-                uploader = UserRepository(session).get(caller.user_id)
-                assert uploader is not None
                 package = Package(
                     id=package_id,
-                    package_registry=found,
+                    registry_id=found.id,
                     project=distribution.project,
                     name=distribution.name,
                     version=distribution.version,
@@ -79,7 +92,7 @@ class PackageService:
                     size=staged.size,
                     sha256=staged.sha256,
                     sha512=staged.sha512,
-                    uploaded_by_id=uploader.id,
+                    uploaded_by_id=caller.user_id,
                 )
                 packages.add(package)
                 # The file is in place before the row that names it is committed.
@@ -91,28 +104,30 @@ class PackageService:
             if isinstance(error, IntegrityError):  # a concurrent publish of the same file
                 raise _already_published(filename) from error
             raise
-        return package
+        return package, found
 
-    def get(self, caller: Caller, org: str, registry: str, package_id: str) -> Package:
+    def get(
+        self, caller: Caller, org: str, registry: str, package_id: str
+    ) -> tuple[Package, RegistryRow]:
         caller.require(Scope.READ_PACKAGES)
-        with self.database.read() as session:
-            found = visible_registry(session, caller, org, registry)
-            return _existing(PackageRepository(session), found.id, package_id)
+        found = visible_registry(self.database, caller, org, registry)
+        with self.database.reading() as session:
+            return _existing(PackageRepository(session), found.id, package_id), found
 
     def list(
         self, caller: Caller, org: str, registry: str, *, name: str | None, cursor: Cursor
-    ) -> Window[Package]:
+    ) -> tuple[Window[Package], RegistryRow]:
         caller.require(Scope.READ_PACKAGES)
         project = canonicalize_name(name) if name is not None else None
-        with self.database.read() as session:
-            found = visible_registry(session, caller, org, registry)
+        found = visible_registry(self.database, caller, org, registry)
+        with self.database.reading() as session:
             query = PackageRepository(session).listing(found.id, project)
-            return fetch_window(session, query, Package.id, cursor)
+            return fetch_window(session, query, Package.id, cursor), found
 
     def delete(self, caller: Caller, org: str, registry: str, package_id: str) -> None:
         caller.require(Scope.DELETE_PACKAGES)
-        with self.database.write() as session:
-            found = visible_registry(session, caller, org, registry)
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
             packages = PackageRepository(session)
             package = _existing(packages, found.id, package_id)
             sha256, owned_id = package.sha256, package.id
@@ -120,13 +135,48 @@ class PackageService:
         # Only after the row is gone: a crash in between leaves an orphan, swept later.
         self.files.remove(sha256, owned_id)
 
+    def projects(self, registry: RegistryRow) -> "builtins.list[str]":
+        """The projects an install may list (the registry's access already decided)."""
+        return [row.project for row in self.database.fetch(PROJECTS, registry_id=registry.id)]
+
+    def project_files(self, registry: RegistryRow, project: str) -> "builtins.list[ProjectFile]":
+        files = self.database.fetch(PROJECT_FILES, registry_id=registry.id, project=project)
+        if not files:
+            raise NotFound("project")
+        return files
+
+    def file(self, registry: RegistryRow, package_id: str, filename: str) -> tuple[Package, Path]:
+        """A file an install may download, and where it is stored."""
+        try:
+            parsed = uuid.UUID(package_id)
+        except ValueError:
+            raise NotFound("file") from None
+        with self.database.reading() as session:
+            package = PackageRepository(session).get(registry.id, parsed)
+        if package is None or package.filename != filename:
+            raise NotFound("file")
+        return package, self.files.path_for(package.sha256, package.id)
+
+    def files_of_deleted_registry(
+        self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext
+    ) -> Callable[[], None]:
+        """A registry's deletion step (``RegistryService``): its files are removed once
+        the deletion has committed."""
+        files = [(row.sha256, row.id) for row in PackageRepository(session).files_of(registry.id)]
+
+        def remove() -> None:
+            for sha256, package_id in files:
+                self.files.remove(sha256, package_id)
+
+        return remove
+
     def sweep_orphans(self, older_than_seconds: float = 3600) -> int:
-        with self.database.read() as session:
+        with self.database.reading() as session:
             live = PackageRepository(session).all_files()
         return self.files.sweep(live, older_than_seconds)
 
 
-def _publishable(registry: Registry) -> Registry:
+def _publishable(registry: RegistryRow) -> RegistryRow:
     if registry.ecosystem != Ecosystem.PYTHON.value:
         raise AppError(
             f"Validation failed: this is a {registry.ecosystem} registry; only python "

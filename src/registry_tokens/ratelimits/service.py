@@ -2,13 +2,14 @@
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from registry_tokens.auth.caller import Caller
+import anyio.to_thread
+
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError
-from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.ratelimits.store import CounterStore, DatabaseStore, FailoverStore, RedisStore
 from registry_tokens.settings import Settings
 
@@ -127,28 +128,24 @@ class RateLimitPolicy:
             self.settings.rate_limit_per_user > 0 or self.settings.rate_limit_per_organization > 0
         )
 
-    def for_caller(self, caller: Caller, organization_slug: str | None) -> Allowance | None:
-        """Counts against the user, and the organization when the caller may act in it.
+    @property
+    def counts_organizations(self) -> bool:
+        return self.settings.rate_limit_per_organization > 0
 
-        An organization the caller cannot see is not charged: no one can spend another
-        organization's allowance, or learn from its headers that it exists.
-        """
-        subjects = [Subject("user", str(caller.user_id), self.settings.rate_limit_per_user)]
-        if organization_slug is not None and self.settings.rate_limit_per_organization:
-            with self.database.read() as session:
-                organization = OrganizationRepository(session).get_by_slug_for_member(
-                    organization_slug, caller.user_id
+    async def for_caller(
+        self, user_id: uuid.UUID, organization_id: uuid.UUID | None
+    ) -> Allowance | None:
+        """Counts against the user, and the organization (one the caller may see)."""
+        subjects = [Subject("user", str(user_id), self.settings.rate_limit_per_user)]
+        if organization_id is not None:
+            subjects.append(
+                Subject(
+                    "organization", str(organization_id), self.settings.rate_limit_per_organization
                 )
-            if organization is not None and caller.may_act_in(organization.id):
-                subjects.append(
-                    Subject(
-                        "organization",
-                        str(organization.id),
-                        self.settings.rate_limit_per_organization,
-                    )
-                )
-        return self.limiter.hit(subjects)
+            )
+        return await anyio.to_thread.run_sync(self.limiter.hit, subjects)
 
-    def for_client(self, address: str) -> Allowance | None:
+    async def for_client(self, address: str) -> Allowance | None:
         """Requests without a valid token count against the client's address."""
-        return self.limiter.hit([Subject("client", address, self.settings.rate_limit_per_client)])
+        subjects = [Subject("client", address, self.settings.rate_limit_per_client)]
+        return await anyio.to_thread.run_sync(self.limiter.hit, subjects)

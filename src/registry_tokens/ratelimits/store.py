@@ -37,7 +37,7 @@ class DatabaseStore:
 
     def hit(self, keys: Sequence[str], window_start: int, window_seconds: int) -> list[int]:
         counts = []
-        with self.database.write() as session:
+        with self.database.writing() as session:
             for key in keys:
                 statement = self.dialect.insert(RateLimitCounter).values(
                     key=key, window_start=window_start, count=1

@@ -1,22 +1,29 @@
 """The Registries API. Handlers only translate HTTP; the service decides."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response
 
-from registry_tokens.kit.http import JsonRoute
-from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
-from registry_tokens.kit.routes import (
+from registry_tokens.api.http import JsonRoute
+from registry_tokens.api.routes import (
     PAGED_LIST_RESPONSES,
     READ_ERRORS,
     WRITE_ERRORS,
     CallerDep,
     ContextDep,
+    DatabaseDep,
     PageNumber,
     PerPage,
-    ServicesDep,
+    UrlsDep,
     add_update_routes,
+    provided,
     set_page_links,
 )
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
 from registry_tokens.registries.schemas import RegistryCreate, RegistryOut, RegistryUpdate
+from registry_tokens.registries.service import RegistryService
+
+RegistriesDep = Annotated[RegistryService, provided(RegistryService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries",
@@ -34,10 +41,16 @@ router = APIRouter(
     response_model=RegistryOut,
     responses=WRITE_ERRORS,
 )
-def create_registry(
-    org: str, body: RegistryCreate, caller: CallerDep, app: ServicesDep
+async def create_registry(
+    org: str,
+    body: RegistryCreate,
+    caller: CallerDep,
+    registries: RegistriesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> RegistryOut:
-    return RegistryOut.of(app.registries.create_for(caller, org, body.changes()), app.urls)
+    created = await database.write(registries.create_for, caller, org, body.changes())
+    return RegistryOut.of(created, urls)
 
 
 @router.get(
@@ -48,17 +61,19 @@ def create_registry(
     response_model=list[RegistryOut],
     responses=PAGED_LIST_RESPONSES,
 )
-def list_registries(
+async def list_registries(
     org: str,
     caller: CallerDep,
-    app: ServicesDep,
+    registries: RegistriesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
     response: Response,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
 ) -> list[RegistryOut]:
-    found = app.registries.list(caller, org, PageRequest.of(page, per_page))
-    set_page_links(response, found, app.urls.registries(org), {})
-    return [RegistryOut.of(registry, app.urls) for registry in found.items]
+    found = await database.read(registries.list, caller, org, PageRequest.of(page, per_page))
+    set_page_links(response, found, urls.registries(org), {})
+    return [RegistryOut.of(registry, urls) for registry in found.items]
 
 
 @router.get(
@@ -69,15 +84,28 @@ def list_registries(
     response_model=RegistryOut,
     responses=READ_ERRORS,
 )
-def get_registry(org: str, registry: str, caller: CallerDep, app: ServicesDep) -> RegistryOut:
-    return RegistryOut.of(app.registries.get(caller, org, registry), app.urls)
-
-
-def update_registry(
-    org: str, registry: str, body: RegistryUpdate, caller: CallerDep, app: ServicesDep
+async def get_registry(
+    org: str,
+    registry: str,
+    caller: CallerDep,
+    registries: RegistriesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> RegistryOut:
-    updated = app.registries.update(caller, org, registry, body.changes())
-    return RegistryOut.of(updated, app.urls)
+    return RegistryOut.of(await database.read(registries.get, caller, org, registry), urls)
+
+
+async def update_registry(
+    org: str,
+    registry: str,
+    body: RegistryUpdate,
+    caller: CallerDep,
+    registries: RegistriesDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
+) -> RegistryOut:
+    updated = await database.write(registries.update, caller, org, registry, body.changes())
+    return RegistryOut.of(updated, urls)
 
 
 add_update_routes(
@@ -100,8 +128,13 @@ add_update_routes(
     response_class=Response,
     responses={200: {"description": "Deleted; the body is empty"}, **READ_ERRORS},
 )
-def delete_registry(
-    org: str, registry: str, caller: CallerDep, app: ServicesDep, context: ContextDep
+async def delete_registry(
+    org: str,
+    registry: str,
+    caller: CallerDep,
+    context: ContextDep,
+    registries: RegistriesDep,
+    database: DatabaseDep,
 ) -> Response:
-    app.registries.delete(caller, org, registry, context)
+    await database.write(registries.delete, caller, org, registry, context)
     return Response(status_code=200)

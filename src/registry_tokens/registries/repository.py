@@ -1,13 +1,116 @@
 import uuid
-from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, exists, func, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
-from registry_tokens.db.prepared import AnySelect
+from registry_tokens.db.queries import Query
 from registry_tokens.kit.pagination import PageRequest
 from registry_tokens.organizations.models import Organization, OrganizationMembership
 from registry_tokens.registries.models import Registry
+
+
+class RegistryRow(NamedTuple):
+    """A registry as every read shows it, with its organization's id and slug."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    ecosystem: str
+    description: str | None
+    emoji: str | None
+    color: str | None
+    public: bool
+    oidc_policy: str | None
+    created_at: datetime
+    tokens_version: int
+    organization_id: uuid.UUID
+    organization_slug: str
+
+    @classmethod
+    def of(cls, registry: Registry) -> "RegistryRow":
+        """The row of a registry a write has just made or changed."""
+        return cls(
+            registry.id,
+            registry.slug,
+            registry.name,
+            registry.ecosystem,
+            registry.description,
+            registry.emoji,
+            registry.color,
+            registry.public,
+            registry.oidc_policy,
+            registry.created_at,
+            registry.tokens_version,
+            registry.organization_id,
+            registry.organization.slug,
+        )
+
+
+_REGISTRY_ROWS = select(
+    Registry.id.label("id"),
+    Registry.slug.label("slug"),
+    Registry.name.label("name"),
+    Registry.ecosystem.label("ecosystem"),
+    Registry.description.label("description"),
+    Registry.emoji.label("emoji"),
+    Registry.color.label("color"),
+    Registry.public.label("public"),
+    Registry.oidc_policy.label("oidc_policy"),
+    Registry.created_at.label("created_at"),
+    Registry.tokens_version.label("tokens_version"),
+    Organization.id.label("organization_id"),
+    Organization.slug.label("organization_slug"),
+).join(Organization, Organization.id == Registry.organization_id)
+
+# "The registry of this organization slug and slug, if this user belongs to the
+# organization": the first question of every registry-scoped API request.
+MEMBER_REGISTRY = Query(
+    _REGISTRY_ROWS.join(
+        OrganizationMembership, OrganizationMembership.organization_id == Organization.id
+    ).where(
+        Organization.slug == bindparam("organization_slug"),
+        Registry.slug == bindparam("registry_slug"),
+        OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type),
+    ),
+    RegistryRow,
+)
+
+# "The registry at this path" for package clients, whoever they are (access is decided
+# after, from the credential presented).
+REGISTRY_BY_SLUGS = Query(
+    _REGISTRY_ROWS.where(
+        Organization.slug == bindparam("organization_slug"),
+        Registry.slug == bindparam("registry_slug"),
+    ),
+    RegistryRow,
+)
+
+# A page of an organization's registries, newest first.
+REGISTRY_PAGE = Query(
+    _REGISTRY_ROWS.where(Registry.organization_id == bindparam("organization_id"))
+    .order_by(Registry.created_at.desc(), Registry.id.desc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset")),
+    RegistryRow,
+)
+
+
+class Count(NamedTuple):
+    total: int
+
+
+REGISTRY_COUNT = Query(
+    select(func.count().label("total")).where(
+        Registry.organization_id == bindparam("organization_id", type_=Registry.id.type)
+    ),
+    Count,
+)
+
+
+def page_values(organization_id: uuid.UUID, request: PageRequest) -> dict[str, object]:
+    return {"organization_id": organization_id, "limit": request.per_page, "offset": request.offset}
 
 
 class RegistryRepository:
@@ -21,40 +124,11 @@ class RegistryRepository:
             )
         )
 
-    def get_for_member(
-        self, organization_slug: str, registry_slug: str, user_id: uuid.UUID
-    ) -> Registry | None:
-        """The registry, with its organization, only if the user belongs to that
-        organization: one query on the path of every registry-scoped request."""
-        is_member = exists().where(
-            OrganizationMembership.organization_id == Organization.id,
-            OrganizationMembership.user_id == user_id,
-        )
+    def lock(self, registry_id: uuid.UUID) -> Registry | None:
+        """The registry's row, locked (PostgreSQL) until the transaction ends: a change to
+        it, or its deletion, takes turns with publishes and token writes in it."""
         return self.session.scalar(
-            select(Registry)
-            .join(Registry.organization)
-            .options(contains_eager(Registry.organization))
-            .where(Organization.slug == organization_slug, Registry.slug == registry_slug)
-            .where(is_member)
-        )
-
-    def page(self, organization_id: uuid.UUID, request: PageRequest) -> list[Registry]:
-        return list(
-            self.session.scalars(
-                select(Registry)
-                .where(Registry.organization_id == organization_id)
-                .order_by(Registry.created_at.desc(), Registry.id.desc())
-                .limit(request.per_page)
-                .offset(request.offset)
-            )
-        )
-
-    def count(self, organization_id: uuid.UUID) -> int:
-        return (
-            self.session.scalar(
-                select(func.count()).where(Registry.organization_id == organization_id)
-            )
-            or 0
+            select(Registry).where(Registry.id == registry_id).with_for_update(of=Registry)
         )
 
     def add(self, registry: Registry) -> None:
@@ -64,52 +138,3 @@ class RegistryRepository:
     def delete(self, registry: Registry) -> None:
         self.session.delete(registry)
         self.session.flush()
-
-
-@dataclass(frozen=True)
-class OrganizationView:
-    id: uuid.UUID
-    slug: str
-
-
-@dataclass(frozen=True)
-class RegistryView:
-    """A registry as the hot read paths see it: enough to authorize and to link to it."""
-
-    id: uuid.UUID
-    slug: str
-    organization: OrganizationView
-    tokens_version: int
-
-
-def member_registry_view() -> AnySelect:
-    """For :meth:`Database.prepare`: :meth:`RegistryRepository.get_for_member` as a
-    :class:`RegistryView` row (registry id and slug, organization id and slug, version)."""
-    is_member = exists().where(
-        OrganizationMembership.organization_id == Organization.id,
-        OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type),
-    )
-    return (
-        select(
-            Registry.id, Registry.slug, Organization.id, Organization.slug, Registry.tokens_version
-        )
-        .join(Registry.organization)
-        .where(
-            Organization.slug == bindparam("organization_slug"),
-            Registry.slug == bindparam("registry_slug"),
-        )
-        .where(is_member)
-    )
-
-
-def install_registry_by_slugs() -> AnySelect:
-    """For :meth:`Database.prepare`: a registry's id, slug and whether it is public, by
-    its organization's slug and its own (the first question of every install request)."""
-    return (
-        select(Registry.id, Registry.slug, Registry.public)
-        .join(Registry.organization)
-        .where(
-            Organization.slug == bindparam("organization_slug"),
-            Registry.slug == bindparam("registry_slug"),
-        )
-    )

@@ -1,5 +1,4 @@
 import uuid
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -7,20 +6,8 @@ from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
-from registry_tokens.organizations.schemas import OrganizationRefFields
-from registry_tokens.registries.models import Registry
+from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import Ecosystem, RegistryChanges
-
-
-class RegistryRefFields(Protocol):
-    """What :class:`RegistryRef` shows: a ``Registry`` row, or a query's view of one."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def slug(self) -> str: ...
-    @property
-    def organization(self) -> OrganizationRefFields: ...
 
 
 class RegistryRef(ResponseModel):
@@ -33,8 +20,8 @@ class RegistryRef(ResponseModel):
     web_url: str
 
     @classmethod
-    def of(cls, registry: "RegistryRefFields", urls: Urls) -> "RegistryRef":
-        org = registry.organization.slug
+    def of(cls, registry: RegistryRow, urls: Urls) -> "RegistryRef":
+        org = registry.organization_slug
         return cls(
             id=registry.id,
             graphql_id=graphql_id("Registry", registry.id),
@@ -62,8 +49,8 @@ class RegistryOut(ResponseModel):
     team_ids: list[str]
 
     @classmethod
-    def of(cls, registry: Registry, urls: Urls) -> "RegistryOut":
-        org = registry.organization.slug
+    def of(cls, registry: RegistryRow, urls: Urls) -> "RegistryOut":
+        org = registry.organization_slug
         return cls(
             id=registry.id,
             graphql_id=graphql_id("Registry", registry.id),

@@ -1,35 +1,32 @@
 """Registries: the Registries API, and creation by administrators from the CLI."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry_tokens.audit.service import EventType, RequestContext, record, user_actor
-from registry_tokens.auth.caller import Caller
-from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
-from registry_tokens.db.prepared import PreparedQuery
 from registry_tokens.kit import validation
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed, already_taken
 from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.kit.validation import OMITTED
 from registry_tokens.organizations.models import Organization
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.organizations.service import administered_organization, visible_organization
-from registry_tokens.packages.models import Package
-from registry_tokens.packages.storage import FileStore
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.repository import (
-    OrganizationView,
+    MEMBER_REGISTRY,
+    REGISTRY_COUNT,
+    REGISTRY_PAGE,
     RegistryRepository,
-    RegistryView,
+    RegistryRow,
+    page_values,
 )
-from registry_tokens.registry_tokens.models import RegistryToken
 
 
 class Ecosystem(StrEnum):
@@ -71,86 +68,91 @@ class RegistryChanges:
 
 
 def visible_registry(
-    session: Session, caller: Caller, organization_slug: str, registry_slug: str
-) -> Registry:
-    """The registry if the caller may see its organization; one query when it exists."""
-    registry = RegistryRepository(session).get_for_member(
-        organization_slug, registry_slug, caller.user_id
-    )
-    if registry is not None and caller.may_act_in(registry.organization_id):
-        return registry
-    visible_organization(session, caller, organization_slug)  # "No organization found"?
-    raise NotFound("registry")
-
-
-def visible_registry_view(
     database: Database,
-    query: PreparedQuery,
     caller: Caller,
     organization_slug: str,
     registry_slug: str,
-) -> RegistryView:
-    """:func:`visible_registry` for the hot read paths: one prepared query when the
-    registry is there; otherwise the ORM path, for its exact "not found" answer."""
-    rows = database.fetch(
-        query,
+    session: Session | None = None,
+) -> RegistryRow:
+    """The registry if the caller may see its organization: one query when it exists.
+
+    ``session``: ask inside that (write) transaction rather than in one of its own.
+    """
+    rows = database.ask(
+        MEMBER_REGISTRY,
+        session,
         organization_slug=organization_slug,
         registry_slug=registry_slug,
         user_id=caller.user_id,
     )
-    if rows and caller.may_act_in(rows[0][2]):
-        registry_id, slug, organization_id, organization, tokens_version = rows[0]
-        return RegistryView(
-            registry_id, slug, OrganizationView(organization_id, organization), tokens_version
-        )
-    with database.read() as session:
-        visible_registry(session, caller, organization_slug, registry_slug)
-    raise NotFound("registry")  # not reached unless it appeared in between
+    if rows and caller.may_act_in(rows[0].organization_id):
+        return rows[0]
+    visible_organization(database, caller, organization_slug, session)  # "No organization"?
+    raise NotFound("registry")
+
+
+class DeletionStep(Protocol):
+    """What another domain does when a registry is deleted, inside the deleting
+    transaction (before the registry's row goes); it may return work to run once the
+    deletion has committed (e.g. removing files)."""
+
+    def __call__(
+        self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext
+    ) -> Callable[[], None] | None: ...
 
 
 class RegistryService:
-    def __init__(self, database: Database, files: FileStore) -> None:
+    def __init__(self, database: Database, deletion_steps: Sequence[DeletionStep] = ()) -> None:
         self.database = database
-        self.files = files
+        # Registry tokens and packages live under a registry and depend on this domain,
+        # so they take part in its deletion through steps given at assembly (services.py).
+        self.deletion_steps = list(deletion_steps)
 
-    def get(self, caller: Caller, organization_slug: str, registry_slug: str) -> Registry:
+    def get(self, caller: Caller, organization_slug: str, registry_slug: str) -> RegistryRow:
         caller.require(Scope.READ_REGISTRIES)
-        with self.database.read() as session:
-            return visible_registry(session, caller, organization_slug, registry_slug)
+        return visible_registry(self.database, caller, organization_slug, registry_slug)
 
-    def list(self, caller: Caller, organization_slug: str, request: PageRequest) -> Page[Registry]:
+    def list(
+        self, caller: Caller, organization_slug: str, request: PageRequest
+    ) -> Page[RegistryRow]:
         caller.require(Scope.READ_REGISTRIES)
-        with self.database.read() as session:
-            organization = visible_organization(session, caller, organization_slug)
-            registries = RegistryRepository(session)
-            return Page(
-                items=registries.page(organization.id, request),
-                request=request,
-                total=registries.count(organization.id),
-            )
+        organization = visible_organization(self.database, caller, organization_slug)
+        values = page_values(organization.id, request)
+        return Page(
+            items=self.database.fetch(REGISTRY_PAGE, **values),
+            request=request,
+            total=self.database.fetch(REGISTRY_COUNT, organization_id=organization.id)[0].total,
+        )
 
     def create_for(
-        self, caller: Caller, organization_slug: str, changes: RegistryChanges
-    ) -> Registry:
+        self, caller: Caller, organization_slug: str, changes: "RegistryChanges"
+    ) -> RegistryRow:
         """The API's create: ``name`` and ``ecosystem`` required, the slug from the name."""
         caller.require(Scope.WRITE_REGISTRIES)
         fields = _checked(changes, creating=True)
-        with _unique_slug(), self.database.write() as session:
-            organization = administered_organization(session, caller, organization_slug)
-            return self._insert(session, organization, fields)
+        with _unique_slug(), self.database.writing() as session:
+            organization = administered_organization(
+                self.database, caller, organization_slug, session
+            )
+            found = OrganizationRepository(session).get_by_slug(organization.slug)
+            assert found is not None  # just read in this transaction
+            return RegistryRow.of(self._insert(session, found, fields))
 
     def update(
-        self, caller: Caller, organization_slug: str, registry_slug: str, changes: RegistryChanges
-    ) -> Registry:
+        self,
+        caller: Caller,
+        organization_slug: str,
+        registry_slug: str,
+        changes: "RegistryChanges",
+    ) -> RegistryRow:
         """Changes the fields sent; the slug stays, so every URL keeps working."""
         caller.require(Scope.WRITE_REGISTRIES)
         fields = _checked(changes, creating=False)
-        with self.database.write() as session:
-            administered_organization(session, caller, organization_slug)
-            registry = visible_registry(session, caller, organization_slug, registry_slug)
+        with self.database.writing() as session:
+            registry = self._administered(session, caller, organization_slug, registry_slug)
             for field, value in fields.items():
                 setattr(registry, field, value)
-        return registry
+            return RegistryRow.of(registry)
 
     def delete(
         self,
@@ -161,31 +163,29 @@ class RegistryService:
     ) -> None:
         """Deletes the registry with its tokens and packages: all unusable from the commit."""
         caller.require(Scope.DELETE_REGISTRIES)
-        with self.database.write() as session:
-            administered_organization(session, caller, organization_slug)
-            registry = visible_registry(session, caller, organization_slug, registry_slug)
-            files = session.execute(
-                select(Package.sha256, Package.id).where(Package.registry_id == registry.id)
-            ).all()
-            actor = user_actor(session, caller)
-            live_tokens = session.scalars(
-                select(RegistryToken).where(
-                    RegistryToken.registry_id == registry.id, RegistryToken.revoked_at.is_(None)
-                )
-            )
-            for token in live_tokens:  # the audit log outlives the registry and its tokens
-                record(
-                    session,
-                    EventType.REGISTRY_TOKEN_DELETED,
-                    token,
-                    actor,
-                    context,
-                    {"reason": "registry deleted"},
-                )
+        after_commit = []
+        with self.database.writing() as session:
+            registry = self._administered(session, caller, organization_slug, registry_slug)
+            row = RegistryRow.of(registry)
+            for step in self.deletion_steps:
+                then = step(session, row, caller, context)
+                if then is not None:
+                    after_commit.append(then)
             RegistryRepository(session).delete(registry)
         # Only once the rows are gone: a crash before this leaves orphans, never dangling rows.
-        for sha256, package_id in files:
-            self.files.remove(sha256, package_id)
+        for then in after_commit:
+            then()
+
+    def _administered(
+        self, session: Session, caller: Caller, organization_slug: str, registry_slug: str
+    ) -> Registry:
+        """The registry, locked, if the caller administers its organization."""
+        administered_organization(self.database, caller, organization_slug, session)
+        found = visible_registry(self.database, caller, organization_slug, registry_slug, session)
+        registry = RegistryRepository(session).lock(found.id)
+        if registry is None:  # deleted since the lookup, in another transaction
+            raise NotFound("registry")
+        return registry
 
     def create(
         self,
@@ -196,7 +196,7 @@ class RegistryService:
         ecosystem: Ecosystem = Ecosystem.PYTHON,
         description: str | None = None,
         public: bool = False,
-    ) -> Registry:
+    ) -> RegistryRow:
         """The admin CLI's create: no caller, any organization, an optional explicit slug."""
         changes = RegistryChanges(
             name=name, ecosystem=ecosystem.value, description=description, public=public
@@ -204,19 +204,19 @@ class RegistryService:
         fields = _checked(changes, creating=True)
         if slug is not None:
             fields["slug"] = validation.registry_slug(slug)
-        with _unique_slug(), self.database.write() as session:
+        with _unique_slug(), self.database.writing() as session:
             organization = OrganizationRepository(session).get_by_slug(organization_slug)
             if organization is None:
                 raise NotFound("organization")
-            return self._insert(session, organization, fields)
+            return RegistryRow.of(self._insert(session, organization, fields))
 
-    def get_or_create(self, organization_slug: str, name: str, slug: str) -> Registry:
-        with self.database.read() as session:
+    def get_or_create(self, organization_slug: str, name: str, slug: str) -> RegistryRow:
+        with self.database.reading() as session:
             organization = OrganizationRepository(session).get_by_slug(organization_slug)
             if organization is not None:
                 existing = RegistryRepository(session).get_by_slug(organization.id, slug)
                 if existing is not None:
-                    return existing
+                    return RegistryRow.of(existing)
         return self.create(organization_slug, name, slug=slug)
 
     def _insert(

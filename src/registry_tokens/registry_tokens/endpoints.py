@@ -1,36 +1,26 @@
 """The Registry tokens API, as Buildkite specifies it. Handlers only translate HTTP."""
 
-import re
 from typing import Annotated, Literal
-from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import TypeAdapter
 
-from registry_tokens.audit.service import RequestContext
-from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.hot_routes import HotRoute
-from registry_tokens.kit.http import (
-    JsonRoute,
-    current_caller,
-    is_json,
-    request_context,
-    services,
-    strict_json,
-)
-from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PAGE, PageRequest
-from registry_tokens.kit.routes import (
+from registry_tokens.api.http import JsonRoute
+from registry_tokens.api.routes import (
     PAGED_LIST_RESPONSES,
     READ_ERRORS,
     WRITE_ERRORS,
     CallerDep,
     ContextDep,
+    DatabaseDep,
     PageNumber,
     PerPage,
-    ServicesDep,
+    UrlsDep,
     add_update_routes,
+    provided,
     set_page_links,
 )
+from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
     RegistryTokenCreated,
@@ -38,16 +28,20 @@ from registry_tokens.registry_tokens.schemas import (
     RegistryTokenRotate,
     RegistryTokenUpdate,
 )
-from registry_tokens.registry_tokens.service import TokenChanges
-from registry_tokens.services import Services
+from registry_tokens.registry_tokens.service import RegistryTokenService, TokenChanges
 
 TOKEN_LIST = TypeAdapter(list[RegistryTokenOut])
+TokensDep = Annotated[RegistryTokenService, provided(RegistryTokenService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
     tags=["Registry tokens"],
     route_class=JsonRoute,
 )
+
+
+def _json(document: RegistryTokenOut) -> Response:
+    return Response(document.model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -64,39 +58,13 @@ async def create_registry_token(
     registry: str,
     body: RegistryTokenCreate,
     caller: CallerDep,
-    app: ServicesDep,
     context: ContextDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> Response:
-    return await _create(app, caller, org, registry, body, context)
-
-
-async def _create(
-    app: Services,
-    caller: Caller,
-    org: str,
-    registry: str,
-    body: RegistryTokenCreate,
-    context: RequestContext,
-) -> Response:
-    created = await app.database.run_writes(
-        app.registry_tokens.create, caller, org, registry, body.changes(), context
-    )
-    document = RegistryTokenCreated.of_new(created.token, created.secret, app.urls)
-    return Response(document.model_dump_json(), media_type="application/json")
-
-
-async def hot_create_registry_token(request: Request, path: re.Match[str]) -> Response | None:
-    """``POST …/tokens`` before FastAPI's routing (kit/hot_routes.py); a body that is not a
-    valid JSON create body goes to FastAPI, which answers it in its words."""
-    if not is_json(request.headers.get("content-type", "")):
-        return None
-    try:
-        body = RegistryTokenCreate.model_validate(strict_json(await request.body()))
-    except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
-        return None
-    caller = await current_caller(request, None)
-    org, registry = path.group("org", "registry")
-    return await _create(services(request), caller, org, registry, body, request_context(request))
+    created = await database.write(tokens.create, caller, org, registry, body.changes(), context)
+    return _json(RegistryTokenCreated.of_new(created, urls))
 
 
 @router.get(
@@ -112,7 +80,9 @@ async def list_registry_tokens(
     org: str,
     registry: str,
     caller: CallerDep,
-    app: ServicesDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
     state: Annotated[
@@ -120,50 +90,12 @@ async def list_registry_tokens(
         Query(description="Only tokens that have not expired yet, or only expired ones."),
     ] = None,
 ) -> Response:
-    return await _token_page(app, caller, org, registry, PageRequest.of(page, per_page), state)
-
-
-async def _token_page(
-    app: Services,
-    caller: Caller,
-    org: str,
-    registry: str,
-    request: PageRequest,
-    state: str | None,
-) -> Response:
-    found = await app.database.run_reads(
-        app.registry_tokens.list, caller, org, registry, request, state
-    )
-    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(found.items, app.urls))
+    request = PageRequest.of(page, per_page)
+    found, listed = await database.read(tokens.list, caller, org, registry, request, state)
+    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(listed.items, found, urls))
     response = Response(body, media_type="application/json")
-    set_page_links(response, found, app.urls.registry_tokens(org, registry), {"state": state})
+    set_page_links(response, listed, urls.registry_tokens(org, registry), {"state": state})
     return response
-
-
-async def hot_list_registry_tokens(request: Request, path: re.Match[str]) -> Response | None:
-    """``GET …/tokens`` before FastAPI's routing (kit/hot_routes.py); a query string with
-    anything but one plain ``page``, ``per_page`` and ``state`` each goes to FastAPI,
-    which validates it."""
-    query = parse_qs(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    if any(len(values) > 1 for values in query.values()):
-        return None
-    page = _plain_int(query.get("page", ["1"])[0], MAX_PAGE)
-    per_page = _plain_int(query.get("per_page", [str(DEFAULT_PER_PAGE)])[0], 2**31 - 1)
-    state = query.get("state", [None])[0]
-    if page is None or per_page is None or state not in (None, "active", "expired"):
-        return None
-    caller = await current_caller(request, None)
-    org, registry = path.group("org", "registry")
-    page_request = PageRequest.of(page, per_page)
-    return await _token_page(services(request), caller, org, registry, page_request, state)
-
-
-def _plain_int(text: str, maximum: int) -> int | None:
-    """A decimal from 1 to ``maximum`` in its plain spelling ("7", not "+7" or "07")."""
-    if not text.isascii() or not text.isdigit() or text.startswith("0") or len(text) > 10:
-        return None
-    value = int(text)
-    return value if value <= maximum else None
 
 
 @router.get(
@@ -175,23 +107,16 @@ def _plain_int(text: str, maximum: int) -> int | None:
     responses=READ_ERRORS,
 )
 async def get_registry_token(
-    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
 ) -> Response:
-    return await _token(app, caller, org, registry, id)
-
-
-async def _token(app: Services, caller: Caller, org: str, registry: str, id: str) -> Response:
-    token = await app.database.run_reads(app.registry_tokens.get, caller, org, registry, id)
-    return Response(
-        RegistryTokenOut.of(token, app.urls).model_dump_json(), media_type="application/json"
-    )
-
-
-async def hot_get_registry_token(request: Request, path: re.Match[str]) -> Response:
-    """``GET …/tokens/{id}`` before FastAPI's routing (kit/hot_routes.py)."""
-    caller = await current_caller(request, None)
-    org, registry, token_id = path.group("org", "registry", "id")
-    return await _token(services(request), caller, org, registry, token_id)
+    found = await database.read(tokens.get, caller, org, registry, id)
+    return _json(RegistryTokenOut.of(found, urls))
 
 
 async def update_registry_token(
@@ -199,15 +124,15 @@ async def update_registry_token(
     registry: str,
     id: str,
     caller: CallerDep,
-    app: ServicesDep,
     context: ContextDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
-) -> RegistryTokenOut:
+) -> Response:
     changes = body.changes() if body is not None else TokenChanges()
-    token = await app.database.run_writes(
-        app.registry_tokens.update, caller, org, registry, id, changes, context
-    )
-    return RegistryTokenOut.of(token, app.urls)
+    updated = await database.write(tokens.update, caller, org, registry, id, changes, context)
+    return _json(RegistryTokenOut.of(updated, urls))
 
 
 add_update_routes(
@@ -230,9 +155,15 @@ add_update_routes(
     responses={200: {"description": "Deleted; the body is empty"}, **READ_ERRORS},
 )
 async def delete_registry_token(
-    org: str, registry: str, id: str, caller: CallerDep, app: ServicesDep, context: ContextDep
+    org: str,
+    registry: str,
+    id: str,
+    caller: CallerDep,
+    context: ContextDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
 ) -> Response:
-    await app.database.run_writes(app.registry_tokens.delete, caller, org, registry, id, context)
+    await database.write(tokens.delete, caller, org, registry, id, context)
     return Response(status_code=200)
 
 
@@ -247,27 +178,21 @@ async def delete_registry_token(
     response_model=RegistryTokenCreated,
     responses=WRITE_ERRORS,
 )
-def rotate_registry_token(
+async def rotate_registry_token(
     org: str,
     registry: str,
     id: str,
     caller: CallerDep,
-    app: ServicesDep,
     context: ContextDep,
+    tokens: TokensDep,
+    database: DatabaseDep,
+    urls: UrlsDep,
     body: Annotated[RegistryTokenRotate | None, Body()] = None,
-) -> RegistryTokenCreated:
+) -> Response:
     grace = (
         body.grace_period_seconds
         if body is not None and "grace_period_seconds" in body.model_fields_set
         else None
     )
-    rotated = app.registry_tokens.rotate(caller, org, registry, id, grace, context)
-    return RegistryTokenCreated.of_new(rotated.token, rotated.secret, app.urls)
-
-
-_TOKENS = r"/v2/packages/organizations/(?P<org>[^/]+)/registries/(?P<registry>[^/]+)/tokens"
-HOT_ROUTES = [
-    HotRoute("GET", re.compile(_TOKENS), hot_list_registry_tokens),
-    HotRoute("POST", re.compile(_TOKENS), hot_create_registry_token),
-    HotRoute("GET", re.compile(_TOKENS + r"/(?P<id>[^/]+)"), hot_get_registry_token),
-]
+    rotated = await database.write(tokens.rotate, caller, org, registry, id, grace, context)
+    return _json(RegistryTokenCreated.of_new(rotated, urls))

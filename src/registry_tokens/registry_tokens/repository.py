@@ -1,8 +1,6 @@
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Select,
@@ -15,12 +13,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import ScalarSelect
+from sqlalchemy.sql.elements import Label
 
-from registry_tokens.db.prepared import AnySelect
-from registry_tokens.kit.secrets import digests_match
+from registry_tokens.db.queries import Query
 from registry_tokens.registries.models import Registry
-from registry_tokens.registries.repository import RegistryView
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 from registry_tokens.users.models import User
 
@@ -44,32 +40,17 @@ class RegistryTokenRepository:
             query = query.with_for_update(of=RegistryToken)
         return self.session.scalar(query)
 
-    def get_by_secret_hash(self, secret_hash: bytes) -> RegistryToken | None:
-        """The token whose current secret this is, live or revoked."""
-        return self.session.scalar(
-            select(RegistryToken).where(RegistryToken.secret_hash == secret_hash)
-        )
-
-    def get_retired_secret(self, secret_hash: bytes) -> RetiredSecret | None:
-        return self.session.get(RetiredSecret, secret_hash)
-
-    def find_by_secret_hash(
-        self, secret_hash: bytes
-    ) -> tuple[RegistryToken, RetiredSecret | None] | None:
-        """The token a presented secret belongs to, as its current secret (retired: None)
-        or as one a rotation retired; None for a secret no token ever had."""
-        token = self.get_by_secret_hash(secret_hash)
-        retired = None
-        if token is None:
-            retired = self.get_retired_secret(secret_hash)
-            token = self.get(retired.registry_token_id) if retired is not None else None
-        if token is None:
-            return None
-        stored = token.secret_hash if retired is None else retired.secret_hash
-        return (token, retired) if digests_match(stored, secret_hash) else None
-
     def get(self, token_id: uuid.UUID) -> RegistryToken | None:
         return self.session.get(RegistryToken, token_id)
+
+    def live_in(self, registry_id: uuid.UUID) -> list[RegistryToken]:
+        return list(
+            self.session.scalars(
+                select(RegistryToken).where(
+                    RegistryToken.registry_id == registry_id, RegistryToken.revoked_at.is_(None)
+                )
+            )
+        )
 
     def live_tokens_changed(self, registry_id: uuid.UUID) -> None:
         """Bumps the registry's ``tokens_version``: a token was created, deleted or revoked
@@ -96,6 +77,14 @@ class RegistryTokenRepository:
             .values(valid_until=not_after)
         )
 
+    def end_grace_of(self, secret_hash: bytes, not_after: datetime) -> None:
+        """A retired secret stops working at ``not_after`` if it would have outlived it."""
+        self.session.execute(
+            update(RetiredSecret)
+            .where(RetiredSecret.secret_hash == secret_hash, RetiredSecret.valid_until > not_after)
+            .values(valid_until=not_after)
+        )
+
     def add_retired_secret(self, retired: RetiredSecret) -> None:
         self.session.add(retired)
         self.session.flush()
@@ -118,54 +107,73 @@ class RegistryTokenRepository:
         return bool(getattr(result, "rowcount", 0))
 
 
-# What the install path needs to know of the token a presented secret belongs to.
-_INSTALL_COLUMNS = (
-    RegistryToken.id,
-    RegistryToken.registry_id,
-    RegistryToken.revoked_at,
-    RegistryToken.expires_at,
-    RegistryToken.allowed_cidrs,
-    RegistryToken.last_used_at,
+class PresentedCredential(NamedTuple):
+    """The registry token a presented secret belongs to, as its current secret or as one
+    a rotation retired (``grace_ends_at`` set), with the stored digest to compare in
+    constant time and what the audit log records of the token."""
+
+    id: uuid.UUID
+    description: str
+    registry_id: uuid.UUID
+    registry_slug: str
+    organization_id: uuid.UUID
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    allowed_cidrs: list[str] | None
+    last_used_at: datetime | None
+    secret_hash: bytes
+    grace_ends_at: datetime | None
+    retired: int
+
+
+_CREDENTIAL_COLUMNS = (
+    RegistryToken.id.label("id"),
+    RegistryToken.description.label("description"),
+    RegistryToken.registry_id.label("registry_id"),
+    Registry.slug.label("registry_slug"),
+    Registry.organization_id.label("organization_id"),
+    RegistryToken.revoked_at.label("revoked_at"),
+    RegistryToken.expires_at.label("expires_at"),
+    RegistryToken.allowed_cidrs.label("allowed_cidrs"),
+    RegistryToken.last_used_at.label("last_used_at"),
 )
 
 
-def install_credential_by_secret_hash() -> AnySelect:
-    """For :meth:`Database.prepare`: the token whose current secret has this digest, or
-    one a rotation retired it from, with the retired secret's end of grace (``None`` for a
-    current secret) and the stored digest to compare in constant time. At most one row:
-    digests are unique in each table, and a digest is never in both (256 random bits)."""
+def _presented_credential() -> Query[PresentedCredential]:
     secret_hash = bindparam("secret_hash", type_=RegistryToken.secret_hash.type)
-    current = select(
-        *_INSTALL_COLUMNS,
-        RegistryToken.secret_hash,
-        literal(None, RetiredSecret.valid_until.type).label("valid_until"),
-        literal(0).label("retired"),
-    ).where(RegistryToken.secret_hash == secret_hash)
+    current = (
+        select(
+            *_CREDENTIAL_COLUMNS,
+            RegistryToken.secret_hash.label("secret_hash"),
+            literal(None, RetiredSecret.valid_until.type).label("grace_ends_at"),
+            literal(0).label("retired"),
+        )
+        .join(Registry, Registry.id == RegistryToken.registry_id)
+        .where(RegistryToken.secret_hash == secret_hash)
+    )
     retired = (
         select(
-            *_INSTALL_COLUMNS,
-            RetiredSecret.secret_hash,
-            RetiredSecret.valid_until,
+            *_CREDENTIAL_COLUMNS,
+            RetiredSecret.secret_hash.label("secret_hash"),
+            RetiredSecret.valid_until.label("grace_ends_at"),
             literal(1).label("retired"),
         )
         .join(RetiredSecret, RetiredSecret.registry_token_id == RegistryToken.id)
+        .join(Registry, Registry.id == RegistryToken.registry_id)
         .where(RetiredSecret.secret_hash == secret_hash)
     )
-    return current.union_all(retired)
+    return Query(current.union_all(retired), PresentedCredential)
 
 
-@dataclass(frozen=True)
-class UserView:
-    id: uuid.UUID
-    name: str
-    email: str
-    avatar_url: str | None
-    created_at: datetime
+# "Which registry token does this secret belong to?" At most one row: digests are unique
+# in each table, and a digest is never in both (256 random bits). Installs and leak
+# reports ask it.
+PRESENTED_CREDENTIAL = _presented_credential()
 
 
-@dataclass(frozen=True)
-class RegistryTokenView:
-    """A live token as the read paths (get, list) show it, read without the ORM."""
+class TokenRow(NamedTuple):
+    """A live registry token as every read shows it, with its creator, and the
+    registry's ``tokens_version`` as of the same statement."""
 
     id: uuid.UUID
     description: str
@@ -174,116 +182,53 @@ class RegistryTokenView:
     allowed_cidrs: list[str] | None
     last_used_at: datetime | None
     last_used_ip: str | None
-    created_by: UserView
-    package_registry: RegistryView
-
-    @classmethod
-    def of_row(cls, row: Sequence[Any], registry: RegistryView) -> "RegistryTokenView":
-        """A row of :func:`live_token_views`, in its column order (later columns ignored)."""
-        (token_id, description, created_at, expires_at, allowed_cidrs, last_used_at,
-         last_used_ip, *creator) = row[:12]  # fmt: skip
-        return cls(
-            token_id,
-            description,
-            created_at,
-            expires_at,
-            allowed_cidrs,
-            last_used_at,
-            last_used_ip,
-            created_by=UserView(*creator),
-            package_registry=registry,
-        )
+    creator_id: uuid.UUID
+    creator_name: str
+    creator_email: str
+    creator_avatar_url: str | None
+    creator_created_at: datetime
+    tokens_version: int
 
 
-def live_token_views() -> Select[*tuple[Any, ...]]:
-    """For :meth:`Database.prepare`: a registry's live tokens as :class:`RegistryTokenView`
-    rows."""
-    return _token_views().where(
-        RegistryToken.registry_id == bindparam("registry_id"),
-        RegistryToken.revoked_at.is_(None),
-    )
-
-
-def _token_views() -> Select[*tuple[Any, ...]]:
-    return select(
-        RegistryToken.id,
-        RegistryToken.description,
-        RegistryToken.created_at,
-        RegistryToken.expires_at,
-        RegistryToken.allowed_cidrs,
-        RegistryToken.last_used_at,
-        RegistryToken.last_used_ip,
-        User.id,
-        User.name,
-        User.email,
-        User.avatar_url,
-        User.created_at,
-    ).join(User, User.id == RegistryToken.created_by_id)
-
-
-def live_token_view() -> Select[*tuple[Any, ...]]:
-    """For :meth:`Database.prepare`: one live token of a registry, by id."""
-    return live_token_views().where(RegistryToken.id == bindparam("token_id"))
-
-
-def live_token_view_page(state: str | None) -> Select[*tuple[Any, ...]]:
-    """For :meth:`Database.prepare`: a page of live tokens, newest first (the id breaks
-    ties within a millisecond), each row ending with the registry's ``tokens_version`` as
-    of the same statement. The page's ids are picked from the index alone, then joined,
-    so skipping to a deep page does not read the skipped rows."""
-    page_ids = (
-        _in_state(select(RegistryToken.id), state)
-        .where(
-            RegistryToken.registry_id == bindparam("registry_id"),
-            RegistryToken.revoked_at.is_(None),
-        )
-        .order_by(*_NEWEST_FIRST)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-    )
-    return (
-        _token_views()  # by primary key: the page's ids already say which tokens
-        .add_columns(_tokens_version())
-        .where(RegistryToken.id.in_(page_ids.scalar_subquery()))
-        .order_by(*_NEWEST_FIRST)
-    )
-
-
-def live_token_view_page_from() -> Select[*tuple[Any, ...]]:
-    """:func:`live_token_view_page` (every state) from a known first row on: the tokens
-    from ``(start_created_at, start_id)`` on, newest first, found by seeking the index
-    rather than by counting past the rows before it."""
-    start = tuple_(
-        bindparam("start_created_at", type_=RegistryToken.created_at.type),
-        bindparam("start_id", type_=RegistryToken.id.type),
-    )
-    return (
-        live_token_views()
-        .add_columns(_tokens_version())
-        .where(tuple_(RegistryToken.created_at, RegistryToken.id) <= start)
-        .order_by(*_NEWEST_FIRST)
-        .limit(bindparam("limit"))
-    )
-
-
-def live_token_count(state: str | None) -> Select[*tuple[Any, ...]]:
-    """For :meth:`Database.prepare`: how many live tokens a registry has (in ``state``),
-    and its ``tokens_version`` as of the same statement."""
-    query = select(func.count(), _tokens_version()).where(
-        RegistryToken.registry_id == bindparam("registry_id"),
-        RegistryToken.revoked_at.is_(None),
-    )
-    return _in_state(query.select_from(RegistryToken), state)
+class TokenCount(NamedTuple):
+    total: int
+    tokens_version: int
 
 
 _NEWEST_FIRST = (RegistryToken.created_at.desc(), RegistryToken.id.desc())
 
 
-def _tokens_version() -> ScalarSelect[int]:
+def _tokens_version() -> Label[int]:
     return (
         select(Registry.tokens_version)
         .where(Registry.id == bindparam("registry_id", type_=Registry.id.type))
         .scalar_subquery()
+        .label("tokens_version")
+    )
+
+
+def _token_rows() -> Select[*tuple[Any, ...]]:
+    return select(
+        RegistryToken.id.label("id"),
+        RegistryToken.description.label("description"),
+        RegistryToken.created_at.label("created_at"),
+        RegistryToken.expires_at.label("expires_at"),
+        RegistryToken.allowed_cidrs.label("allowed_cidrs"),
+        RegistryToken.last_used_at.label("last_used_at"),
+        RegistryToken.last_used_ip.label("last_used_ip"),
+        User.id.label("creator_id"),
+        User.name.label("creator_name"),
+        User.email.label("creator_email"),
+        User.avatar_url.label("creator_avatar_url"),
+        User.created_at.label("creator_created_at"),
+        _tokens_version(),
+    ).join(User, User.id == RegistryToken.created_by_id)
+
+
+def _live(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    return query.where(
+        RegistryToken.registry_id == bindparam("registry_id", type_=Registry.id.type),
+        RegistryToken.revoked_at.is_(None),
     )
 
 
@@ -294,3 +239,52 @@ def _in_state(query: Select[*tuple[Any, ...]], state: str | None) -> Select[*tup
     if state == "expired":
         return query.where(RegistryToken.expires_at <= now)
     return query
+
+
+# "This live token of this registry", by id.
+LIVE_TOKEN = Query(_live(_token_rows()).where(RegistryToken.id == bindparam("token_id")), TokenRow)
+
+
+def _live_page(state: str | None) -> Query[TokenRow]:
+    """A page of a registry's live tokens (in ``state``), newest first (the id breaks
+    ties within a millisecond). The page's ids are picked from the index alone, then
+    joined, so skipping to a deep page does not read the skipped rows."""
+    page_ids = (
+        _in_state(_live(select(RegistryToken.id)), state)
+        .order_by(*_NEWEST_FIRST)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return Query(
+        _token_rows()
+        .where(RegistryToken.id.in_(page_ids.scalar_subquery()))
+        .order_by(*_NEWEST_FIRST),
+        TokenRow,
+    )
+
+
+def _live_count(state: str | None) -> Query[TokenCount]:
+    query = _live(select(func.count().label("total"), _tokens_version()).select_from(RegistryToken))
+    return Query(_in_state(query, state), TokenCount)
+
+
+STATES = ("active", "expired")
+# "A page of this registry's live tokens (in this state)" and "how many are there".
+LIVE_PAGES = {state: _live_page(state) for state in (None, *STATES)}
+LIVE_COUNTS = {state: _live_count(state) for state in (None, *STATES)}
+
+# A page of every live token from a known first row on, found by seeking the index rather
+# than by counting past the rows before it (what the list has learned of page starts).
+LIVE_PAGE_FROM = Query(
+    _live(_token_rows())
+    .where(
+        tuple_(RegistryToken.created_at, RegistryToken.id)
+        <= tuple_(
+            bindparam("start_created_at", type_=RegistryToken.created_at.type),
+            bindparam("start_id", type_=RegistryToken.id.type),
+        )
+    )
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit")),
+    TokenRow,
+)

@@ -1,7 +1,5 @@
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -11,13 +9,17 @@ from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
 from registry_tokens.organizations.schemas import OrganizationRef
-from registry_tokens.registries.schemas import RegistryRef, RegistryRefFields
+from registry_tokens.registries.repository import RegistryRow
+from registry_tokens.registries.schemas import RegistryRef
+from registry_tokens.registry_tokens.repository import TokenRow
 from registry_tokens.registry_tokens.service import (
     DESCRIPTION_MAX_LENGTH,
     MAX_GRACE_PERIOD_SECONDS,
+    CreatedRegistryToken,
+    RegistryTokenOf,
     TokenChanges,
 )
-from registry_tokens.users.schemas import UserFields, UserOut
+from registry_tokens.users.schemas import UserOut
 
 # The request bodies are documented here and checked in the service, so that every client
 # gets Buildkite's wording; unknown fields are ignored for forward compatibility.
@@ -89,29 +91,6 @@ def _changes(body: BaseModel) -> TokenChanges:
     return TokenChanges(**{name: getattr(body, name) for name in body.model_fields_set})
 
 
-class RegistryTokenFields(Protocol):
-    """What :class:`RegistryTokenOut` shows: a ``RegistryToken`` row, or a query's view."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def created_by(self) -> UserFields: ...
-    @property
-    def package_registry(self) -> RegistryRefFields: ...
-    @property
-    def expires_at(self) -> datetime | None: ...
-    @property
-    def allowed_cidrs(self) -> list[str] | None: ...
-    @property
-    def last_used_at(self) -> datetime | None: ...
-    @property
-    def last_used_ip(self) -> str | None: ...
-
-
 class RegistryTokenOut(ResponseModel):
     """The seed's keys in the seed's order, then (after them) our additions."""
 
@@ -129,15 +108,17 @@ class RegistryTokenOut(ResponseModel):
     last_used_ip: str | None
 
     @classmethod
-    def of(cls, token: RegistryTokenFields, urls: Urls) -> "RegistryTokenOut":
-        return cls(**_fields(token, urls))
+    def of(cls, found: RegistryTokenOf, urls: Urls) -> "RegistryTokenOut":
+        return cls(**_fields(found.token, found.registry, urls))
 
     @classmethod
-    def list_of(cls, tokens: Iterable[RegistryTokenFields], urls: Urls) -> list["RegistryTokenOut"]:
-        """A page of tokens: the organization, registry and creator each one shows are
-        built once for the page, not once for every token."""
+    def list_of(
+        cls, tokens: Iterable[TokenRow], registry: RegistryRow, urls: Urls
+    ) -> list["RegistryTokenOut"]:
+        """A page of one registry's tokens: the organization, registry and creator each
+        one shows are built once for the page, not once for every token."""
         shared: dict[tuple[str, uuid.UUID], ResponseModel] = {}
-        return [cls(**_fields(token, urls, shared)) for token in tokens]
+        return [cls(**_fields(token, registry, urls, shared)) for token in tokens]
 
 
 class RegistryTokenCreated(RegistryTokenOut):
@@ -146,19 +127,19 @@ class RegistryTokenCreated(RegistryTokenOut):
     token: str = Field(description="The registry token's secret. Shown once; store it now.")
 
     @classmethod
-    def of_new(cls, token: RegistryTokenFields, secret: str, urls: Urls) -> "RegistryTokenCreated":
-        return cls(**_fields(token, urls), token=secret)
+    def of_new(cls, created: CreatedRegistryToken, urls: Urls) -> "RegistryTokenCreated":
+        return cls(**_fields(created.token, created.registry, urls), token=created.secret)
 
 
 def _fields(
-    token: RegistryTokenFields,
+    token: TokenRow,
+    registry: RegistryRow,
     urls: Urls,
     shared: dict[tuple[str, uuid.UUID], ResponseModel] | None = None,
 ) -> dict[str, object]:
     """The response's fields; ``shared`` keeps the nested objects built so far (by kind
     and id), for tokens that show the same ones."""
-    registry = token.package_registry
-    organization = registry.organization
+    org = registry.organization_slug
     known = shared if shared is not None else {}
 
     def nested(kind: str, key: uuid.UUID, build: Callable[[], ResponseModel]) -> ResponseModel:
@@ -170,11 +151,23 @@ def _fields(
         "id": token.id,
         "graphql_id": graphql_id("RegistryToken", token.id),
         "description": token.description,
-        "url": urls.registry_token(organization.slug, registry.slug, token.id),
+        "url": urls.registry_token(org, registry.slug, token.id),
         "created_at": token.created_at,
-        "created_by": nested("user", token.created_by.id, lambda: UserOut.of(token.created_by)),
+        "created_by": nested(
+            "user",
+            token.creator_id,
+            lambda: UserOut.of_fields(
+                token.creator_id,
+                token.creator_name,
+                token.creator_email,
+                token.creator_avatar_url,
+                token.creator_created_at,
+            ),
+        ),
         "organization": nested(
-            "organization", organization.id, lambda: OrganizationRef.of(organization, urls)
+            "organization",
+            registry.organization_id,
+            lambda: OrganizationRef.of(registry.organization_id, org, urls),
         ),
         "registry": nested("registry", registry.id, lambda: RegistryRef.of(registry, urls)),
         "expires_at": token.expires_at,

@@ -1,41 +1,39 @@
 """Registry tokens: the spec's five operations plus rotation, with authorization, limits
-and the audit log."""
+and the audit log; and the one method that revokes a registry token."""
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from registry_tokens.audit.service import EventType, RequestContext, record, user_actor
-from registry_tokens.auth.caller import Caller
-from registry_tokens.auth.scopes import Scope
+from registry_tokens.audit.service import Actor, EventType, Subject, record, user_actor
 from registry_tokens.db import Database
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
 from registry_tokens.kit.network import MAX_CIDRS, parse_networks
 from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.kit.secrets import SecretKind, generate_secret, hash_secret
 from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.kit.validation import OMITTED, text_problem
-from registry_tokens.registries.repository import RegistryView, member_registry_view
-from registry_tokens.registries.service import visible_registry, visible_registry_view
+from registry_tokens.registries.repository import RegistryRow
+from registry_tokens.registries.service import visible_registry
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
 from registry_tokens.registry_tokens.repository import (
+    LIVE_COUNTS,
+    LIVE_PAGE_FROM,
+    LIVE_PAGES,
+    LIVE_TOKEN,
+    STATES,
     RegistryTokenRepository,
-    RegistryTokenView,
-    live_token_count,
-    live_token_view,
-    live_token_view_page,
-    live_token_view_page_from,
+    TokenRow,
 )
-from registry_tokens.users.repository import UserRepository
 
 DESCRIPTION_MAX_LENGTH = 255
 MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
-STATES = ("active", "expired")
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,15 @@ class TokenChanges:
 
 
 @dataclass(frozen=True)
-class CreatedRegistryToken:
-    token: RegistryToken
+class RegistryTokenOf:
+    """A live token and the registry it belongs to: what every response shows."""
+
+    token: TokenRow
+    registry: RegistryRow
+
+
+@dataclass(frozen=True)
+class CreatedRegistryToken(RegistryTokenOf):
     secret: str  # shown once in the create (or rotate) response, never stored
 
 
@@ -83,14 +88,15 @@ class ListPositions:
         return self._starts.get((registry_id, version, request.per_page, request.page))
 
     def remember_page_start(
-        self, registry_id: uuid.UUID, version: int, request: PageRequest, row: Sequence[Any]
+        self, registry_id: uuid.UUID, request: PageRequest, row: TokenRow
     ) -> None:
-        """``row``: the page's first, a :class:`RegistryTokenView` row (id, …, created_at)."""
+        """``row``: the page's first, read at its own ``tokens_version``."""
         if request.page == 1:
             return
         if len(self._starts) >= self.MAX_ENTRIES:
             self._starts.clear()
-        self._starts[(registry_id, version, request.per_page, request.page)] = (row[2], row[0])
+        key = (registry_id, row.tokens_version, request.per_page, request.page)
+        self._starts[key] = (row.created_at, row.id)
 
 
 class RegistryTokenService:
@@ -100,18 +106,7 @@ class RegistryTokenService:
         self.database = database
         self.secret_key = secret_key
         self.clock = clock
-        # The read paths (get, list) run prepared queries: see db/prepared.py.
-        self._registry = database.prepare(member_registry_view())
-        self._token = database.prepare(live_token_view())
-        self._page_from = database.prepare(live_token_view_page_from())
         self._positions = ListPositions()
-        self._pages = {
-            state: (
-                database.prepare(live_token_view_page(state)),
-                database.prepare(live_token_count(state)),
-            )
-            for state in (None, *STATES)
-        }
 
     def create(
         self,
@@ -124,29 +119,27 @@ class RegistryTokenService:
         caller.require(Scope.WRITE_REGISTRIES)
         fields = self._checked(changes, creating=True)
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
-        with _registry_still_there(), self.database.write() as session:
-            found_registry = visible_registry(session, caller, org, registry)
-            creator = UserRepository(session).get(caller.user_id)
-            assert creator is not None  # memberships and tokens cascade with their user
+        with _registry_still_there(), self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
             token = RegistryToken(
-                package_registry=found_registry,
+                registry_id=found.id,
                 secret_hash=hash_secret(self.secret_key, secret),
-                created_by=creator,
+                created_by_id=caller.user_id,
                 **fields,
             )
             token.updated_at = token.created_at
             tokens = RegistryTokenRepository(session)
             tokens.add(token)
-            tokens.live_tokens_changed(found_registry.id)
+            tokens.live_tokens_changed(found.id)
             record(
                 session,
                 EventType.REGISTRY_TOKEN_CREATED,
-                token,
+                _subject(token, found),
                 user_actor(session, caller),
                 context,
                 _described(fields),
             )
-        return CreatedRegistryToken(token=token, secret=secret)
+            return CreatedRegistryToken(self._row(session, found, token.id), found, secret)
 
     def list(
         self,
@@ -155,37 +148,32 @@ class RegistryTokenService:
         registry: str,
         request: PageRequest,
         state: str | None = None,
-    ) -> Page[RegistryTokenView]:
+    ) -> tuple[RegistryRow, Page[TokenRow]]:
         caller.require(Scope.READ_REGISTRIES)
         if state is not None and state not in STATES:
             raise ValidationFailed([FieldProblem("state", "invalid", "must be active or expired")])
-        found_registry = self._visible_registry(caller, org, registry)
+        found = visible_registry(self.database, caller, org, registry)
         if state is None:
-            return self._live_page(found_registry, request)
-        page_query, count_query = self._pages[state]
-        values = {"registry_id": found_registry.id, "now": self.clock()}
+            return found, self._live_page(found, request)
+        values = {"registry_id": found.id, "now": self.clock()}
         rows = self.database.fetch(
-            page_query, **values, limit=request.per_page, offset=request.offset
+            LIVE_PAGES[state], **values, limit=request.per_page, offset=request.offset
         )
-        return Page(
-            items=[RegistryTokenView.of_row(row, found_registry) for row in rows],
-            request=request,
-            total=self.database.fetch(count_query, **values)[0][0],
-        )
+        total = self.database.fetch(LIVE_COUNTS[state], **values)[0].total
+        return found, Page(items=rows, request=request, total=total)
 
-    def _live_page(self, registry: RegistryView, request: PageRequest) -> Page[RegistryTokenView]:
+    def _live_page(self, registry: RegistryRow, request: PageRequest) -> Page[TokenRow]:
         """A page of every live token, with what a previous request learned of the same
         list: its length, and where a page starts. Both are keyed by the registry's
         ``tokens_version``, read from the database with the registry in this request, so
         nothing learned before a create or delete is used after it, by any process.
         Without them, counting the tokens and skipping to a deep page both take time in
         proportion to the tokens: milliseconds at 40,000."""
-        page_query, count_query = self._pages[None]
         version = registry.tokens_version
         start = self._positions.page_start(registry.id, version, request)
         if start is not None:
             rows = self.database.fetch(
-                self._page_from,
+                LIVE_PAGE_FROM,
                 registry_id=registry.id,
                 start_created_at=start[0],
                 start_id=start[1],
@@ -193,34 +181,27 @@ class RegistryTokenService:
             )
         else:
             rows = self.database.fetch(
-                page_query, registry_id=registry.id, limit=request.per_page, offset=request.offset
+                LIVE_PAGES[None],
+                registry_id=registry.id,
+                limit=request.per_page,
+                offset=request.offset,
             )
-        if rows:  # each row ends with the version it was read at
-            self._positions.remember_page_start(registry.id, rows[0][-1], request, rows[0])
+        if rows:
+            self._positions.remember_page_start(registry.id, request, rows[0])
         total = self._positions.count(registry.id, version)
         if total is None:
-            total, counted_at = self.database.fetch(count_query, registry_id=registry.id)[0]
-            self._positions.remember_count(registry.id, counted_at, total)
-        return Page(
-            items=[RegistryTokenView.of_row(row, registry) for row in rows],
-            request=request,
-            total=total,
-        )
+            counted = self.database.fetch(LIVE_COUNTS[None], registry_id=registry.id)[0]
+            total = counted.total
+            self._positions.remember_count(registry.id, counted.tokens_version, total)
+        return Page(items=rows, request=request, total=total)
 
-    def get(self, caller: Caller, org: str, registry: str, token_id: str) -> RegistryTokenView:
+    def get(self, caller: Caller, org: str, registry: str, token_id: str) -> RegistryTokenOf:
         caller.require(Scope.READ_REGISTRIES)
-        found_registry = self._visible_registry(caller, org, registry)
-        try:
-            parsed = uuid.UUID(token_id)
-        except ValueError:
-            raise NotFound("registry token") from None
-        rows = self.database.fetch(self._token, registry_id=found_registry.id, token_id=parsed)
+        found = visible_registry(self.database, caller, org, registry)
+        rows = self.database.fetch(LIVE_TOKEN, registry_id=found.id, token_id=_token_id(token_id))
         if not rows:
             raise NotFound("registry token")
-        return RegistryTokenView.of_row(rows[0], found_registry)
-
-    def _visible_registry(self, caller: Caller, org: str, registry: str) -> RegistryView:
-        return visible_registry_view(self.database, self._registry, caller, org, registry)
+        return RegistryTokenOf(rows[0], found)
 
     def update(
         self,
@@ -230,14 +211,14 @@ class RegistryTokenService:
         token_id: str,
         changes: TokenChanges,
         context: RequestContext,
-    ) -> RegistryToken:
+    ) -> RegistryTokenOf:
         """Changes the fields the body names; those left out stay as they are."""
         caller.require(Scope.WRITE_REGISTRIES)
         fields = self._checked(changes, creating=False)
-        with self.database.write() as session:
-            found_registry = visible_registry(session, caller, org, registry)
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
             tokens = RegistryTokenRepository(session)
-            token = _existing(tokens, found_registry.id, token_id, for_update=True)
+            token = _existing(tokens, found.id, token_id)
             changed = {
                 name: value for name, value in fields.items() if getattr(token, name) != value
             }
@@ -248,12 +229,13 @@ class RegistryTokenService:
                 record(
                     session,
                     EventType.REGISTRY_TOKEN_UPDATED,
-                    token,
+                    _subject(token, found),
                     user_actor(session, caller),
                     context,
                     {"changed": sorted(changed), **_described(changed)},
                 )
-        return token
+                session.flush()
+            return RegistryTokenOf(self._row(session, found, token.id), found)
 
     def rotate(
         self,
@@ -269,10 +251,10 @@ class RegistryTokenService:
         grace = _grace_period(grace_period_seconds)
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
         now = self.clock()
-        with self.database.write() as session:
-            found_registry = visible_registry(session, caller, org, registry)
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
             tokens = RegistryTokenRepository(session)
-            token = _existing(tokens, found_registry.id, token_id, for_update=True)
+            token = _existing(tokens, found.id, token_id)
             valid_until = now + timedelta(seconds=grace)
             # No older secret outlives this rotation's grace: "rotate with 0" cuts all off.
             tokens.end_grace_periods(token.id, valid_until)
@@ -289,32 +271,77 @@ class RegistryTokenService:
             record(
                 session,
                 EventType.REGISTRY_TOKEN_ROTATED,
-                token,
+                _subject(token, found),
                 user_actor(session, caller),
                 context,
                 {"grace_period_seconds": grace},
             )
-        return CreatedRegistryToken(token=token, secret=secret)
+            session.flush()
+            return CreatedRegistryToken(self._row(session, found, token.id), found, secret)
 
     def delete(
         self, caller: Caller, org: str, registry: str, token_id: str, context: RequestContext
     ) -> None:
         """Revokes the token: from this commit on, no secret of it authenticates anything."""
         caller.require(Scope.WRITE_REGISTRIES)
-        with self.database.write() as session:
-            found_registry = visible_registry(session, caller, org, registry)
-            tokens = RegistryTokenRepository(session)
-            token = _existing(tokens, found_registry.id, token_id, for_update=True)
-            token.revoked_at = self.clock()
-            token.revoked_reason = "deleted"
-            tokens.live_tokens_changed(found_registry.id)
-            record(
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
+            token = _existing(RegistryTokenRepository(session), found.id, token_id)
+            self.revoke(
                 session,
-                EventType.REGISTRY_TOKEN_DELETED,
                 token,
-                user_actor(session, caller),
-                context,
+                reason="deleted",
+                event=EventType.REGISTRY_TOKEN_DELETED,
+                actor=user_actor(session, caller),
+                context=context,
             )
+
+    def revoke(
+        self,
+        session: Session,
+        token: RegistryToken,
+        *,
+        reason: str,
+        event: EventType,
+        actor: Actor,
+        context: RequestContext,
+        data: dict[str, object] | None = None,
+    ) -> None:
+        """Revokes a live registry token inside the caller's transaction: the one place
+        it is done (deletion, a leak report, the registry's deletion). From the commit on,
+        no secret of it authenticates; the registry's ``tokens_version`` moves on (so no
+        list position learned before holds) and the event is recorded with the change."""
+        token.revoked_at = self.clock()
+        token.revoked_reason = reason
+        registry = token.package_registry
+        RegistryTokenRepository(session).live_tokens_changed(registry.id)
+        subject = Subject(
+            registry.organization_id, registry.id, registry.slug, token.id, token.description
+        )
+        record(session, event, subject, actor, context, data)
+
+    def revoke_for_registry_deletion(
+        self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext
+    ) -> None:
+        """A registry's deletion step (``RegistryService``): each live token is revoked,
+        and so recorded; the audit log outlives the registry and its tokens."""
+        actor = user_actor(session, caller)
+        for token in RegistryTokenRepository(session).live_in(registry.id):
+            self.revoke(
+                session,
+                token,
+                reason="deleted",
+                event=EventType.REGISTRY_TOKEN_DELETED,
+                actor=actor,
+                context=context,
+                data={"reason": "registry deleted"},
+            )
+
+    def _row(self, session: Session, registry: RegistryRow, token_id: uuid.UUID) -> TokenRow:
+        """The token as reads show it, inside the writing transaction."""
+        return self.database.fetch_in(
+            session, LIVE_TOKEN, registry_id=registry.id, token_id=token_id
+        )[0]
 
     def _checked(self, changes: TokenChanges, *, creating: bool) -> dict[str, object]:
         """The fields to store, validated; every problem reported at once."""
@@ -413,20 +440,25 @@ def _described(fields: dict[str, object]) -> dict[str, object]:
     return described
 
 
-def _existing(
-    tokens: RegistryTokenRepository,
-    registry_id: uuid.UUID,
-    token_id: str,
-    *,
-    for_update: bool = False,
-) -> RegistryToken:
-    """A live token of the registry. ``for_update`` locks its row (PostgreSQL), so two
-    concurrent writes to one token take turns instead of both acting on what they read."""
+def _token_id(token_id: str) -> uuid.UUID:
     try:
-        parsed = uuid.UUID(token_id)
+        return uuid.UUID(token_id)
     except ValueError:
         raise NotFound("registry token") from None
-    token = tokens.get_live(registry_id, parsed, for_update=for_update)
+
+
+def _existing(
+    tokens: RegistryTokenRepository, registry_id: uuid.UUID, token_id: str
+) -> RegistryToken:
+    """A live token of the registry, its row locked (PostgreSQL), so two concurrent
+    writes to one token take turns instead of both acting on what they read."""
+    token = tokens.get_live(registry_id, _token_id(token_id), for_update=True)
     if token is None:
         raise NotFound("registry token")
     return token
+
+
+def _subject(token: RegistryToken, registry: RegistryRow) -> Subject:
+    return Subject(
+        registry.organization_id, registry.id, registry.slug, token.id, token.description
+    )

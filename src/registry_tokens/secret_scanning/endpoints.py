@@ -2,10 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
-from registry_tokens.kit.http import error_responses
-from registry_tokens.kit.routes import ContextDep, ServicesDep
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import ContextDep, DatabaseDep, provided
+from registry_tokens.secret_scanning.service import SecretScanningService
 
 router = APIRouter(prefix="/secret-scanning", tags=["Secret scanning"])
 
@@ -50,14 +50,15 @@ _REPORT_SCHEMA = {
 )
 async def report_leaked_tokens(
     request: Request,
-    app: ServicesDep,
+    scanning: Annotated[SecretScanningService, provided(SecretScanningService)],
+    database: DatabaseDep,
     context: ContextDep,
     github_public_key_identifier: Annotated[str | None, Header()] = None,
     github_public_key_signature: Annotated[str | None, Header()] = None,
 ) -> list[dict[str, str]]:
     body = await request.body()
-    await run_in_threadpool(
-        app.secret_scanning.verify, body, github_public_key_identifier, github_public_key_signature
+    # Verifying reads the keys file: off the event loop like any write.
+    await database.write(
+        scanning.verify, body, github_public_key_identifier, github_public_key_signature
     )
-    # The database work is synchronous: keep it off the event loop.
-    return await run_in_threadpool(app.secret_scanning.report, body, context)
+    return await database.write(scanning.report, body, context)

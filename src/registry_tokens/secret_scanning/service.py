@@ -22,12 +22,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from registry_tokens.audit.service import Actor, EventType, RequestContext, record
-from registry_tokens.auth.repository import ApiAccessTokenRepository
+from registry_tokens.audit.service import Actor, EventType, Subject, record
+from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
+from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.errors import AppError
-from registry_tokens.kit.secrets import SecretKind, hash_secret, secret_kind
+from registry_tokens.kit.secrets import SecretKind, secret_kind
+from registry_tokens.registry_tokens.access import InstallAccess
 from registry_tokens.registry_tokens.repository import RegistryTokenRepository
+from registry_tokens.registry_tokens.service import RegistryTokenService
 
 logger = logging.getLogger("registry_tokens.secret_scanning")
 MAX_REPORTED_TOKENS = 1000
@@ -45,12 +48,16 @@ class SecretScanningService:
     def __init__(
         self,
         database: Database,
-        secret_key: bytes,
+        auth: AuthService,
+        tokens: RegistryTokenService,
+        access: InstallAccess,
         keys_file: Path | None,
         clock: Callable[[], datetime],
     ) -> None:
         self.database = database
-        self.secret_key = secret_key
+        self.auth = auth
+        self.tokens = tokens
+        self.access = access
         self.keys_file = keys_file
         self.clock = clock
 
@@ -82,46 +89,55 @@ class SecretScanningService:
     def _revoke(self, item: ReportedToken, context: RequestContext) -> bool:
         """Revokes the reported secret if it is ours; whether it was live."""
         kind = secret_kind(item.token)
-        if kind is None:
-            return False
-        presented = hash_secret(self.secret_key, item.token)
-        now = self.clock()
-        with self.database.write() as session:
-            if kind is SecretKind.API_ACCESS_TOKEN:
-                api_token = ApiAccessTokenRepository(session).get_by_secret_hash(presented)
-                if api_token is None or api_token.revoked_at is not None:
-                    return False
-                api_token.revoked_at = now
-                logger.warning("revoked API access token %s: reported leaked", api_token.id)
-                return True
-            found = RegistryTokenRepository(session).find_by_secret_hash(presented)
-            if found is None:
+        if kind is SecretKind.API_ACCESS_TOKEN:
+            caller = self.auth.identify(item.token)
+            if caller is None:
                 return False
-            token, retired = found
-            live = token.revoked_at is None and (token.expires_at is None or now < token.expires_at)
-            if retired is not None:
-                # An old secret leaked: end its grace period; the current one is not leaked.
-                live = live and now < retired.valid_until
-                retired.valid_until = min(retired.valid_until, now)
+            self.auth.revoke(caller.token_id)
+            logger.warning("revoked API access token %s: reported leaked", caller.token_id)
+            return True
+        if kind is not SecretKind.REGISTRY_TOKEN:
+            return False
+        found = self.access.presented(item.token)
+        if found is None:
+            return False
+        now = self.clock()
+        retired = bool(found.retired)
+        live = found.revoked_at is None and (found.expires_at is None or now < found.expires_at)
+        if retired:  # an old secret leaked: end its grace period; the current one is not
+            live = live and found.grace_ends_at is not None and now < found.grace_ends_at
+        actor = Actor("secret_scanner", None, "GitHub secret scanning")
+        data: dict[str, object] = {
+            "live": live,
+            "revoked": not retired,
+            "secret": "retired" if retired else "current",
+            "url": item.url,
+            "source": item.source,
+        }
+        with self.database.writing() as session:
+            tokens = RegistryTokenRepository(session)
+            token = tokens.get(found.id)
+            if token is None:  # deleted with its registry since
+                return False
+            if retired:
+                tokens.end_grace_of(found.secret_hash, now)
             elif token.revoked_at is None:
-                token.revoked_at = now
-                token.revoked_reason = "leaked"
-                RegistryTokenRepository(session).live_tokens_changed(token.registry_id)
-            record(
-                session,
-                EventType.REGISTRY_TOKEN_LEAK_REPORTED,
-                token,
-                Actor("secret_scanner", None, "GitHub secret scanning"),
-                context,
-                {
-                    "live": live,
-                    "revoked": retired is None,
-                    "secret": "retired" if retired is not None else "current",
-                    "url": item.url,
-                    "source": item.source,
-                },
+                self.tokens.revoke(
+                    session,
+                    token,
+                    reason="leaked",
+                    event=EventType.REGISTRY_TOKEN_LEAK_REPORTED,
+                    actor=actor,
+                    context=context,
+                    data=data,
+                )
+                return live
+            registry = token.package_registry
+            subject = Subject(
+                registry.organization_id, registry.id, registry.slug, token.id, token.description
             )
-            return live
+            record(session, EventType.REGISTRY_TOKEN_LEAK_REPORTED, subject, actor, context, data)
+        return live
 
     def _public_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
         if self.keys_file is None:

@@ -1,8 +1,11 @@
+from typing import Annotated
+
 from fastapi import APIRouter
 
-from registry_tokens.kit.http import error_responses
-from registry_tokens.kit.routes import CallerDep, ServicesDep
+from registry_tokens.api.http import error_responses
+from registry_tokens.api.routes import CallerDep, DatabaseDep, provided
 from registry_tokens.users.schemas import UserOut
+from registry_tokens.users.service import UserService
 
 router = APIRouter(prefix="/v2/user", tags=["User"])
 
@@ -15,8 +18,9 @@ router = APIRouter(prefix="/v2/user", tags=["User"])
     response_model=UserOut,
     responses=error_responses(401, 403, 503),
 )
-def get_current_user(
+async def get_current_user(
     caller: CallerDep,
-    app: ServicesDep,
+    users: Annotated[UserService, provided(UserService)],
+    database: DatabaseDep,
 ) -> UserOut:
-    return UserOut.of(app.users.current(caller))
+    return UserOut.of(await database.read(users.current, caller))

@@ -1,24 +1,9 @@
 import uuid
 from datetime import datetime
-from typing import Protocol
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
-
-
-class UserFields(Protocol):
-    """What :class:`UserOut` shows: a ``User`` row, or a query's view of one."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def avatar_url(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime: ...
+from registry_tokens.users.models import User
 
 
 class UserOut(ResponseModel):
@@ -30,12 +15,23 @@ class UserOut(ResponseModel):
     created_at: Timestamp
 
     @classmethod
-    def of(cls, user: UserFields) -> "UserOut":
+    def of(cls, user: User) -> "UserOut":
+        return cls.of_fields(user.id, user.name, user.email, user.avatar_url, user.created_at)
+
+    @classmethod
+    def of_fields(
+        cls,
+        user_id: uuid.UUID,
+        name: str,
+        email: str,
+        avatar_url: str | None,
+        created_at: datetime,
+    ) -> "UserOut":
         return cls(
-            id=user.id,
-            graphql_id=graphql_id("User", user.id),
-            name=user.name,
-            email=user.email,
-            avatar_url=user.avatar_url,
-            created_at=user.created_at,
+            id=user_id,
+            graphql_id=graphql_id("User", user_id),
+            name=name,
+            email=email,
+            avatar_url=avatar_url,
+            created_at=created_at,
         )

@@ -2,10 +2,9 @@
 
 from sqlalchemy.exc import IntegrityError
 
-from registry_tokens.auth.caller import Caller
-from registry_tokens.auth.scopes import Scope
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
+from registry_tokens.kit.context import Caller, Scope
 from registry_tokens.kit.errors import (
     Unauthenticated,
     already_taken,
@@ -20,7 +19,7 @@ class UserService:
 
     def current(self, caller: Caller) -> User:
         caller.require(Scope.READ_USER)
-        with self.database.read() as session:
+        with self.database.reading() as session:
             user = UserRepository(session).get(caller.user_id)
         if user is None:  # deleted between authentication and now
             raise Unauthenticated()
@@ -32,7 +31,7 @@ class UserService:
         if avatar_url is not None:
             avatar_url = validation.require_text("avatar_url", avatar_url, max_length=2048)
         try:
-            with self.database.write() as session:
+            with self.database.writing() as session:
                 users = UserRepository(session)
                 if users.get_by_email(email) is not None:
                     raise already_taken("email")
@@ -43,6 +42,6 @@ class UserService:
         return user
 
     def get_or_create(self, name: str, email: str) -> User:
-        with self.database.read() as session:
+        with self.database.reading() as session:
             existing = UserRepository(session).get_by_email(validation.email_address(email))
         return existing or self.create(name, email)

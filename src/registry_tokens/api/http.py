@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every router: dependencies, error rendering, body limits."""
+"""HTTP plumbing of the REST API: error rendering, strict JSON, body limits, headers."""
 
 import json
 import logging
@@ -6,83 +6,19 @@ import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NoReturn
 
-from fastapi import FastAPI, Request, Security
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry_tokens.audit.service import RequestContext
-from registry_tokens.auth.caller import Caller
-from registry_tokens.kit.errors import AppError, FieldProblem, Unauthenticated, ValidationFailed
-from registry_tokens.kit.network import client_address
+from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.schemas import ErrorBody
-from registry_tokens.ratelimits.service import Allowance
-from registry_tokens.services import Services
 
 logger = logging.getLogger("registry_tokens")
-
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    bearerFormat="bkua_…",
-    description="An API access token (`bkua_…`) with the scopes each operation names.",
-)
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-async def current_caller(
-    request: Request,
-    _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
-) -> Caller:
-    """Authenticates the request and counts it against its rate limits.
-
-    Async, with the database work placed by :meth:`Database.run_reads`: as a sync
-    dependency it would cost a trip to a worker thread on every API request. The
-    ``_credentials`` parameter only documents the bearer scheme in OpenAPI.
-    """
-    app = services(request)
-    try:
-        caller = await app.database.run_reads(
-            app.auth.authenticate, request.headers.get("authorization")
-        )
-    except Unauthenticated:
-        address = request_context(request).client_ip or "unknown"
-        allowance = await app.database.run_writes(app.rate_limits.for_client, address)
-        _remember_allowance(request, allowance)
-        raise
-    if app.rate_limits.counts_callers:
-        allowance = await app.database.run_writes(
-            app.rate_limits.for_caller, caller, request.path_params.get("org")
-        )
-        _remember_allowance(request, allowance)
-    return caller
-
-
-def request_context(request: Request) -> RequestContext:
-    """The client's address (see :mod:`registry_tokens.kit.network`) and user agent."""
-    settings = services(request).settings
-    return RequestContext(
-        client_ip=client_address(
-            request.client.host if request.client else None,
-            ",".join(request.headers.getlist("x-forwarded-for")) or None,
-            settings.trusted_proxy_networks,
-        ),
-        user_agent=request.headers.get("user-agent"),
-    )
-
-
-def _remember_allowance(request: Request, allowance: Allowance | None) -> None:
-    """Keeps the headers for :class:`RateLimitHeaders`, which adds them to any response."""
-    if allowance is not None:
-        request.state.rate_limit_headers = allowance.headers()
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,36 +1,61 @@
-"""Core statements compiled once and run on a driver connection: the hot paths' SQL.
+"""Queries written once, with typed rows: the one place each read question is answered.
 
-Each request on the install path and each API request's authentication runs one or two
-small indexed SELECTs. Through an ORM ``Session`` such a SELECT costs about 330 µs here
-(session set-up, compiled-cache lookup, ORM loading, rollback on close); the same SELECT
-in the driver costs about 10 µs (bench/RESULTS.md, "Analysis"). A :class:`PreparedQuery`
-keeps what SQLAlchemy is good at, backend-neutral SQL built from the models and its type
-conversions (UUIDs, UTC datetimes, JSON), and does the per-statement work once: the
-statement is compiled for the dialect when the query is defined, and each run only binds
-parameters, executes on the driver's cursor and converts the row values.
+A :class:`Query` is a SQLAlchemy Core SELECT paired with the ``NamedTuple`` its rows are
+read into, by column name: the statement's column labels must be the row type's fields, in
+order, which is checked when the query is defined, so no caller ever reads a row by
+position. Every door (the REST API, the package protocols, the CLI) asks the same
+:class:`Query` through :meth:`Database.fetch` (its own short transaction, on a connection
+the thread keeps) or, inside a write transaction, :meth:`Database.fetch_in`.
 
-Every run reads the database: nothing here caches an answer, so a deleted, expired or
-rotated-out credential is refused from the commit that changed it, on every process.
+The statement is compiled once for the dialect; each :meth:`Database.fetch` only binds
+parameters, runs the driver's cursor and converts values (UUIDs, UTC datetimes, JSON) with
+SQLAlchemy's own type processors. Nothing here caches an answer: every fetch reads the
+database, so a deleted, expired or rotated-out credential is refused from the commit that
+changed it, on every process.
 """
 
 import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, cast
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar, cast
 
 from sqlalchemy import CompoundSelect, Engine, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
-Row = tuple[Any, ...]
 # Any SELECT, whatever its columns (SQLAlchemy 2.1 types a statement by its columns).
 AnySelect: TypeAlias = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
+R = TypeVar("R", bound=NamedTuple)
 _Processor = Callable[[Any], Any] | None
 
 
-class PreparedQuery:
-    """A SELECT compiled once for one dialect; run with :meth:`Database.fetch`."""
+class Query(Generic[R]):
+    """A SELECT and its row type; compiled for a dialect on first use by a database."""
+
+    def __init__(self, statement: AnySelect, row: type[R]) -> None:
+        labels = [column.key for column in statement.selected_columns]
+        fields = list(row._fields)
+        if labels != fields:
+            raise TypeError(f"{row.__name__}: columns {labels} are not its fields {fields}")
+        self.statement = statement
+        self.row = row
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> "_Compiled":
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        return found
+
+    def rows(self, values: Sequence[Sequence[Any]]) -> list[R]:
+        make = cast(Callable[[Sequence[Any]], R], self.row._make)
+        return [make(value) for value in values]
+
+
+class _Compiled:
+    """The statement as SQL text for one dialect, with its parameter and value converters."""
 
     def __init__(self, statement: AnySelect, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -51,8 +76,7 @@ class PreparedQuery:
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
-        # Only the columns that need converting (UUIDs, datetimes, JSON on SQLite); a
-        # processor takes None to None.
+        # Only the columns that need converting; a processor takes None to None.
         self._result_processors = [
             (index, processor) for index, processor in enumerate(processors) if processor
         ]
@@ -67,26 +91,25 @@ class PreparedQuery:
             return tuple(bound(name) for name in self._names)
         return {name: bound(name) for name in self._names}
 
-    def convert(self, row: Sequence[Any]) -> Row:
+    def convert(self, row: Sequence[Any]) -> Sequence[Any]:
         if not self._result_processors:
-            return tuple(row)
+            return row
         values = list(row)
         for index, processor in self._result_processors:
             values[index] = processor(values[index])
-        return tuple(values)
+        return values
 
 
 class ReaderConnections:
-    """One driver connection per thread, kept open, for prepared reads.
+    """One driver connection per thread, kept open, for :meth:`Database.fetch`.
 
     Taking a connection from SQLAlchemy's pool and giving it back (with its reset) costs
-    more than the read itself; a thread runs one request at a time, so it can keep one.
+    more than an indexed read; a thread runs one request at a time, so it can keep one.
     The connections are taken from the engine (so its connect-time settings apply: WAL,
     busy timeout, foreign keys), then detached from its pool. They run in autocommit mode:
     every SELECT is its own transaction and sees everything committed before it starts.
     A connection that fails is dropped; the thread's next read opens a new one. A thread
-    that ends (AnyIO retires idle worker threads) has its connection closed, so a busy
-    day does not leave a trail of open PostgreSQL connections.
+    that ends (AnyIO retires idle worker threads) has its connection closed.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -128,13 +151,14 @@ class ReaderConnections:
         for closer in closers:
             closer()  # runs _discard once; a finalizer never runs twice
 
-    def fetch(self, query: PreparedQuery, values: dict[str, Any]) -> list[Row]:
-        parameters = query.parameters(values)
+    def fetch(self, query: Query[R], values: dict[str, Any]) -> list[R]:
+        compiled = query.compiled(self.engine.dialect)
+        parameters = compiled.parameters(values)
         connection = self._connection()
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(query.sql, parameters)
+                cursor.execute(compiled.sql, parameters)
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -146,6 +170,11 @@ class ReaderConnections:
                 closer()
             # As SQLAlchemy would raise it, so the usual handlers apply (503 when busy).
             raise DBAPIError.instance(
-                query.sql, parameters, error, self.engine.dialect.loaded_dbapi.Error
+                compiled.sql, parameters, error, self.engine.dialect.loaded_dbapi.Error
             ) from error
-        return [query.convert(row) for row in rows]
+        return query.rows([compiled.convert(row) for row in rows])
+
+
+def fetch_in(session: Session, query: Query[R], values: dict[str, Any]) -> list[R]:
+    """The query inside the session's transaction (it sees the transaction's own writes)."""
+    return query.rows(list(session.execute(query.statement, values)))

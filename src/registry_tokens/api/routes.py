@@ -1,0 +1,134 @@
+"""What every REST router shares: dependencies, error documentation, pages, updates.
+
+The REST door knows no domain: a handler gets its domain's service with
+``provided(TheService)`` (the services of the process, registered by type when the app is
+built), and the caller from :func:`current_caller`, which asks whatever was registered as
+the :class:`Gate`.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Protocol, TypeVar, cast
+
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from registry_tokens.api.http import error_responses
+from registry_tokens.db import Database
+from registry_tokens.kit.context import Caller, RequestContext
+from registry_tokens.kit.pagination import MAX_PAGE, Page
+from registry_tokens.kit.urls import Urls
+from registry_tokens.settings import Settings
+
+T = TypeVar("T")
+
+
+class Gate(Protocol):
+    """Authenticates an API request and counts it against its rate limits."""
+
+    async def admit(
+        self, authorization: str | None, organization_slug: str | None, context: RequestContext
+    ) -> tuple[Caller, Mapping[str, str] | None]:
+        """The caller and the ``RateLimit-*`` headers to send; raises 401 or 429 (whose
+        headers then carry them)."""
+        ...
+
+
+def provided(kind: type[T]) -> Any:
+    """A dependency on the process's instance of ``kind`` (see :func:`app.create_app`)."""
+
+    async def dependency(request: Request) -> T:  # async: no thread hop for a lookup
+        return cast(T, request.app.state.provided[kind])
+
+    return Depends(dependency)
+
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="bkua_…",
+    description="An API access token (`bkua_…`) with the scopes each operation names.",
+)
+
+
+def request_context(request: Request) -> RequestContext:
+    """The client's address (see :mod:`registry_tokens.kit.network`) and user agent."""
+    settings: Settings = request.app.state.settings
+    return RequestContext.of(request, settings.trusted_proxy_networks)
+
+
+async def current_caller(
+    request: Request,
+    _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Caller:
+    """The authenticated caller (``_credentials`` only documents the scheme in OpenAPI)."""
+    gate = cast(Gate, request.app.state.provided[Gate])
+    caller, headers = await gate.admit(
+        request.headers.get("authorization"),
+        request.path_params.get("org"),
+        request_context(request),
+    )
+    if headers:  # RateLimitHeaders adds them to the response, whatever it is
+        request.state.rate_limit_headers = headers
+    return caller
+
+
+async def _request_context(request: Request) -> RequestContext:
+    return request_context(request)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+ContextDep = Annotated[RequestContext, Depends(_request_context)]
+DatabaseDep = Annotated[Database, provided(Database)]
+UrlsDep = Annotated[Urls, provided(Urls)]
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+PerPage = Annotated[
+    int, Query(ge=1, le=2**31 - 1, description="Default 30; values above 100 mean 100.")
+]
+
+READ_ERRORS = error_responses(401, 403, 404, 422, 429, 503)
+WRITE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503)
+PAGED_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": 'RFC 8288 links: rel="first", "prev", "next", "last"',
+                "schema": {"type": "string"},
+            }
+        }
+    },
+    **READ_ERRORS,
+}
+
+
+def set_page_links(
+    response: Response, page: Page[Any], base_url: str, filters: dict[str, str | None]
+) -> None:
+    """The ``Link`` header of a classic paged list (keeping its filters), readable by
+    browsers too."""
+    link = page.link_header(base_url, {k: v for k, v in filters.items() if v is not None})
+    if link is not None:
+        response.headers["Link"] = link
+    response.headers["Access-Control-Expose-Headers"] = "Link"
+
+
+def add_update_routes(
+    router: APIRouter,
+    path: str,
+    endpoint: Callable[..., Any],
+    *,
+    noun: str,
+    description: str,
+    response_model: Any,
+) -> None:
+    """Buildkite documents updates as POST; its clients also send PATCH (go-buildkite's
+    registries) and PUT (the Terraform provider). All three do the same."""
+    for method, verb in (("POST", "update"), ("PATCH", "patch"), ("PUT", "put")):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            operation_id=f"{verb}{noun.title().replace(' ', '')}",
+            summary=f"Update a {noun} ({method})",
+            description=description,
+            response_model=response_model,
+            responses=WRITE_ERRORS,
+        )

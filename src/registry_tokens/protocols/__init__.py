@@ -1,0 +1,1 @@
+"""The package-client protocols: one module per ecosystem, plain Starlette routes."""

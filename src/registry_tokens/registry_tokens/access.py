@@ -1,0 +1,216 @@
+"""Who may install from a registry: the one decision behind every package-client request.
+
+Package clients present credentials as HTTP basic auth (user ``buildkite``, password a
+registry token or an API access token with ``read_packages``) or as a Bearer token.
+Anything else gets 401 with a ``WWW-Authenticate: Basic`` challenge, whether or not the
+registry exists, so a client without access learns nothing about it.
+
+The decision reads the database on every request: a deleted, expired or rotated-out token
+is refused from the commit that changed it, on every process and instance.
+"""
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from registry_tokens.audit.service import Actor, EventType, Refusal, Subject, record
+from registry_tokens.auth.service import AuthService
+from registry_tokens.db import Database
+from registry_tokens.kit.context import RequestContext, Scope
+from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.network import address_allowed
+from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
+from registry_tokens.kit.timestamps import truncate_to_millisecond
+from registry_tokens.organizations.service import member_organization
+from registry_tokens.ratelimits.service import RateLimitPolicy
+from registry_tokens.registries.repository import REGISTRY_BY_SLUGS, RegistryRow
+from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.repository import (
+    PRESENTED_CREDENTIAL,
+    PresentedCredential,
+    RegistryTokenRepository,
+)
+
+REALM = 'Basic realm="registry-tokens", charset="UTF-8"'
+
+
+class InstallUnauthorized(AppError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Authentication required: use a registry token (or an API access token with "
+            "read_packages) as the password of user buildkite",
+            401,
+            headers={"WWW-Authenticate": REALM},
+        )
+
+
+def presented_secret(authorization: str | None) -> str | None:
+    """The secret in a ``Basic`` (as password) or ``Bearer`` Authorization header."""
+    scheme, _, value = (authorization or "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _user, sep, password = decoded.partition(":")
+        return password if sep and password else None
+    return None
+
+
+@dataclass(frozen=True)
+class InstallDecision:
+    """What :meth:`InstallAccess.decide` found: the registry to serve (``None``: 401), the
+    registry token presented (if any), why it was refused, and whether its use is due to
+    be recorded."""
+
+    org: str
+    registry_slug: str
+    context: RequestContext
+    registry: RegistryRow | None
+    token: PresentedCredential | None = None
+    refusal: Refusal | None = None
+    record_use: bool = False
+
+    @property
+    def writes(self) -> bool:
+        return self.refusal is not None or self.record_use
+
+
+class InstallAccess:
+    def __init__(
+        self,
+        database: Database,
+        auth: AuthService,
+        secret_key: bytes,
+        clock: Callable[[], datetime],
+        usage_interval: timedelta,
+        rate_limits: RateLimitPolicy,
+    ) -> None:
+        self.database = database
+        self.auth = auth
+        self.secret_key = secret_key
+        self.clock = clock
+        self.usage_interval = usage_interval
+        self.rate_limits = rate_limits
+
+    async def authorize(
+        self, org: str, registry: str, authorization: str | None, context: RequestContext
+    ) -> RegistryRow:
+        """The registry, if it is public or the credentials may read it; else 401.
+
+        The decision is a few indexed reads; only its rare writes (a refusal to record, a
+        last use due) take a write. Refusals count against the client's rate limit
+        (successful installs never do), so no one can flood the audit log.
+        """
+        decision = await self.database.read(self.decide, org, registry, authorization, context)
+        if decision.registry is None:  # counted first: a client over its limit gets 429,
+            await self.rate_limits.for_client(context.client_ip or "unknown")  # unrecorded
+        if decision.writes:
+            await self.database.write(self.settle, decision)
+        if decision.registry is None:
+            raise InstallUnauthorized()
+        return decision.registry
+
+    def decide(
+        self, org: str, registry: str, authorization: str | None, context: RequestContext
+    ) -> InstallDecision:
+        """Whether the presented credential may install from the registry: the one place
+        this is decided. Reads only."""
+        secret = presented_secret(authorization)
+        kind = secret_kind(secret) if secret is not None else None
+        rows = self.database.fetch(REGISTRY_BY_SLUGS, organization_slug=org, registry_slug=registry)
+        found = rows[0] if rows else None
+        decision = InstallDecision(org, registry, context, found)
+        if found is not None and found.public:
+            return decision
+        if secret is not None and kind is SecretKind.REGISTRY_TOKEN:
+            token = self.presented(secret)
+            if token is not None:
+                refusal = self._refusal(token, found, context)
+                if refusal is None and found is not None:
+                    return replace(decision, token=token, record_use=self._use_unrecorded(token))
+                return replace(decision, registry=None, token=token, refusal=refusal)
+        if (
+            kind is SecretKind.API_ACCESS_TOKEN
+            and self._api_token_may_read(secret, org)  # checked first: same work either way
+            and found is not None
+        ):
+            return decision
+        return replace(decision, registry=None)
+
+    def settle(self, decision: InstallDecision) -> None:
+        """The writes :meth:`decide` called for: a refusal recorded in the audit log, or
+        the token's last use (written at most once per interval)."""
+        token = decision.token
+        if token is None:
+            return
+        now = self.clock()
+        with self.database.writing() as session:
+            if decision.refusal is not None:
+                if session.get(RegistryToken, token.id) is None:
+                    return  # its registry was deleted meanwhile, and the token with it
+                record(
+                    session,
+                    EventType.REGISTRY_TOKEN_USE_REFUSED,
+                    Subject(
+                        token.organization_id,
+                        token.registry_id,
+                        token.registry_slug,
+                        token.id,
+                        token.description,
+                    ),
+                    Actor("registry_token", token.id, token.description),
+                    decision.context,
+                    {
+                        "reason": decision.refusal.value,
+                        "requested_registry": f"{decision.org}/{decision.registry_slug}",
+                    },
+                )
+            elif decision.record_use:
+                RegistryTokenRepository(session).record_use(
+                    token.id,
+                    truncate_to_millisecond(now),
+                    decision.context.client_ip,
+                    now - self.usage_interval,
+                )
+
+    def presented(self, secret: str) -> PresentedCredential | None:
+        """The registry token a secret belongs to, current or retired; None for one no
+        token had (leak reports ask this too)."""
+        presented = hash_secret(self.secret_key, secret)
+        rows = self.database.fetch(PRESENTED_CREDENTIAL, secret_hash=presented)
+        if not rows or not digests_match(rows[0].secret_hash, presented):
+            return None
+        return rows[0]
+
+    def _use_unrecorded(self, token: PresentedCredential) -> bool:
+        not_since = self.clock() - self.usage_interval
+        return token.last_used_at is None or token.last_used_at < not_since
+
+    def _refusal(
+        self, token: PresentedCredential, registry: RegistryRow | None, context: RequestContext
+    ) -> Refusal | None:
+        """Why the token may not be used here, if it may not."""
+        now = self.clock()
+        if token.revoked_at is not None:
+            return Refusal.REVOKED
+        if token.retired and token.grace_ends_at is not None and now >= token.grace_ends_at:
+            return Refusal.ROTATED_OUT
+        if registry is None or token.registry_id != registry.id:
+            return Refusal.WRONG_REGISTRY
+        if token.expires_at is not None and now >= token.expires_at:
+            return Refusal.EXPIRED
+        if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
+            return Refusal.IP_NOT_ALLOWED
+        return None
+
+    def _api_token_may_read(self, secret: str | None, org: str) -> bool:
+        caller = self.auth.identify(secret)
+        if caller is None or Scope.READ_PACKAGES.value not in caller.scopes:
+            return False
+        return member_organization(self.database, caller, org) is not None
