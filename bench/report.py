@@ -431,10 +431,11 @@ def _verdict_cell(verdict: dict[str, Any] | None, target: Target) -> str:
     digits = 3 if abs(number) < 0.1 else 2
     value = f"{number:.{digits}f}{target.unit}" if target.unit != " MB" else f"{number:.0f} MB"
     margin = abs(verdict["margin"]) * 100
+    by = f"{margin:.1f}%" if margin < 1 else f"{margin:.0f}%"
     if verdict["met"]:
-        return f"{value} **met** (by {margin:.0f}%)"
+        return f"{value} **met** (by {by})"
     missed_by = "short by" if target.comparison == ">=" else "over by"
-    return f"{value} **MISSED** ({missed_by} {margin:.0f}%)"
+    return f"{value} **MISSED** ({missed_by} {by})"
 
 
 def _targets_table(
@@ -523,15 +524,17 @@ def markdown_tables(results: dict[str, Any]) -> str:
             "same bare app serving pypiserver's bytes). Ours: the 1k dataset, limits counting."
         )
         lines.append("")
-    other_columns = [(b, d) for b, d in columns if d == big] or [
-        (b, d) for b, d in columns if d == SMALL
-    ]
+    other_columns = [(b, d) for b, d in columns if d == big]
+    other_targets: tuple[Target, ...] = OTHER_TARGETS
+    if not other_columns:  # no big dataset (a quick run): only the memory target
+        other_columns = [(b, d) for b, d in columns if d == SMALL]
+        other_targets = (_OTHER["rss_mb"],)
     lines.append("### Other targets\n")
-    lines.extend(_targets_table(results, OTHER_TARGETS, other_columns))
+    lines.extend(_targets_table(results, other_targets, other_columns))
     lines.append("")
     lines.append(
-        f"Targets that compare the two datasets or worker counts need the {big} dataset "
-        "(n/a: not measured in this run). In the tables below, errors are wrk's socket "
+        "Targets that compare the two datasets or worker counts need the big dataset "
+        "(a quick run has none; n/a: not measured). In the tables below, errors are wrk's socket "
         "errors, timeouts and responses of status 400 or more (any fails the run); server "
         "CPU is the serving processes' CPU time over the measurement (100% = one core)."
     )
