@@ -224,6 +224,7 @@ class BackendRun:
     targets: list[str] = field(default_factory=list)
     warm_targets: list[str] = field(default_factory=list)
     wheel: Path | None = None
+    peer: dict[str, Any] = field(default_factory=dict)
 
     # -- the service ---------------------------------------------------------------------
 
