@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-level", default="info")
     arguments = parser.parse_args()
     # The same uvicorn.run call as `registry-tokens serve` (cli.py), with this app.
     uvicorn.run(

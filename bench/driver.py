@@ -26,7 +26,7 @@ import httpx
 from tests import harness
 from tests.distributions import build_wheel
 
-from bench import report, seed
+from bench import peer_app, report, seed
 from bench.load import LoadSettings, Request, run_wrk
 from bench.processes import (
     ROOT,
@@ -48,8 +48,25 @@ POSTGRES_ADMIN_URL = os.environ.get(
 BACKENDS = ("sqlite", "postgresql")
 # The order every phase measures them in: reads first (on the freshly seeded data), then
 # the writes, which add rows (to the scratch registry only).
-PATHS = ("get", "list", "list_deep", "install", "create", "update", "delete")
+PATHS = ("get", "list", "list_deep", "install", "install_index", "create", "update", "delete")
 EXTRA_PATHS = ("install_w2",)
+# The primary table: each of these is also measured with the rate limits off, against a
+# second server started beside the first, right after the baseline.
+PRIMARY_PATHS = ("install", "install_index", "get", "list", "create")
+# The shipped defaults count every REST request against the organization's, the user's
+# (and, unauthenticated, the client's) limits; the bench keeps them counting with limits
+# no run can reach, so that nothing is refused. 0 turns them off.
+LIMITS_COUNTING = 1_000_000_000
+RATE_LIMIT_VARIABLES = (
+    "REGISTRY_TOKENS_RATE_LIMIT_PER_ORGANIZATION",
+    "REGISTRY_TOKENS_RATE_LIMIT_PER_USER",
+    "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT",
+)
+# Installs never count against a limit (only refusals do): no RateLimit-* headers to check.
+UNCOUNTED_PATHS = ("install", "install_index", "install_w2")
+PEER_USER = "buildkite"
+PEER = "pypiserver"  # the backend name of the peer's runs
+SMALL_LABEL = "1k"
 DEEP_PAGE = 1000
 PER_PAGE = 30
 SMALL_TOTAL = 1_000
@@ -75,6 +92,7 @@ class Options:
     big_main: int
     keep: bool
     output_dir: Path
+    peer: bool = True
 
     @property
     def big_label(self) -> str:
@@ -89,7 +107,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 5 s per measurement, 1 s warm-up, big seed of 100k (not 1M)",
+        help="smoke run: 3 s per measurement, 1 s warm-up, no big dataset (unless --big)",
     )
     parser.add_argument(
         "--backends",
@@ -97,7 +115,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         help="comma-separated, in order (default: sqlite,postgresql)",
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds of load per measurement (default 12; quick 5)"
+        "--duration", type=float, help="seconds of load per measurement (default 12; quick 3)"
     )
     parser.add_argument(
         "--warmup", type=float, help="seconds of load before each measurement (default 2)"
@@ -106,7 +124,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         "--only",
         help=f"comma-separated paths to measure (default all): {', '.join(PATHS + EXTRA_PATHS)}",
     )
-    parser.add_argument("--big", type=int, help="tokens in the big dataset (default 1,000,000)")
+    parser.add_argument(
+        "--big", type=int, help="tokens in the big dataset (default 1,000,000; 0: none)"
+    )
+    parser.add_argument(
+        "--no-peer", action="store_true", help="do not measure the peer (pypiserver)"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -132,13 +155,13 @@ def parse_options(argv: Sequence[str]) -> Options:
         if "install_w2" in paths and "install" not in paths:
             paths = (*paths, "install")  # the one-worker figure it is compared with
     quick = bool(arguments.quick)
-    duration = arguments.duration or (5.0 if quick else 12.0)
+    duration = arguments.duration or (3.0 if quick else 12.0)
     warmup = arguments.warmup if arguments.warmup is not None else (1.0 if quick else 2.0)
-    big_total = arguments.big or (100_000 if quick else 1_000_000)
+    big_total = arguments.big if arguments.big is not None else (0 if quick else 1_000_000)
     # The deep page (1000 of 30) needs more than 29,970 live tokens in the main registry.
     big_main = max(DEEP_PAGE * PER_PAGE + 1_000, min(40_000, big_total // 2))
-    if big_total < big_main + SMALL_TOTAL:
-        parser.error(f"--big must be at least {big_main + SMALL_TOTAL}")
+    if big_total and big_total < big_main + SMALL_TOTAL:
+        parser.error(f"--big must be 0 or at least {big_main + SMALL_TOTAL}")
     if duration < 1 or warmup < 0:
         parser.error("--duration must be at least 1 and --warmup at least 0")
     return Options(
@@ -155,6 +178,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         big_main=big_main,
         keep=bool(arguments.keep),
         output_dir=arguments.output_dir,
+        peer=not arguments.no_peer,
     )
 
 
@@ -177,6 +201,11 @@ class Probe:
     status: int
     content_type: str
     body: bytes
+    rate_limit: dict[str, str] = field(default_factory=dict)
+
+
+class MeasurementFailed(RuntimeError):
+    """A measured run had errors: a refused (429) or failed request, a socket error."""
 
 
 @dataclass
@@ -194,6 +223,8 @@ class BackendRun:
     write_rate: float = 0.0
     targets: list[str] = field(default_factory=list)
     warm_targets: list[str] = field(default_factory=list)
+    wheel: Path | None = None
+    peer: dict[str, Any] = field(default_factory=dict)
 
     # -- the service ---------------------------------------------------------------------
 
@@ -205,21 +236,26 @@ class BackendRun:
             package_storage_dir=self.workdir / "packages",
         )
 
-    def service_env(self, port: int) -> dict[str, str]:
+    def service_env(self, port: int, limits: bool = True) -> dict[str, str]:
+        """The shipped defaults but for what the bench must set: the database, the key,
+        the URLs, where packages go, and rate limits high enough that nothing is refused
+        (still counting) or, with ``limits=False``, off. Nothing else: the log level is
+        the default (info: uvicorn's access log, which goes to /dev/null)."""
+        value = str(LIMITS_COUNTING if limits else 0)
+        environment = {
+            key: item for key, item in os.environ.items() if not key.startswith("REGISTRY_TOKENS_")
+        }
         return {
-            **os.environ,
+            **environment,
             "REGISTRY_TOKENS_DATABASE_URL": self.database_url,
             "REGISTRY_TOKENS_SECRET_KEY": self.secret_key,
             "REGISTRY_TOKENS_API_URL": f"http://127.0.0.1:{port}",
             "REGISTRY_TOKENS_WEB_URL": "http://web.example.test",
             "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(self.workdir / "packages"),
-            "REGISTRY_TOKENS_RATE_LIMIT_PER_ORGANIZATION": "0",
-            "REGISTRY_TOKENS_RATE_LIMIT_PER_USER": "0",
-            "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT": "0",
-            "REGISTRY_TOKENS_LOG_LEVEL": "warning",
+            **dict.fromkeys(RATE_LIMIT_VARIABLES, value),
         }
 
-    def start_service(self, workers: int, label: str) -> Server:
+    def start_service(self, workers: int, label: str, limits: bool = True) -> Server:
         port = free_port()
         argv = [
             str(ROOT / ".venv" / "bin" / "registry-tokens"),
@@ -231,12 +267,16 @@ class BackendRun:
             "--workers",
             str(workers),
         ]
-        log(f"{self.backend}: starting registry-tokens serve --workers {workers} on :{port}")
+        limits_label = "limits counting" if limits else "limits off"
+        log(
+            f"{self.backend}: starting registry-tokens serve --workers {workers} on :{port} "
+            f"({limits_label})"
+        )
         server = self.processes.start_server(
-            f"registry-tokens ({self.backend}, {label}, {workers} workers)",
+            f"registry-tokens ({self.backend}, {label}, {workers} workers, {limits_label})",
             argv,
-            self.service_env(port),
-            self.workdir / f"server-{label}-w{workers}.log",
+            self.service_env(port, limits),
+            self.workdir / f"server-{label}-w{workers}{'' if limits else '-off'}.log",
             port,
             workers,
             ready_path="/openapi.json",
@@ -263,6 +303,9 @@ class BackendRun:
             str(port),
             "--workers",
             str(workers),
+            # uvicorn's default, as `registry-tokens serve` runs with by default.
+            "--log-level",
+            "info",
         ]
         return self.processes.start_server(
             f"baseline ({name}, {workers} workers)",
@@ -300,7 +343,7 @@ class BackendRun:
             rng=self.rng,
         )
         seed.check_ids(self.settings)
-        self._record_dataset("1k", result)
+        self._record_dataset(SMALL_LABEL, result)
 
     def seed_big(self) -> None:
         tenant = self._tenant()
@@ -400,6 +443,8 @@ class BackendRun:
             )
         if path in ("install", "install_w2"):
             return self.install_request()
+        if path == "install_index":
+            return replace(self.install_request(), path=f"/{seed.ORG}/{seed.MAIN}/pypi/simple/")
         if path == "create":
             body = json.dumps({"description": f"bench create {label} {{n}}"})
             return Request("POST", scratch, self.rest_headers(json_body=True), body)
@@ -414,6 +459,7 @@ class BackendRun:
 
     def publish_wheel(self, server: Server) -> None:
         wheel = build_wheel(self.workdir, PROJECT, "1.0.0")
+        self.wheel = wheel
         response = httpx.post(
             f"{server.base_url}/v2/packages/organizations/{seed.ORG}/registries/{seed.MAIN}/packages",
             headers=self.rest_headers(),
@@ -441,7 +487,7 @@ class BackendRun:
 
     # -- measuring -----------------------------------------------------------------------
 
-    def phase(self, dataset: str, server: Server) -> None:
+    def phase(self, dataset: str, server: Server, off_server: Server | None) -> None:
         for path in PATHS:
             if path not in self.options.paths:
                 continue
@@ -452,7 +498,7 @@ class BackendRun:
                 continue
             if path in ("update", "delete") and not self.targets:
                 self.add_targets(dataset)
-            self.measure(dataset, path, server)
+            self.measure(dataset, path, server, off_server if path in PRIMARY_PATHS else None)
         self.targets, self.warm_targets = [], []
 
     def probe(self, server: Server, request: Request) -> Probe:
@@ -466,14 +512,40 @@ class BackendRun:
         )
         if response.status_code != 200:
             raise RuntimeError(
-                f"{request.method} {path}: expected 200, got {response.status_code}: "
-                f"{response.text[:500]}"
+                f"{server.name}: {request.method} {path}: expected 200, got "
+                f"{response.status_code}: {response.text[:500]}"
             )
+        rate_limit = {
+            key: response.headers[key]
+            for key in ("RateLimit-Limit", "RateLimit-Remaining")
+            if key in response.headers
+        }
         return Probe(
-            response.status_code, response.headers.get("content-type", ""), response.content
+            response.status_code,
+            response.headers.get("content-type", ""),
+            response.content,
+            rate_limit,
         )
 
-    def measure(self, dataset: str, path: str, server: Server) -> None:
+    def check_limits(self, server: Server, path: str, probe: Probe, limits: bool) -> None:
+        """The server's REST answers say its limits are counting (RateLimit-Limit is the
+        bench's, RateLimit-Remaining below it), or, limits off, carry no RateLimit-*."""
+        if path in UNCOUNTED_PATHS:
+            return
+        if not limits:
+            if probe.rate_limit:
+                raise RuntimeError(f"{server.name}: limits are off but it said {probe.rate_limit}")
+            return
+        limit = probe.rate_limit.get("RateLimit-Limit")
+        remaining = probe.rate_limit.get("RateLimit-Remaining")
+        if limit != str(LIMITS_COUNTING) or remaining is None or int(remaining) >= LIMITS_COUNTING:
+            raise RuntimeError(
+                f"{server.name}: {path}: rate limits are not counting ({probe.rate_limit})"
+            )
+
+    def measure(
+        self, dataset: str, path: str, server: Server, off_server: Server | None = None
+    ) -> None:
         label = f"{dataset}-{path}-w{server.workers}"
         request = self.request_for(path, label)
         probe_request = request
@@ -482,6 +554,7 @@ class BackendRun:
             probe_request = replace(request, ids=request.ids[:1])
             request = replace(request, ids=request.ids[1:])
         probe = self.probe(server, probe_request)
+        self.check_limits(server, path, probe, limits=True)
         warm_request = request
         if path == "delete":
             warm_request = replace(request, ids=self.warm_targets)
@@ -492,6 +565,7 @@ class BackendRun:
         log(
             f"{self.backend}: {dataset}: {path} (workers {server.workers}): response "
             f"{probe.status}, {len(probe.body):,} bytes {probe.content_type}"
+            f"{', ' + str(probe.rate_limit) if probe.rate_limit else ''}"
         )
         service = self.load(server, warm_request, request, label, "service")
         if path == "create":
@@ -501,35 +575,60 @@ class BackendRun:
             baseline = self.load(baseline_server, warm_request, request, label, "baseline")
         finally:
             self.processes.stop(baseline_server)
+        measured = [("service", service), ("baseline", baseline)]
+        if off_server is not None:
+            off_label = f"{label}-off"
+            off_request = replace(
+                request, body=request.body.replace(label, off_label) if request.body else None
+            )
+            off_probe = self.probe(off_server, off_request)
+            self.check_limits(off_server, path, off_probe, limits=False)
+            if off_probe.status != probe.status or off_probe.content_type != probe.content_type:
+                raise RuntimeError(f"{path}: limits off, the answer differs: {off_probe}")
+            off = self.load(off_server, off_request, off_request, off_label, "limits-off")
+            measured.append(("service_limits_off", off))
         response = {
             "status": probe.status,
             "content_type": probe.content_type,
             "bytes": len(probe.body),
+            "rate_limit": probe.rate_limit,
         }
-        for kind, measured in (("service", service), ("baseline", baseline)):
+        self.record(self.backend, dataset, path, server.workers, response, measured)
+        self.log_figures(measured)
+
+    def record(
+        self,
+        backend: str,
+        dataset: str,
+        path: str,
+        workers: int,
+        response: dict[str, Any],
+        measured: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        for kind, figures in measured:
             self.runs.append(
                 {
-                    "backend": self.backend,
+                    "backend": backend,
                     "dataset": dataset,
                     "path": path,
-                    "workers": server.workers,
+                    "workers": workers,
                     "kind": kind,
                     "response": response,
-                    **measured,
+                    **figures,
                 }
             )
-        wrk_service, wrk_baseline = service["wrk"], baseline["wrk"]
-        log(
-            f"    service {wrk_service['requests_per_second']:>9.1f} req/s "
-            f"p50 {wrk_service['p50_ms']:.2f} ms p99 {wrk_service['p99_ms']:.2f} ms "
-            f"peak RSS {service['rss_peak_mb']:.0f} MB"
-            f"{' ERRORS ' + str(service['failed']) if service['failed'] else ''}"
-        )
-        log(
-            f"    baseline {wrk_baseline['requests_per_second']:>8.1f} req/s "
-            f"p50 {wrk_baseline['p50_ms']:.2f} ms p99 {wrk_baseline['p99_ms']:.2f} ms; "
-            f"ratio {wrk_service['requests_per_second'] / wrk_baseline['requests_per_second']:.3f}"
-        )
+
+    def log_figures(self, measured: list[tuple[str, dict[str, Any]]]) -> None:
+        figures = dict(measured)
+        base_rps = figures["baseline"]["wrk"]["requests_per_second"]
+        for kind, found in measured:
+            wrk = found["wrk"]
+            ratio = wrk["requests_per_second"] / base_rps if base_rps else 0.0
+            log(
+                f"    {kind:<18} {wrk['requests_per_second']:>9.1f} req/s "
+                f"p50 {wrk['p50_ms']:.2f} ms p99 {wrk['p99_ms']:.2f} ms "
+                f"peak RSS {found['rss_peak_mb']:.0f} MB; vs baseline {ratio:.3f}"
+            )
 
     def load(
         self, server: Server, warm: Request, measured: Request, label: str, kind: str
@@ -549,10 +648,17 @@ class BackendRun:
         elapsed = time.monotonic() - started
         cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         memory = [memory_kib(pid) for pid in pids]
-        # wrk counts a response of status 400 or more as a "status" error.
+        # wrk counts a response of status 400 or more (a 429 among them) as a "status"
+        # error; any error at all fails the run, loudly.
         failed = sum(result.errors.values())
         if not server.alive():
             raise RuntimeError(f"{server.name} died during {label}")
+        if failed or result.non_2xx_3xx:
+            raise MeasurementFailed(
+                f"{server.name}, {label} ({kind}): {result.errors} "
+                f"(status: responses of 400 or more, e.g. 429; "
+                f"{result.non_2xx_3xx} non-2xx/3xx); wrk's report is in {log_path}"
+            )
         return {
             "wrk": result.as_dict(),
             "failed": failed,
@@ -563,29 +669,114 @@ class BackendRun:
             "load_average_before": [round(value, 2) for value in load_average],
         }
 
+    # -- the peer ------------------------------------------------------------------------
+
+    def measure_peer(self) -> dict[str, Any]:
+        """pypiserver serving the wheel published to our registry, to the same user and
+        password (an htpasswd entry), each page and its own baseline measured alike."""
+        assert self.wheel is not None
+        peer_dir = self.workdir / "peer"
+        packages = peer_dir / "packages"
+        packages.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.wheel, packages / self.wheel.name)
+        secret = self._tenant().known_secrets[0]
+        htpasswd = peer_dir / "htpasswd"
+        peer_app.write_htpasswd(htpasswd, PEER_USER, secret)
+        port = free_port()
+        env = {
+            **os.environ,
+            "BENCH_PEER_PACKAGES": str(packages),
+            "BENCH_PEER_HTPASSWD": str(htpasswd),
+        }
+        argv = [sys.executable, "-m", "bench.peer_app", "--port", str(port), "--workers", "1"]
+        log(f"peer: starting pypiserver {report.version('pypiserver')} on uvicorn on :{port}")
+        server = self.processes.start_server(
+            "pypiserver (1 worker)", argv, env, peer_dir / "server.log", port, 1, "/health"
+        )
+        credentials = base64.b64encode(f"{PEER_USER}:{secret}".encode()).decode("ascii")
+        headers = {"Authorization": f"Basic {credentials}", "Accept": PIP_ACCEPT}
+        try:
+            refused = httpx.get(f"{server.base_url}/simple/{PROJECT}/", timeout=30)
+            if refused.status_code not in (401, 403):
+                raise RuntimeError(f"pypiserver served without a password: {refused.status_code}")
+            for path, url in (
+                ("install", f"/simple/{PROJECT}/"),
+                ("install_index", "/simple/"),
+            ):
+                request = Request("GET", url, headers)
+                probe = self.probe(server, request)
+                if path == "install" and self.wheel.name not in probe.body.decode():
+                    raise RuntimeError(f"pypiserver does not list {self.wheel.name}")
+                label = f"peer-{path}"
+                log(
+                    f"peer: {path}: response {probe.status}, {len(probe.body):,} bytes "
+                    f"{probe.content_type}"
+                )
+                service = self.load(server, request, request, label, "service")
+                baseline_server = self.start_baseline(probe, 1, label)
+                try:
+                    baseline = self.load(baseline_server, request, request, label, "baseline")
+                finally:
+                    self.processes.stop(baseline_server)
+                measured = [("service", service), ("baseline", baseline)]
+                response = {
+                    "status": probe.status,
+                    "content_type": probe.content_type,
+                    "bytes": len(probe.body),
+                    "url": url,
+                }
+                self.record(PEER, "peer", path, 1, response, measured)
+                self.log_figures(measured)
+        finally:
+            self.processes.stop(server)
+        return {
+            "software": f"pypiserver {report.version('pypiserver')}",
+            "server": peer_app.SERVER_SOFTWARE,
+            "authentication": (
+                f"HTTP basic auth, user {PEER_USER!r} with the registry token as password, "
+                f"checked against an htpasswd file ({peer_app.HTPASSWD_SCHEME}, passlib "
+                f"{report.version('passlib')}) on every request; authenticated actions: "
+                f"{', '.join(peer_app.AUTHENTICATED)}"
+            ),
+            "wheel": self.wheel.name,
+            "measured_during": f"{self.backend} {SMALL_LABEL}",
+        }
+
     # -- one backend, end to end ---------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, with_peer: bool) -> None:
         self.prepare()
         self.seed_small()
         small_paths = [p for p in PATHS if p in self.options.paths]
-        server = self.start_service(1, "1k")
+        server = self.start_service(1, SMALL_LABEL)
+        off_server = self.start_service(1, SMALL_LABEL, limits=False)
         try:
             self.publish_wheel(server)
             self.check_install_auth(server)
+            self.check_install_auth(off_server)
             if small_paths:
-                self.phase("1k", server)
-            self.record_peak("1k", server)
+                self.phase(SMALL_LABEL, server, off_server)
+            self.record_peak(SMALL_LABEL, server)
         finally:
+            self.processes.stop(off_server)
             self.processes.stop(server)
+        if with_peer:
+            self.peer = self.measure_peer()
+        if self.options.big_total:
+            self.run_big()
+        self.datasets["server_log"] = self.log_findings()
+
+    def run_big(self) -> None:
         big = self.options.big_label
         self.seed_big()
         server = self.start_service(1, big)
+        off_server = self.start_service(1, big, limits=False)
         try:
             self.check_install_auth(server)
-            self.phase(big, server)
+            self.phase(big, server, off_server)
             self.record_peak(big, server)
         finally:
+            self.processes.stop(off_server)
             self.processes.stop(server)
         if "install_w2" in self.options.paths:
             server = self.start_service(2, f"{big}-w2")
@@ -594,7 +785,6 @@ class BackendRun:
                 self.record_peak(f"{big}-w2", server)
             finally:
                 self.processes.stop(server)
-        self.datasets["server_log"] = self.log_findings()
 
     def record_peak(self, label: str, server: Server) -> None:
         memory = [memory_kib(pid) for pid in server.serving_pids()]
@@ -638,6 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workroot = BENCH_DIR / ".work" / started.strftime("%Y%m%dT%H%M%SZ")
     runs: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
+    peer: dict[str, Any] = {}
     machine = report.machine_info(POSTGRES_ADMIN_URL if "postgresql" in options.backends else None)
     load_start = os.getloadavg()
     log(
@@ -649,14 +840,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     failure: str | None = None
     try:
         with managed() as processes:
-            for backend in options.backends:
+            for number, backend in enumerate(options.backends):
                 workdir = workroot / backend
                 with scratch_database(backend, workdir) as url:
                     run = BackendRun(options, processes, backend, url, workdir, runs)
                     try:
-                        run.run()
+                        # The peer right after the first backend's 1k figures.
+                        run.run(with_peer=options.peer and number == 0)
                     finally:
                         datasets[backend] = run.datasets
+                        peer = peer or run.peer
     except KeyboardInterrupt:
         failure = "interrupted"
         log("bench: interrupted; everything it started is stopped")
@@ -682,6 +875,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "big_label": options.big_label,
                 "deep_page": DEEP_PAGE,
                 "per_page": PER_PAGE,
+                "limits_counting": LIMITS_COUNTING,
+                "primary_paths": list(PRIMARY_PATHS),
+                "peer": options.peer,
             },
             machine=machine,
             started=started,
@@ -689,6 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_average={"start": list(load_start), "end": list(os.getloadavg())},
             datasets=datasets,
             runs=runs,
+            peer=peer,
             failure=failure,
         )
         if failure is None:

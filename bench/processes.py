@@ -81,8 +81,10 @@ class Processes:
                 list(argv),
                 env=env,
                 cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                # uvicorn's access log (stdout, at the default log level info) is written,
+                # as it would be, but not kept; everything else (stderr) goes to the log.
+                stdout=subprocess.DEVNULL,
+                stderr=log,
                 start_new_session=True,
             )
         server = Server(name, process, port, workers, log_path)

@@ -17,18 +17,24 @@ from sqlalchemy import create_engine, text
 
 from bench.processes import ROOT
 
+PEER = "pypiserver"
+
 SMALL = "1k"
 PATH_TITLES = {
     "get": "get token",
     "list": "list, first page of 30",
     "list_deep": "list, page 1000",
-    "install": "install (simple index, registry token)",
+    "install": "install: project page `…/pypi/simple/{project}/`",
+    "install_index": "install: root index `…/pypi/simple/`",
     "create": "create",
     "update": "update",
     "delete": "delete",
     "install_w2": "install, `--workers 2`",
 }
-BACKEND_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+BACKEND_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "pypiserver": "pypiserver"}
+PRIMARY_PATHS = ("install", "install_index", "get", "list", "create")
+PEER_PATHS = ("install", "install_index")
+KIND_TITLES = {"service": "counting", "service_limits_off": "off"}
 RSS_LIMIT_MB = 200.0
 
 
@@ -90,9 +96,9 @@ def machine_info(postgres_admin_url: str | None) -> dict[str, Any]:
             engine.dispose()
     packages = {}
     for name in ("uvicorn", "uvloop", "httptools", "fastapi", "starlette", "pydantic"):
-        packages[name] = _version(name)
-    for name in ("sqlalchemy", "psycopg"):
-        packages[name] = _version(name)
+        packages[name] = version(name)
+    for name in ("sqlalchemy", "psycopg", "pypiserver", "passlib"):
+        packages[name] = version(name)
     return {
         "cpu_model": models[0] if models else platform.processor(),
         "logical_cpus": os.cpu_count(),
@@ -121,7 +127,7 @@ def code_state() -> dict[str, Any]:
     }
 
 
-def _version(name: str) -> str | None:
+def version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -152,16 +158,31 @@ class Target:
         return {"value": round(value, 3), "met": met, "margin": round(margin, 3)}
 
 
-TARGETS = (
-    Target("install_rps", "install: req/s vs baseline", ">=", 0.50),
-    Target("get_rps", "get token: req/s vs baseline", ">=", 0.25),
-    Target("list_rps", "list, first page of 30: req/s vs baseline", ">=", 0.15),
-    Target("create_rps", "create: req/s vs baseline", ">=", 0.10),
+# The primary table: req/s over the baseline's, rate limits counting (the shipped
+# defaults), then each path with the limits counting over the same path with them off.
+RPS_GOALS = {"install": 0.50, "install_index": 0.50, "get": 0.25, "list": 0.15, "create": 0.10}
+LIMITS_GOAL = 0.9
+PRIMARY_TARGETS = tuple(
+    Target(f"{path}_rps", f"{PATH_TITLES[path]}: req/s vs baseline", ">=", goal)
+    for path, goal in RPS_GOALS.items()
+) + tuple(
+    Target(
+        f"limits_{path}",
+        f"{PATH_TITLES[path]}: req/s, limits counting vs off",
+        ">=",
+        LIMITS_GOAL,
+        "x",
+    )
+    for path in PRIMARY_PATHS
+)
+OTHER_TARGETS = (
     Target("scale_p50", "every path at 1M vs 1k: p50 latency (worst path)", "<=", 1.25, "x"),
     Target("deep_p50", "list page 1000 vs page 1: p50 latency", "<=", 2.0, "x"),
     Target("workers_rps", "install, --workers 2 vs 1: req/s", ">=", 1.6, "x"),
     Target("rss_mb", "peak RSS of one worker after the whole run", "<=", RSS_LIMIT_MB, " MB"),
 )
+TARGETS = PRIMARY_TARGETS + OTHER_TARGETS
+_OTHER = {target.key: target for target in OTHER_TARGETS}
 
 
 def _pairs(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str, int], dict[str, Any]]:
@@ -186,6 +207,8 @@ def compute_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if service is None or baseline is None:
             continue
         s, b = service["wrk"], baseline["wrk"]
+        off = pair.get("service_limits_off")
+        o = off["wrk"] if off else None
         ratios.append(
             {
                 "backend": backend,
@@ -195,6 +218,16 @@ def compute_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rps_ratio": _ratio(s["requests_per_second"], b["requests_per_second"]),
                 "p50_ratio": _ratio(s["p50_ms"], b["p50_ms"]),
                 "p99_ratio": _ratio(s["p99_ms"], b["p99_ms"]),
+                # Limits off, over the same baseline; and counting over off.
+                "off_rps_ratio": _ratio(
+                    o["requests_per_second"] if o else None, b["requests_per_second"]
+                ),
+                "off_p50_ratio": _ratio(o["p50_ms"] if o else None, b["p50_ms"]),
+                "off_p99_ratio": _ratio(o["p99_ms"] if o else None, b["p99_ms"]),
+                "limits_on_vs_off_rps": _ratio(
+                    s["requests_per_second"], o["requests_per_second"] if o else None
+                ),
+                "limits_on_vs_off_p50": _ratio(s["p50_ms"], o["p50_ms"] if o else None),
             }
         )
     return ratios
@@ -250,6 +283,12 @@ def compute_comparisons(
     return comparisons
 
 
+def measured_datasets(runs: list[dict[str, Any]], backend: str, big: str) -> list[str]:
+    """The datasets a backend was measured on, in order (a quick run has no big one)."""
+    found = {run["dataset"] for run in runs if run["backend"] == backend}
+    return [dataset for dataset in (SMALL, big) if dataset in found]
+
+
 def evaluate_targets(
     ratios: list[dict[str, Any]],
     comparisons: dict[str, dict[str, Any]],
@@ -260,22 +299,24 @@ def evaluate_targets(
     by_key = {(r["backend"], r["dataset"], r["path"], r["workers"]): r for r in ratios}
     verdicts = []
     for backend, compared in comparisons.items():
-        for dataset in (SMALL, big):
-            for target, path in (
-                (TARGETS[0], "install"),
-                (TARGETS[1], "get"),
-                (TARGETS[2], "list"),
-                (TARGETS[3], "create"),
-            ):
+        for dataset in measured_datasets(runs, backend, big):
+            for path in PRIMARY_PATHS:
                 found = by_key.get((backend, dataset, path, 1))
-                verdicts.append(
-                    {
-                        "target": target.key,
-                        "backend": backend,
-                        "dataset": dataset,
-                        **target.verdict(found["rps_ratio"] if found else None),
-                    }
-                )
+                for target, field in (
+                    (f"{path}_rps", "rps_ratio"),
+                    (f"limits_{path}", "limits_on_vs_off_rps"),
+                ):
+                    goal = next(t for t in PRIMARY_TARGETS if t.key == target)
+                    verdicts.append(
+                        {
+                            "target": target,
+                            "backend": backend,
+                            "dataset": dataset,
+                            **goal.verdict(found[field] if found else None),
+                        }
+                    )
+        if big not in measured_datasets(runs, backend, big):
+            continue
         scaling = compared["scaling"]
         worst = max(
             (item for item in scaling.items() if item[1]["p50_ratio"] is not None),
@@ -288,7 +329,7 @@ def evaluate_targets(
                 "backend": backend,
                 "dataset": big,
                 "worst_path": worst[0] if worst else None,
-                **TARGETS[4].verdict(worst[1]["p50_ratio"] if worst else None),
+                **_OTHER["scale_p50"].verdict(worst[1]["p50_ratio"] if worst else None),
             }
         )
         for path, figures in scaling.items():
@@ -297,7 +338,7 @@ def evaluate_targets(
                     "target": f"scale_p50:{path}",
                     "backend": backend,
                     "dataset": big,
-                    **TARGETS[4].verdict(figures["p50_ratio"]),
+                    **_OTHER["scale_p50"].verdict(figures["p50_ratio"]),
                 }
             )
         verdicts.append(
@@ -305,7 +346,7 @@ def evaluate_targets(
                 "target": "deep_p50",
                 "backend": backend,
                 "dataset": big,
-                **TARGETS[5].verdict(compared["deep_vs_first_p50"]),
+                **_OTHER["deep_p50"].verdict(compared["deep_vs_first_p50"]),
             }
         )
         verdicts.append(
@@ -313,20 +354,22 @@ def evaluate_targets(
                 "target": "workers_rps",
                 "backend": backend,
                 "dataset": big,
-                **TARGETS[6].verdict(compared["workers_2_vs_1_rps"]),
+                **_OTHER["workers_rps"].verdict(compared["workers_2_vs_1_rps"]),
             }
         )
+    for backend in comparisons:
         peaks = [
             run["rss_peak_mb"]
             for run in runs
             if run["backend"] == backend and run["kind"] == "service"
         ]
+        last = measured_datasets(runs, backend, big)
         verdicts.append(
             {
                 "target": "rss_mb",
                 "backend": backend,
-                "dataset": big,
-                **TARGETS[7].verdict(max(peaks) if peaks else None),
+                "dataset": last[-1] if last else big,
+                **_OTHER["rss_mb"].verdict(max(peaks) if peaks else None),
             }
         )
     return verdicts
@@ -341,6 +384,7 @@ def build_results(
     load_average: dict[str, list[float]],
     datasets: dict[str, Any],
     runs: list[dict[str, Any]],
+    peer: dict[str, Any],
     failure: str | None,
 ) -> dict[str, Any]:
     big = str(options_document["big_label"])
@@ -348,7 +392,7 @@ def build_results(
     ratios = compute_ratios(runs)
     comparisons = compute_comparisons(runs, big, backends)
     return {
-        "schema": 1,
+        "schema": 2,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "elapsed_seconds": round((finished - started).total_seconds()),
@@ -361,6 +405,7 @@ def build_results(
             key: [round(v, 2) for v in values] for key, values in load_average.items()
         },
         "datasets": datasets,
+        "peer": peer,
         "runs": runs,
         "ratios": ratios,
         "comparisons": comparisons,
@@ -386,29 +431,21 @@ def _verdict_cell(verdict: dict[str, Any] | None, target: Target) -> str:
     digits = 3 if abs(number) < 0.1 else 2
     value = f"{number:.{digits}f}{target.unit}" if target.unit != " MB" else f"{number:.0f} MB"
     margin = abs(verdict["margin"]) * 100
+    by = f"{margin:.1f}%" if margin < 1 else f"{margin:.0f}%"
     if verdict["met"]:
-        return f"{value} **met** (by {margin:.0f}%)"
+        return f"{value} **met** (by {by})"
     missed_by = "short by" if target.comparison == ">=" else "over by"
-    return f"{value} **MISSED** ({missed_by} {margin:.0f}%)"
+    return f"{value} **MISSED** ({missed_by} {by})"
 
 
-def markdown_tables(results: dict[str, Any]) -> str:
-    """The targets and every figure, as Markdown tables (also printed at the end of a run)."""
-    options = results["options"]
-    big = options["big_label"]
-    backends = [b for b in options["backends"] if b in results["comparisons"]]
+def _targets_table(
+    results: dict[str, Any], targets: Iterable[Target], columns: list[tuple[str, str]]
+) -> list[str]:
     verdicts = {(v["target"], v["backend"], v["dataset"]): v for v in results["targets"]}
-    lines = []
-    lines.append("### Targets (ratios to the baseline measured in the same run)\n")
-    header = ["target", "goal"]
-    columns = []
-    for backend in backends:
-        for dataset in (SMALL, big):
-            header.append(f"{BACKEND_TITLES[backend]} {dataset}")
-            columns.append((backend, dataset))
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for target in TARGETS:
+    big = results["options"]["big_label"]
+    header = ["target", "goal", *(f"{BACKEND_TITLES[b]} {d}" for b, d in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for target in targets:
         goal = f"{target.comparison} {target.threshold:g}{target.unit}"
         row = [target.title.replace("1M", big), goal]
         for backend, dataset in columns:
@@ -418,62 +455,136 @@ def markdown_tables(results: dict[str, Any]) -> str:
                 cell += f" ({verdict['worst_path']})"
             row.append(cell)
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _peer_table(results: dict[str, Any], backends: list[str]) -> list[str]:
+    """Us (1k dataset, one worker, limits counting) and the peer, path by path."""
+    pairs = _pairs(results["runs"])
+    lines = [
+        "| path | server | response | req/s | p50 ms | p99 ms | baseline req/s "
+        "| req/s vs baseline | req/s vs pypiserver |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in PEER_PATHS:
+        peer = pairs.get((PEER, "peer", path, 1), {})
+        peer_rps = peer["service"]["wrk"]["requests_per_second"] if "service" in peer else None
+        rows = [(f"registry-tokens, {BACKEND_TITLES[b]}", (b, SMALL, path, 1)) for b in backends]
+        rows.append(("pypiserver", (PEER, "peer", path, 1)))
+        for name, key in rows:
+            pair = pairs.get(key, {})
+            service, baseline = pair.get("service"), pair.get("baseline")
+            if service is None or baseline is None:
+                continue
+            s, b = service["wrk"], baseline["wrk"]
+            lines.append(
+                f"| {PATH_TITLES[path]} | {name} | {service['response']['bytes']:,} B "
+                f"| {_number(s['requests_per_second'], 1)} | {_number(s['p50_ms'])} "
+                f"| {_number(s['p99_ms'])} | {_number(b['requests_per_second'], 1)} "
+                f"| {_number(_ratio(s['requests_per_second'], b['requests_per_second']), 3)} "
+                f"| {_number(_ratio(s['requests_per_second'], peer_rps), 2, 'x')} |"
+            )
+    return lines
+
+
+def markdown_tables(results: dict[str, Any]) -> str:
+    """The targets and every figure, as Markdown tables (also printed at the end of a run)."""
+    options = results["options"]
+    big = options["big_label"]
+    backends = [b for b in options["backends"] if b in results["comparisons"]]
+    columns = [
+        (backend, dataset)
+        for backend in backends
+        for dataset in measured_datasets(results["runs"], backend, big)
+    ]
+    lines = []
+    lines.append("### The primary table: what a new user gets (one worker, rate limits counting)\n")
+    lines.extend(_targets_table(results, PRIMARY_TARGETS, columns))
     lines.append("")
     lines.append(
-        "Ratios are the service's figure over the baseline's (requests/s: higher is better). "
-        f"Targets that compare the two datasets or worker counts appear under {big}; "
-        "n/a: not measured in this run. In the tables below, errors are wrk's socket "
-        "errors, timeouts (no answer within 10 s: such requests are missing from the "
-        "latency figures) and responses of status 400 or more; server CPU is the serving "
-        "processes' CPU time over the measurement (100% = one core)."
+        "Shipped defaults: rate limits on and counting (set to "
+        f"{options.get('limits_counting', 0):,} a window, so that nothing is refused; a "
+        "refused or failed request fails the run), the default log level (uvicorn's access "
+        "log on). *vs baseline*: the service's requests/s over a bare ASGI app's on the same "
+        "server software (uvicorn) serving the same bytes, measured right after it. *limits "
+        "counting vs off*: requests/s over a second server's with the limits off (0), "
+        "measured right after the baseline. `met (by 20%)`: 20% better than the goal; "
+        "`MISSED (short by 40%)`: 40% worse."
+    )
+    lines.append("")
+    peer = results.get("peer") or {}
+    if peer:
+        lines.append("### Beside a peer: pypiserver\n")
+        lines.extend(_peer_table(results, backends))
+        lines.append("")
+        lines.append(
+            f"{peer['software']} on {peer['server']}, one worker, serving the wheel published "
+            f"to our registry ({peer['wheel']}); {peer['authentication']}. Measured right "
+            f"after the {peer['measured_during']} figures, each with its own baseline (the "
+            "same bare app serving pypiserver's bytes). Ours: the 1k dataset, limits counting."
+        )
+        lines.append("")
+    other_columns = [(b, d) for b, d in columns if d == big]
+    other_targets: tuple[Target, ...] = OTHER_TARGETS
+    if not other_columns:  # no big dataset (a quick run): only the memory target
+        other_columns = [(b, d) for b, d in columns if d == SMALL]
+        other_targets = (_OTHER["rss_mb"],)
+    lines.append("### Other targets\n")
+    lines.extend(_targets_table(results, other_targets, other_columns))
+    lines.append("")
+    lines.append(
+        "Targets that compare the two datasets or worker counts need the big dataset "
+        "(a quick run has none; n/a: not measured). In the tables below, errors are wrk's socket "
+        "errors, timeouts and responses of status 400 or more (any fails the run); server "
+        "CPU is the serving processes' CPU time over the measurement (100% = one core)."
     )
     lines.append("")
     for backend in backends:
         lines.append(f"### {BACKEND_TITLES[backend]}: every figure\n")
         lines.append(
-            "| dataset | path | workers | response | service req/s | p50 ms | p99 ms "
+            "| dataset | path | workers | limits | response | service req/s | p50 ms | p99 ms "
             "| baseline req/s | p50 ms | p99 ms | req/s ratio | p50 ratio | p99 ratio "
             "| peak RSS MB | server CPU % | errors | load avg |"
         )
-        lines.append("|" + "---|" * 17)
-        ratios = {
-            (r["dataset"], r["path"], r["workers"]): r
-            for r in results["ratios"]
-            if r["backend"] == backend
-        }
+        lines.append("|" + "---|" * 18)
         pairs = _pairs([run for run in results["runs"] if run["backend"] == backend])
         for (_, dataset, path, workers), pair in pairs.items():
-            service, baseline = pair.get("service"), pair.get("baseline")
-            if service is None or baseline is None:
+            baseline = pair.get("baseline")
+            if baseline is None:
                 continue
-            s, b = service["wrk"], baseline["wrk"]
-            r = ratios[(dataset, path, workers)]
-            response = service["response"]
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        dataset,
-                        PATH_TITLES.get(path, path),
-                        str(workers),
-                        f"{response['status']}, {response['bytes']:,} B",
-                        _number(s["requests_per_second"], 1),
-                        _number(s["p50_ms"]),
-                        _number(s["p99_ms"]),
-                        _number(b["requests_per_second"], 1),
-                        _number(b["p50_ms"]),
-                        _number(b["p99_ms"]),
-                        _number(r["rps_ratio"], 3),
-                        _number(r["p50_ratio"], 1, "x"),
-                        _number(r["p99_ratio"], 1, "x"),
-                        _number(service["rss_peak_mb"], 1),
-                        _number(service["cpu_percent"], 0),
-                        str(service["failed"]),
-                        _number(service["load_average_before"][0], 2),
-                    ]
+            b = baseline["wrk"]
+            for kind, limits in KIND_TITLES.items():
+                service = pair.get(kind)
+                if service is None:
+                    continue
+                s = service["wrk"]
+                response = service["response"]
+                lines.append(
+                    "| "
+                    + " | ".join(
+                        [
+                            dataset,
+                            PATH_TITLES.get(path, path),
+                            str(workers),
+                            limits,
+                            f"{response['status']}, {response['bytes']:,} B",
+                            _number(s["requests_per_second"], 1),
+                            _number(s["p50_ms"]),
+                            _number(s["p99_ms"]),
+                            _number(b["requests_per_second"], 1),
+                            _number(b["p50_ms"]),
+                            _number(b["p99_ms"]),
+                            _number(_ratio(s["requests_per_second"], b["requests_per_second"]), 3),
+                            _number(_ratio(s["p50_ms"], b["p50_ms"]), 1, "x"),
+                            _number(_ratio(s["p99_ms"], b["p99_ms"]), 1, "x"),
+                            _number(service["rss_peak_mb"], 1),
+                            _number(service["cpu_percent"], 0),
+                            str(service["failed"]),
+                            _number(service["load_average_before"][0], 2),
+                        ]
+                    )
+                    + " |"
                 )
-                + " |"
-            )
         lines.append("")
         compared = results["comparisons"][backend]
         if compared["scaling"]:
@@ -487,12 +598,12 @@ def markdown_tables(results: dict[str, Any]) -> str:
                     f"| {_number(figures['rps_ratio'], 2, 'x')} |"
                 )
             lines.append("")
-        lines.append(
-            f"{BACKEND_TITLES[backend]}, {big}: list page 1000 vs page 1 p50: "
-            f"{_number(compared['deep_vs_first_p50'], 2, 'x')}; install with 2 workers vs 1: "
-            f"{_number(compared['workers_2_vs_1_rps'], 2, 'x')} req/s (the baseline: "
-            f"{_number(compared['baseline_workers_2_vs_1_rps'], 2, 'x')}).\n"
-        )
+            lines.append(
+                f"{BACKEND_TITLES[backend]}, {big}: list page 1000 vs page 1 p50: "
+                f"{_number(compared['deep_vs_first_p50'], 2, 'x')}; install with 2 workers "
+                f"vs 1: {_number(compared['workers_2_vs_1_rps'], 2, 'x')} req/s (the "
+                f"baseline: {_number(compared['baseline_workers_2_vs_1_rps'], 2, 'x')}).\n"
+            )
     return "\n".join(lines)
 
 
@@ -570,11 +681,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "How to read it: bench/README.md. The raw figures: bench/results.json.\n"
     )
     if quick:
+        dataset = (
+            f"a big dataset of {big} tokens, not 1M" if options["big_total"] else "no big dataset"
+        )
         parts.append(
             "> **A smoke run (`--quick`)**: short measurements "
             f"({options['duration_seconds']:g} s after {options['warmup_seconds']:g} s of "
-            f"warm-up) and a big dataset of {big} tokens, not 1M. It shows the bench works "
-            "end to end; judge the service by a full run.\n"
+            f"warm-up) and {dataset}. It shows the bench works end to end; judge the "
+            "service by a full run.\n"
         )
     if not results["complete"]:
         parts.append(f"> **Incomplete run**: {results['failure']}\n")
@@ -612,13 +726,23 @@ def render_markdown(results: dict[str, Any]) -> str:
     parts.append("")
     parts.append(ANALYSIS_HEADING)
     parts.append(
-        "> **To be filled in by the owner from the profiles** (py-spy, pyinstrument): for "
-        "every missed target, where the time goes and what was changed.\n"
+        f"> **{ANALYSIS_PLACEHOLDER}** from the profiles (py-spy, pyinstrument): for "
+        "every missed target, where the time goes (with the rate limits counting: their "
+        "share is the *limits counting vs off* row) and what was changed.\n"
+    )
+    parts.append(
+        "The previous round's analysis (`git show 4ca4731:bench/RESULTS.md`) measured with "
+        "the rate limits off and described hot routes and prepared reads, which are being "
+        "removed; it no longer applies. What it found about the database server itself may "
+        "still hold: PostgreSQL runs Debian's defaults (`shared_buffers` 128 MB) while at 1M "
+        "the tokens table and its indexes were 352 MB, so lookups by secret digest and "
+        "inserts into the digest index leave shared buffers (1M vs 1k on PostgreSQL).\n"
     )
     return "\n".join(parts)
 
 
 ANALYSIS_HEADING = "## Analysis\n"
+ANALYSIS_PLACEHOLDER = "To be filled in by the lead"
 
 
 def write(results: dict[str, Any], directory: Path) -> None:
@@ -631,6 +755,6 @@ def write(results: dict[str, Any], directory: Path) -> None:
         old = existing.read_text()
         if ANALYSIS_HEADING in old:
             kept = old[old.index(ANALYSIS_HEADING) :]
-            if "To be filled in by the owner" not in kept:
+            if ANALYSIS_PLACEHOLDER not in kept and "To be filled in by the owner" not in kept:
                 markdown = markdown[: markdown.index(ANALYSIS_HEADING)] + kept
     existing.write_text(markdown)
