@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from registry_tokens.auth.caller import Caller
 from registry_tokens.kit.errors import AppError, FieldProblem, Unauthenticated, ValidationFailed
 from registry_tokens.kit.network import client_address
 from registry_tokens.kit.schemas import ErrorBody
+from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.ratelimits.service import Allowance
 from registry_tokens.services import Services
 
@@ -55,15 +57,28 @@ async def current_caller(
         )
     except Unauthenticated:
         address = request_context(request).client_ip or "unknown"
-        allowance = await app.database.run_writes(app.rate_limits.for_client, address)
-        _remember_allowance(request, allowance)
+        _remember_allowance(request, await app.rate_limits.for_client(address))
         raise
     if app.rate_limits.counts_callers:
-        allowance = await app.database.run_writes(
-            app.rate_limits.for_caller, caller, request.path_params.get("org")
-        )
+        slug = request.path_params.get("org")
+        organization_id = None
+        if slug is not None and app.settings.rate_limit_per_organization:
+            organization_id = await app.database.run_reads(
+                _organization_to_charge, app, caller, slug
+            )
+        allowance = await app.rate_limits.for_caller(caller.user_id, organization_id)
         _remember_allowance(request, allowance)
     return caller
+
+
+def _organization_to_charge(app: Services, caller: Caller, slug: str) -> uuid.UUID | None:
+    """The organization a request counts against: only one the caller may act in, so no one
+    spends another organization's allowance or learns from its headers that it exists."""
+    with app.database.read() as session:
+        organization = OrganizationRepository(session).get_by_slug_for_member(slug, caller.user_id)
+    if organization is None or not caller.may_act_in(organization.id):
+        return None
+    return organization.id
 
 
 def request_context(request: Request) -> RequestContext:

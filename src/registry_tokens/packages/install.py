@@ -243,7 +243,7 @@ class InstallService:
         """401, recorded when a real token was refused. Refusals count against the client's
         rate limit (successful installs never do), so no one can flood the audit log."""
         context = decision.context
-        self.rate_limits.for_client(context.client_ip or "unknown")
+        self.rate_limits.for_client_sync(context.client_ip or "unknown")
         if decision.token is not None and decision.refusal is not None:
             requested = f"{decision.org}/{decision.registry_slug}"
             with self.database.write() as session:
