@@ -37,7 +37,7 @@ def write_htpasswd(path: Path, user: str, password: str) -> None:
 
 
 def create_app() -> Any:
-    import pypiserver  # type: ignore[import-untyped]
+    import pypiserver
 
     return pypiserver.app(
         roots=[Path(os.environ["BENCH_PEER_PACKAGES"]).resolve()],

@@ -1,16 +1,25 @@
-"""Deciding whether a request may proceed, and what the ``RateLimit-*`` headers say."""
+"""Deciding whether a request may proceed, and what the ``RateLimit-*`` headers say.
+
+The entry points are async: served from a lease they do no I/O and take no thread; a new
+lease goes to a worker thread, Redis is asked on the event loop.
+"""
 
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import anyio.to_thread
 
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError
-from registry_tokens.ratelimits.store import CounterStore, DatabaseStore, FailoverStore, RedisStore
+from registry_tokens.ratelimits.store import (
+    Counted,
+    CounterStore,
+    FailoverStore,
+    LeaseStore,
+    RedisStore,
+    Window,
+)
 from registry_tokens.settings import Settings
 
 SCOPE = "rest"  # Buildkite's name for the REST API's limits
@@ -83,47 +92,66 @@ class RateLimiter:
         self.window_seconds = window_seconds
         self.clock = clock
 
-    def hit(self, subjects: list[Subject]) -> Allowance | None:
-        """Counts the request against every limited subject; 429 if any is over its limit."""
+    async def hit(self, subjects: Sequence[Subject]) -> Allowance | None:
+        """Counts the request against every limited subject; 429 if any is over its limit.
+
+        ``None`` when nothing is limited, or when the store could not count (fail open).
+        """
         limited = [subject for subject in subjects if subject.limit > 0]
         if not limited:
             return None
+        window, reset = self._window()
+        counts = await self.store.count(window, _counted(limited))
+        return _decide(limited, counts, reset)
+
+    def _window(self) -> tuple[Window, int]:
         now = self.clock()
-        window_start = int(now // self.window_seconds) * self.window_seconds
-        reset = max(1, math.ceil(window_start + self.window_seconds - now))
-        counts = self.store.hit([s.key for s in limited], window_start, self.window_seconds)
-        allowances = [
-            Allowance(limit=subject.limit, current=count, reset_seconds=reset)
-            for subject, count in zip(limited, counts, strict=True)
-        ]
-        tightest = min(allowances, key=lambda allowance: allowance.limit - allowance.current)
-        if tightest.exceeded:
-            raise RateLimited(tightest)
-        return tightest
+        start = int(now // self.window_seconds) * self.window_seconds
+        reset = max(1, math.ceil(start + self.window_seconds - now))
+        return Window(start, self.window_seconds), reset
+
+
+def _counted(subjects: Sequence[Subject]) -> list[Counted]:
+    return [Counted(subject.key, subject.limit) for subject in subjects]
+
+
+def _decide(
+    subjects: Sequence[Subject], counts: Sequence[int | None], reset: int
+) -> Allowance | None:
+    allowances = [
+        Allowance(limit=subject.limit, current=count, reset_seconds=reset)
+        for subject, count in zip(subjects, counts, strict=True)
+        if count is not None
+    ]
+    if not allowances:
+        return None
+    tightest = min(allowances, key=lambda allowance: allowance.limit - allowance.current)
+    if tightest.exceeded:
+        raise RateLimited(tightest)
+    return tightest
 
 
 class RateLimitPolicy:
     """Which subjects a request counts against, under the configured limits."""
 
-    def __init__(self, settings: Settings, database: Database, limiter: RateLimiter) -> None:
+    def __init__(self, settings: Settings, limiter: RateLimiter) -> None:
         self.settings = settings
-        self.database = database
         self.limiter = limiter
 
     @classmethod
     def build(cls, settings: Settings, database: Database) -> "RateLimitPolicy":
-        store: CounterStore = DatabaseStore(database)
+        store: CounterStore = LeaseStore(database)
         if settings.redis_url:
             store = FailoverStore(
                 RedisStore(settings.redis_url, settings.redis_timeout_seconds),
                 store,
                 retry_after=settings.redis_retry_after_seconds,
             )
-        return cls(settings, database, RateLimiter(store, settings.rate_limit_window_seconds))
+        return cls(settings, RateLimiter(store, settings.rate_limit_window_seconds))
 
     @property
     def counts_callers(self) -> bool:
-        """Whether :meth:`for_caller` counts anything (and so writes to the store)."""
+        """Whether :meth:`for_caller` counts anything (and so may write to the store)."""
         return (
             self.settings.rate_limit_per_user > 0 or self.settings.rate_limit_per_organization > 0
         )
@@ -135,7 +163,21 @@ class RateLimitPolicy:
     async def for_caller(
         self, user_id: uuid.UUID, organization_id: uuid.UUID | None
     ) -> Allowance | None:
-        """Counts against the user, and the organization (one the caller may see)."""
+        """Counts against the user, and the organization when one is given.
+
+        The caller passes only an organization the user may act in (member, and the token
+        not limited away from it): no one can spend another organization's allowance, or
+        learn from its headers that it exists.
+        """
+        return await self.limiter.hit(self._caller_subjects(user_id, organization_id))
+
+    async def for_client(self, address: str) -> Allowance | None:
+        """Requests without a valid token count against the client's address."""
+        return await self.limiter.hit(self._client_subjects(address))
+
+    def _caller_subjects(
+        self, user_id: uuid.UUID, organization_id: uuid.UUID | None
+    ) -> list[Subject]:
         subjects = [Subject("user", str(user_id), self.settings.rate_limit_per_user)]
         if organization_id is not None:
             subjects.append(
@@ -143,9 +185,7 @@ class RateLimitPolicy:
                     "organization", str(organization_id), self.settings.rate_limit_per_organization
                 )
             )
-        return await anyio.to_thread.run_sync(self.limiter.hit, subjects)
+        return subjects
 
-    async def for_client(self, address: str) -> Allowance | None:
-        """Requests without a valid token count against the client's address."""
-        subjects = [Subject("client", address, self.settings.rate_limit_per_client)]
-        return await anyio.to_thread.run_sync(self.limiter.hit, subjects)
+    def _client_subjects(self, address: str) -> list[Subject]:
+        return [Subject("client", address, self.settings.rate_limit_per_client)]
