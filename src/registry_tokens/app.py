@@ -73,8 +73,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         secret_scanning_router,
     ):
         app.include_router(router)
-    # The package protocols: plain Starlette routes beside the API, outside OpenAPI.
-    app.router.routes.extend(pypi.routes())
+    # The package protocols: plain Starlette routes beside the API, outside OpenAPI, and
+    # matched first (their paths, ``/{org}/{registry}/pypi/…``, are never the API's).
+    app.router.routes[0:0] = pypi.routes()
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,

@@ -1,12 +1,13 @@
 """What every REST router shares: dependencies, error documentation, pages, updates.
 
-The REST door knows no domain: a handler gets its domain's service with
-``provided(TheService)`` (the services of the process, registered by type when the app is
-built), and the caller from :func:`current_caller`, which asks whatever was registered as
-the :class:`Gate`.
+The REST door knows no domain: an authenticated handler takes one dependency, :class:`Rest`
+(:func:`rest`: the caller, authenticated by whatever was registered as the :class:`Gate`,
+and the process's services, registered by type when the app is built); a public one takes
+``provided(TheService)``.
 """
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
@@ -55,30 +56,51 @@ def request_context(request: Request) -> RequestContext:
     return RequestContext.of(request, settings.trusted_proxy_networks)
 
 
-async def current_caller(
+@dataclass(frozen=True)
+class Rest:
+    """What an authenticated REST handler works with: the caller, where the request came
+    from, and the process's services (``service(TheService)``, the database, the URLs)."""
+
+    caller: Caller
+    context: RequestContext
+    provided: Mapping[type, object]
+
+    def service(self, kind: type[T]) -> T:
+        return cast(T, self.provided[kind])
+
+    @property
+    def database(self) -> Database:
+        return self.service(Database)
+
+    @property
+    def urls(self) -> Urls:
+        return self.service(Urls)
+
+
+async def rest(
     request: Request,
     _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
-) -> Caller:
-    """The authenticated caller (``_credentials`` only documents the scheme in OpenAPI)."""
-    gate = cast(Gate, request.app.state.provided[Gate])
-    caller, headers = await gate.admit(
-        request.headers.get("authorization"),
-        request.path_params.get("org"),
-        request_context(request),
+) -> Rest:
+    """Authenticates the request through the :class:`Gate` (``_credentials`` only
+    documents the scheme in OpenAPI). One dependency: FastAPI's solving costs per
+    dependency, on every request."""
+    provided: Mapping[type, object] = request.app.state.provided
+    context = request_context(request)
+    caller, headers = await cast(Gate, provided[Gate]).admit(
+        request.headers.get("authorization"), request.path_params.get("org"), context
     )
     if headers:  # RateLimitHeaders adds them to the response, whatever it is
         request.state.rate_limit_headers = headers
-    return caller
+    return Rest(caller, context, provided)
 
 
 async def _request_context(request: Request) -> RequestContext:
     return request_context(request)
 
 
-CallerDep = Annotated[Caller, Depends(current_caller)]
+RestDep = Annotated[Rest, Depends(rest)]
 ContextDep = Annotated[RequestContext, Depends(_request_context)]
 DatabaseDep = Annotated[Database, provided(Database)]
-UrlsDep = Annotated[Urls, provided(Urls)]
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PerPage = Annotated[
     int, Query(ge=1, le=2**31 - 1, description="Default 30; values above 100 mean 100.")

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
+from registry_tokens.api.routes import RestDep
 from registry_tokens.audit.schemas import AuditEventList, AuditEventOut
 from registry_tokens.audit.service import AuditService, EventFilters, EventType
 from registry_tokens.kit.cursor import Cursor, cursor_links
@@ -25,10 +25,7 @@ router = APIRouter(prefix="/v2/packages/organizations/{org}/audit-events", tags=
 )
 async def list_audit_events(
     org: str,
-    caller: CallerDep,
-    audit: Annotated[AuditService, provided(AuditService)],
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     registry: Annotated[str | None, Query(max_length=100)] = None,
     token: Annotated[uuid.UUID | None, Query(description="A registry token's id")] = None,
     event_type: Annotated[EventType | None, Query()] = None,
@@ -41,11 +38,13 @@ async def list_audit_events(
     )
     token_filter = str(token) if token else None
     cursor = Cursor.parse(before, after, per_page)
-    window = await database.read(audit.list, caller, org, filters, cursor)
+    window = await rest.database.read(
+        rest.service(AuditService).list, rest.caller, org, filters, cursor
+    )
     return AuditEventList(
         items=[AuditEventOut.of(event) for event in window.items],
         links=cursor_links(
-            urls.audit_events(org),
+            rest.urls.audit_events(org),
             window,
             {"registry": registry, "token": token_filter, "event_type": filters.event_type},
         ),

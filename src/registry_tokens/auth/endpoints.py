@@ -1,13 +1,10 @@
-from typing import Annotated
-
 from fastapi import APIRouter, Response
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import CallerDep, DatabaseDep, provided
+from registry_tokens.api.routes import RestDep
 from registry_tokens.auth.schemas import AccessTokenOut
 from registry_tokens.auth.service import AuthService
 
-AuthDep = Annotated[AuthService, provided(AuthService)]
 router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
 
 
@@ -20,9 +17,11 @@ router = APIRouter(prefix="/v2/access-token", tags=["Access token"])
     responses=error_responses(401, 503),
 )
 async def get_access_token(
-    caller: CallerDep, auth: AuthDep, database: DatabaseDep
+    rest: RestDep,
 ) -> AccessTokenOut:
-    return AccessTokenOut.of(await database.read(auth.current_token, caller))
+    return AccessTokenOut.of(
+        await rest.database.read(rest.service(AuthService).current_token, rest.caller)
+    )
 
 
 @router.delete(
@@ -34,6 +33,8 @@ async def get_access_token(
     response_class=Response,
     responses=error_responses(401, 503),
 )
-async def revoke_access_token(caller: CallerDep, auth: AuthDep, database: DatabaseDep) -> Response:
-    await database.write(auth.revoke_current, caller)
+async def revoke_access_token(
+    rest: RestDep,
+) -> Response:
+    await rest.database.write(rest.service(AuthService).revoke_current, rest.caller)
     return Response(status_code=204)

@@ -1,9 +1,7 @@
-from typing import Annotated
-
 from fastapi import APIRouter
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
+from registry_tokens.api.routes import RestDep
 from registry_tokens.organizations.schemas import OrganizationOut
 from registry_tokens.organizations.service import OrganizationService
 
@@ -21,9 +19,8 @@ router = APIRouter(prefix="/v2/organizations", tags=["Organizations"])
 )
 async def get_organization(
     org: str,
-    caller: CallerDep,
-    organizations: Annotated[OrganizationService, provided(OrganizationService)],
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> OrganizationOut:
-    return OrganizationOut.of(await database.read(organizations.get, caller, org), urls)
+    return OrganizationOut.of(
+        await rest.database.read(rest.service(OrganizationService).get, rest.caller, org), rest.urls
+    )

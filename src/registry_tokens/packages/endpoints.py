@@ -6,14 +6,12 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import CallerDep, DatabaseDep, UrlsDep, provided
+from registry_tokens.api.routes import RestDep
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from registry_tokens.packages.schemas import PackageList, PackageOut
 from registry_tokens.packages.service import PackageService
-
-PackagesDep = Annotated[PackageService, provided(PackageService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
@@ -56,14 +54,11 @@ async def publish_package(
     org: str,
     registry: str,
     request: Request,
-    caller: CallerDep,
-    packages: PackagesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> PackageOut:
-    """The caller is authorized before a byte of the body is read: the form is parsed
-    (and spooled) here, after the caller dependency, not by FastAPI before it."""
-    await database.read(packages.may_publish, caller, org, registry)
+    """The rest.caller is authorized before a byte of the body is read: the form is parsed
+    (and spooled) here, after the rest.caller dependency, not by FastAPI before it."""
+    await rest.database.read(rest.service(PackageService).may_publish, rest.caller, org, registry)
     async with request.form() as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -77,10 +72,15 @@ async def publish_package(
                     )
                 ]
             )
-        package, found = await database.write(
-            packages.publish, caller, org, registry, upload.file, upload.filename or ""
+        package, found = await rest.database.write(
+            rest.service(PackageService).publish,
+            rest.caller,
+            org,
+            registry,
+            upload.file,
+            upload.filename or "",
         )
-    return PackageOut.of(package, found, urls)
+    return PackageOut.of(package, found, rest.urls)
 
 
 @router.get(
@@ -95,22 +95,19 @@ async def publish_package(
 async def list_packages(
     org: str,
     registry: str,
-    caller: CallerDep,
-    packages: PackagesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     name: Annotated[str | None, Query(max_length=255)] = None,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
 ) -> PackageList:
     cursor = Cursor.parse(before, after, per_page)
-    window, found = await database.read(
-        packages.list, caller, org, registry, name=name, cursor=cursor
+    window, found = await rest.database.read(
+        rest.service(PackageService).list, rest.caller, org, registry, name=name, cursor=cursor
     )
     return PackageList(
-        items=[PackageOut.of(package, found, urls) for package in window.items],
-        links=cursor_links(urls.packages(org, registry), window, {"name": name}),
+        items=[PackageOut.of(package, found, rest.urls) for package in window.items],
+        links=cursor_links(rest.urls.packages(org, registry), window, {"name": name}),
     )
 
 
@@ -126,13 +123,12 @@ async def get_package(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    packages: PackagesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> PackageOut:
-    package, found = await database.read(packages.get, caller, org, registry, id)
-    return PackageOut.of(package, found, urls)
+    package, found = await rest.database.read(
+        rest.service(PackageService).get, rest.caller, org, registry, id
+    )
+    return PackageOut.of(package, found, rest.urls)
 
 
 @router.delete(
@@ -150,9 +146,7 @@ async def delete_package(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    packages: PackagesDep,
-    database: DatabaseDep,
+    rest: RestDep,
 ) -> Response:
-    await database.write(packages.delete, caller, org, registry, id)
+    await rest.database.write(rest.service(PackageService).delete, rest.caller, org, registry, id)
     return Response(status_code=200)

@@ -1,7 +1,5 @@
 """The Registries API. Handlers only translate HTTP; the service decides."""
 
-from typing import Annotated
-
 from fastapi import APIRouter, Response
 
 from registry_tokens.api.http import JsonRoute
@@ -9,21 +7,15 @@ from registry_tokens.api.routes import (
     PAGED_LIST_RESPONSES,
     READ_ERRORS,
     WRITE_ERRORS,
-    CallerDep,
-    ContextDep,
-    DatabaseDep,
     PageNumber,
     PerPage,
-    UrlsDep,
+    RestDep,
     add_update_routes,
-    provided,
     set_page_links,
 )
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
 from registry_tokens.registries.schemas import RegistryCreate, RegistryOut, RegistryUpdate
 from registry_tokens.registries.service import RegistryService
-
-RegistriesDep = Annotated[RegistryService, provided(RegistryService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries",
@@ -44,13 +36,12 @@ router = APIRouter(
 async def create_registry(
     org: str,
     body: RegistryCreate,
-    caller: CallerDep,
-    registries: RegistriesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> RegistryOut:
-    created = await database.write(registries.create_for, caller, org, body.changes())
-    return RegistryOut.of(created, urls)
+    created = await rest.database.write(
+        rest.service(RegistryService).create_for, rest.caller, org, body.changes()
+    )
+    return RegistryOut.of(created, rest.urls)
 
 
 @router.get(
@@ -63,17 +54,16 @@ async def create_registry(
 )
 async def list_registries(
     org: str,
-    caller: CallerDep,
-    registries: RegistriesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     response: Response,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
 ) -> list[RegistryOut]:
-    found = await database.read(registries.list, caller, org, PageRequest.of(page, per_page))
-    set_page_links(response, found, urls.registries(org), {})
-    return [RegistryOut.of(registry, urls) for registry in found.items]
+    found = await rest.database.read(
+        rest.service(RegistryService).list, rest.caller, org, PageRequest.of(page, per_page)
+    )
+    set_page_links(response, found, rest.urls.registries(org), {})
+    return [RegistryOut.of(registry, rest.urls) for registry in found.items]
 
 
 @router.get(
@@ -87,25 +77,24 @@ async def list_registries(
 async def get_registry(
     org: str,
     registry: str,
-    caller: CallerDep,
-    registries: RegistriesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> RegistryOut:
-    return RegistryOut.of(await database.read(registries.get, caller, org, registry), urls)
+    return RegistryOut.of(
+        await rest.database.read(rest.service(RegistryService).get, rest.caller, org, registry),
+        rest.urls,
+    )
 
 
 async def update_registry(
     org: str,
     registry: str,
     body: RegistryUpdate,
-    caller: CallerDep,
-    registries: RegistriesDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> RegistryOut:
-    updated = await database.write(registries.update, caller, org, registry, body.changes())
-    return RegistryOut.of(updated, urls)
+    updated = await rest.database.write(
+        rest.service(RegistryService).update, rest.caller, org, registry, body.changes()
+    )
+    return RegistryOut.of(updated, rest.urls)
 
 
 add_update_routes(
@@ -131,10 +120,9 @@ add_update_routes(
 async def delete_registry(
     org: str,
     registry: str,
-    caller: CallerDep,
-    context: ContextDep,
-    registries: RegistriesDep,
-    database: DatabaseDep,
+    rest: RestDep,
 ) -> Response:
-    await database.write(registries.delete, caller, org, registry, context)
+    await rest.database.write(
+        rest.service(RegistryService).delete, rest.caller, org, registry, rest.context
+    )
     return Response(status_code=200)

@@ -10,14 +10,10 @@ from registry_tokens.api.routes import (
     PAGED_LIST_RESPONSES,
     READ_ERRORS,
     WRITE_ERRORS,
-    CallerDep,
-    ContextDep,
-    DatabaseDep,
     PageNumber,
     PerPage,
-    UrlsDep,
+    RestDep,
     add_update_routes,
-    provided,
     set_page_links,
 )
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
@@ -31,7 +27,6 @@ from registry_tokens.registry_tokens.schemas import (
 from registry_tokens.registry_tokens.service import RegistryTokenService, TokenChanges
 
 TOKEN_LIST = TypeAdapter(list[RegistryTokenOut])
-TokensDep = Annotated[RegistryTokenService, provided(RegistryTokenService)]
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
@@ -57,14 +52,17 @@ async def create_registry_token(
     org: str,
     registry: str,
     body: RegistryTokenCreate,
-    caller: CallerDep,
-    context: ContextDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> Response:
-    created = await database.write(tokens.create, caller, org, registry, body.changes(), context)
-    return _json(RegistryTokenCreated.of_new(created, urls))
+    created = await rest.database.write(
+        rest.service(RegistryTokenService).create,
+        rest.caller,
+        org,
+        registry,
+        body.changes(),
+        rest.context,
+    )
+    return _json(RegistryTokenCreated.of_new(created, rest.urls))
 
 
 @router.get(
@@ -79,10 +77,7 @@ async def create_registry_token(
 async def list_registry_tokens(
     org: str,
     registry: str,
-    caller: CallerDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
     state: Annotated[
@@ -91,10 +86,12 @@ async def list_registry_tokens(
     ] = None,
 ) -> Response:
     request = PageRequest.of(page, per_page)
-    found, listed = await database.read(tokens.list, caller, org, registry, request, state)
-    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(listed.items, found, urls))
+    found, listed = await rest.database.read(
+        rest.service(RegistryTokenService).list, rest.caller, org, registry, request, state
+    )
+    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(listed.items, found, rest.urls))
     response = Response(body, media_type="application/json")
-    set_page_links(response, listed, urls.registry_tokens(org, registry), {"state": state})
+    set_page_links(response, listed, rest.urls.registry_tokens(org, registry), {"state": state})
     return response
 
 
@@ -110,29 +107,32 @@ async def get_registry_token(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
 ) -> Response:
-    found = await database.read(tokens.get, caller, org, registry, id)
-    return _json(RegistryTokenOut.of(found, urls))
+    found = await rest.database.read(
+        rest.service(RegistryTokenService).get, rest.caller, org, registry, id
+    )
+    return _json(RegistryTokenOut.of(found, rest.urls))
 
 
 async def update_registry_token(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    context: ContextDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
 ) -> Response:
     changes = body.changes() if body is not None else TokenChanges()
-    updated = await database.write(tokens.update, caller, org, registry, id, changes, context)
-    return _json(RegistryTokenOut.of(updated, urls))
+    updated = await rest.database.write(
+        rest.service(RegistryTokenService).update,
+        rest.caller,
+        org,
+        registry,
+        id,
+        changes,
+        rest.context,
+    )
+    return _json(RegistryTokenOut.of(updated, rest.urls))
 
 
 add_update_routes(
@@ -158,12 +158,11 @@ async def delete_registry_token(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    context: ContextDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
+    rest: RestDep,
 ) -> Response:
-    await database.write(tokens.delete, caller, org, registry, id, context)
+    await rest.database.write(
+        rest.service(RegistryTokenService).delete, rest.caller, org, registry, id, rest.context
+    )
     return Response(status_code=200)
 
 
@@ -182,11 +181,7 @@ async def rotate_registry_token(
     org: str,
     registry: str,
     id: str,
-    caller: CallerDep,
-    context: ContextDep,
-    tokens: TokensDep,
-    database: DatabaseDep,
-    urls: UrlsDep,
+    rest: RestDep,
     body: Annotated[RegistryTokenRotate | None, Body()] = None,
 ) -> Response:
     grace = (
@@ -194,5 +189,13 @@ async def rotate_registry_token(
         if body is not None and "grace_period_seconds" in body.model_fields_set
         else None
     )
-    rotated = await database.write(tokens.rotate, caller, org, registry, id, grace, context)
-    return _json(RegistryTokenCreated.of_new(rotated, urls))
+    rotated = await rest.database.write(
+        rest.service(RegistryTokenService).rotate,
+        rest.caller,
+        org,
+        registry,
+        id,
+        grace,
+        rest.context,
+    )
+    return _json(RegistryTokenCreated.of_new(rotated, rest.urls))

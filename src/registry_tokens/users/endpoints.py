@@ -1,9 +1,7 @@
-from typing import Annotated
-
 from fastapi import APIRouter
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import CallerDep, DatabaseDep, provided
+from registry_tokens.api.routes import RestDep
 from registry_tokens.users.schemas import UserOut
 from registry_tokens.users.service import UserService
 
@@ -19,8 +17,6 @@ router = APIRouter(prefix="/v2/user", tags=["User"])
     responses=error_responses(401, 403, 503),
 )
 async def get_current_user(
-    caller: CallerDep,
-    users: Annotated[UserService, provided(UserService)],
-    database: DatabaseDep,
+    rest: RestDep,
 ) -> UserOut:
-    return UserOut.of(await database.read(users.current, caller))
+    return UserOut.of(await rest.database.read(rest.service(UserService).current, rest.caller))
