@@ -6,15 +6,13 @@ instance's connections are. Requests a hot route declines (unusual query strings
 that fail validation) get FastAPI's answers, the same as before the hot routes existed.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from tests.distributions import build_wheel
-from tests.harness import Seeder, ServerProcess, Tenant, running_server, scratch_database
+from tests.e2e.test_concurrency import shared_database_servers
+from tests.harness import Seeder, ServerProcess, Tenant
 from tests.package_helpers import (
     admin_tenant,
     basic,
@@ -23,7 +21,6 @@ from tests.package_helpers import (
     published,
     simple_path,
 )
-from tests.test_concurrency import shared_database_servers
 
 ROUNDS = 15
 
@@ -121,30 +118,6 @@ def test_declined_create_bodies_get_fastapis_answers(server: ServerProcess, seed
         assert client.get(tenant.tokens_path).json() == before
 
 
-def test_hot_routes_leave_other_requests_to_fastapi(server: ServerProcess, seeder: Seeder) -> None:
-    tenant = seeder.tenant()
-    with httpx.Client(base_url=server.base_url, headers=tenant.auth()) as client:
-        created = client.post(tenant.tokens_path, json={"description": "head"}).json()
-        token_path = f"{tenant.tokens_path}/{created['id']}"
-        # Other methods on a hot path are FastAPI's: PATCH updates, OPTIONS lists the methods.
-        patched = client.patch(token_path, json={"description": "patched"})
-        assert patched.status_code == 200
-        assert client.get(token_path).json()["description"] == "patched"
-        options = client.options(token_path)
-        assert options.status_code == 405
-        assert set(options.headers["allow"].split(", ")) == {
-            "DELETE",
-            "GET",
-            "PATCH",
-            "POST",
-            "PUT",
-        }
-        # A trailing slash is not the hot route's path: FastAPI redirects, as it always has.
-        slashed = client.get(f"{token_path}/")
-        assert slashed.status_code == 307
-        assert slashed.headers["location"].endswith(token_path)
-
-
 def _pages_agree_with_the_whole_list(client: httpx.Client, tenant: Tenant, per_page: int) -> None:
     """Every page (served twice: the second time from remembered positions) is its slice
     of the whole list, and the ``last`` link counts the whole list."""
@@ -185,124 +158,4 @@ def test_remembered_counts_and_page_starts_follow_every_change(tmp_path: Path) -
             assert a.delete(f"{tenant.tokens_path}/{ids[3]}").status_code == 200
             _pages_agree_with_the_whole_list(b, tenant, per_page=4)
             _pages_agree_with_the_whole_list(b, tenant, per_page=5)
-        seeder.services.database.dispose()
-
-
-@contextmanager
-def hot_and_cold_servers(workdir: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two servers on one database and key: one with hot routes, one without."""
-    with scratch_database(workdir) as url, running_server(workdir / "hot", url) as hot:
-        cold_env = {
-            "REGISTRY_TOKENS_SECRET_KEY": hot.env["REGISTRY_TOKENS_SECRET_KEY"],
-            "REGISTRY_TOKENS_API_URL": hot.env["REGISTRY_TOKENS_API_URL"],
-            "REGISTRY_TOKENS_HOT_ROUTES": "false",
-        }
-        with running_server(workdir / "cold", url, env=cold_env) as cold:
-            yield hot, cold
-
-
-COMPARED_HEADERS = ("content-type", "link", "www-authenticate", "vary", "cache-control", "allow")
-
-
-def _answer(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
-    headers = {
-        name: response.headers[name] for name in COMPARED_HEADERS if name in response.headers
-    }
-    return response.status_code, response.content, headers
-
-
-def test_hot_routes_answer_exactly_as_fastapi_does(tmp_path: Path) -> None:
-    with hot_and_cold_servers(tmp_path) as (hot_server, cold_server):
-        seeder = Seeder(hot_server)
-        tenant = admin_tenant(seeder)
-        other = seeder.tenant()
-        api = tenant.tokens["rw"]
-        reader = seeder.api_token(tenant.email, ("read_packages",))
-        with (
-            httpx.Client(base_url=hot_server.base_url) as hot,
-            httpx.Client(base_url=cold_server.base_url) as cold,
-        ):
-            published(
-                hot, tenant.org, tenant.registry, api, build_wheel(tmp_path, "hot-pkg", "1.0")
-            )
-            secrets = [
-                create_registry_token(hot, tenant.org, tenant.registry, api, f"t{n}")
-                for n in range(7)
-            ]
-            expiring = hot.post(
-                tenant.tokens_path,
-                headers=bearer(api),
-                json={"description": "expired", "expires_at": "2000-01-01T00:00:00Z"},
-            )
-            assert expiring.status_code == 422  # the past is refused; nothing expired here
-            token_path = f"{tenant.tokens_path}/{secrets[0]['id']}"
-            simple = simple_path(tenant.org, tenant.registry)
-            requests: list[tuple[str, str, dict[str, str]]] = [
-                ("GET", token_path, bearer(api)),
-                ("GET", f"{tenant.tokens_path}/{secrets[0]['id'][:-1]}0", bearer(api)),
-                ("GET", f"{tenant.tokens_path}/not-a-uuid", bearer(api)),
-                ("GET", token_path, {}),
-                ("GET", token_path, bearer("bkua_" + "x" * 36)),
-                ("GET", token_path, bearer(reader)),
-                ("GET", token_path, other.auth()),
-                ("GET", f"{other.tokens_path}/{secrets[0]['id']}", bearer(api)),
-                (
-                    "GET",
-                    f"/v2/packages/organizations/nope/registries/{tenant.registry}/tokens",
-                    bearer(api),
-                ),
-                ("GET", tenant.tokens_path, bearer(api)),
-                ("GET", f"{tenant.tokens_path}?page=2&per_page=3", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?page=3&per_page=3", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?page=9&per_page=3", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?per_page=1000", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?state=active&per_page=2", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?state=expired", bearer(api)),
-                ("GET", f"{tenant.tokens_path}?page=0", bearer(api)),
-                ("GET", tenant.tokens_path, {}),
-                ("GET", other.tokens_path, bearer(api)),
-                ("GET", f"{simple}hot-pkg/", basic(secrets[1]["token"])),
-                (
-                    "GET",
-                    f"{simple}hot-pkg/",
-                    {**basic(secrets[1]["token"]), "Accept": "application/vnd.pypi.simple.v1+json"},
-                ),
-                ("GET", f"{simple}hot-pkg/", {**basic(secrets[1]["token"]), "Accept": "image/png"}),
-                ("GET", f"{simple}no-such-project/", basic(secrets[1]["token"])),
-                ("GET", f"{simple}Hot_Pkg/", basic(secrets[1]["token"])),
-                ("GET", f"{simple}hot-pkg/", basic(reader)),
-                ("GET", f"{simple}hot-pkg/", basic("bkpt_" + "y" * 36)),
-                ("GET", f"{simple}hot-pkg/", {}),
-                (
-                    "GET",
-                    f"/{other.org}/{other.registry}/pypi/simple/hot-pkg/",
-                    basic(secrets[1]["token"]),
-                ),
-            ]
-            for method, path, headers in requests:
-                hot_answer = _answer(hot.request(method, path, headers=headers))
-                cold_answer = _answer(cold.request(method, path, headers=headers))
-                assert hot_answer == cold_answer, (method, path)
-
-            # Creates: the same body makes the same token (but for its id, time and secret).
-            bodies: list[Any] = [
-                {"description": "made twice", "allowed_cidrs": ["10.0.0.0/8"]},
-                {"description": "  "},
-                {"description": 7},
-                [],
-                {"description": "x" * 256},
-            ]
-            for body in bodies:
-                made_hot = hot.post(tenant.tokens_path, headers=bearer(api), json=body)
-                made_cold = cold.post(tenant.tokens_path, headers=bearer(api), json=body)
-                assert made_hot.status_code == made_cold.status_code, body
-                if made_hot.status_code != 200:
-                    assert _answer(made_hot) == _answer(made_cold), body
-                    continue
-                varying = ("id", "graphql_id", "url", "created_at", "token")
-                hot_body, cold_body = made_hot.json(), made_cold.json()
-                assert list(hot_body) == list(cold_body)
-                assert {k: v for k, v in hot_body.items() if k not in varying} == {
-                    k: v for k, v in cold_body.items() if k not in varying
-                }
         seeder.services.database.dispose()
