@@ -1,3 +1,10 @@
+"""Fixtures of the whole suite. Service and API tests get the app in process, on the real
+database of the run's backend; ``tests/e2e/conftest.py`` swaps in real server processes.
+
+Every fixture is safe under pytest-xdist: each worker has its own tmp dirs, its own scratch
+databases (named after its pid) and ports from ``free_port``.
+"""
+
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -6,7 +13,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from tests.harness import Seeder, ServerProcess, Tenant, running_server
+from tests.harness import Seeder, Server, Tenant, in_process_server
 
 # CI runs the property and fuzz tests with fixed seeds, so a result is reproducible and a
 # submission is judged on its change; locally they explore new inputs on every run.
@@ -16,19 +23,19 @@ if os.environ.get("CI"):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("server")) as started:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with in_process_server(tmp_path_factory.mktemp("server")) as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def seeder(server: ServerProcess) -> Seeder:
+def seeder(server: Server) -> Seeder:
     return Seeder(server)
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client(timeout=30) as http:
         yield http
 
 
@@ -43,23 +50,23 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def package_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def package_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of the package tests' own, so that their checks of its package directory
     (nothing stored by a refused upload, files gone after a delete) see only their files."""
     workdir = tmp_path_factory.mktemp("package-server")
     storage = workdir / "packages"
-    with running_server(
+    with in_process_server(
         workdir, env={"REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(storage)}
     ) as started:
         yield started
 
 
 @pytest.fixture(scope="session")
-def package_seeder(package_server: ServerProcess) -> Seeder:
+def package_seeder(package_server: Server) -> Seeder:
     return Seeder(package_server)
 
 
 @pytest.fixture
-def package_client(package_server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=package_server.base_url, timeout=60) as http:
+def package_client(package_server: Server) -> Iterator[httpx.Client]:
+    with package_server.client(timeout=60) as http:
         yield http

@@ -1,8 +1,14 @@
-"""Test harness: a real server process on a real database, and a seeder for its data.
+"""Test harness: the app on a real database, in process or as a real server process, and a
+seeder for its data.
 
-Every black-box test talks HTTP to a server started with ``registry-tokens serve``. Data is
-seeded through the same services the admin CLI uses, against the same database file, and
-each test gets organizations of its own (unique slugs), so tests never see each other's data.
+Service and API tests drive the app in process (``in_process_server``: the ASGI app from
+``create_app`` behind Starlette's ``TestClient``); the end-to-end tests in ``tests/e2e`` talk
+HTTP to a server started with ``registry-tokens serve`` (``running_server``). Both offer the
+same ``Server`` interface. Data is seeded through the same services the admin CLI uses,
+against the same database, and each test gets organizations of its own (unique slugs), so
+tests never see each other's data.
+
+This module and ``tests/conftest.py`` are the test suite's main doors into ``src``.
 """
 
 import itertools
@@ -16,11 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
 
+from registry_tokens.app import create_app
 from registry_tokens.db import migrate
 from registry_tokens.organizations.models import Role
 from registry_tokens.services import Services
@@ -31,6 +41,8 @@ BACKEND = os.environ.get("REGISTRY_TOKENS_TEST_BACKEND", "sqlite")
 POSTGRES_ADMIN_URL = os.environ.get(
     "REGISTRY_TOKENS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# The peer address of in-process requests: what a client on the loopback would have.
+CLIENT_ADDRESS = ("127.0.0.1", 50000)
 _counter = itertools.count(1)
 
 
@@ -43,6 +55,31 @@ def free_port() -> int:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+class Server(Protocol):
+    """What tests need of a server, in process or not."""
+
+    base_url: str
+    env: dict[str, str]
+    database_url: str
+
+    def settings(self) -> Settings: ...
+
+    def client(
+        self, *, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> httpx.Client: ...
+
+
+def _settings_from_env(env: dict[str, str]) -> Settings:
+    prefix = "REGISTRY_TOKENS_"
+    fields = Settings.model_fields
+    values: dict[str, Any] = {
+        key.removeprefix(prefix).lower(): value
+        for key, value in env.items()
+        if key.startswith(prefix) and key.removeprefix(prefix).lower() in fields
+    }
+    return Settings(**values)
 
 
 @dataclass
@@ -61,6 +98,9 @@ class ServerProcess:
             web_url=self.env["REGISTRY_TOKENS_WEB_URL"],
             package_storage_dir=Path(self.env["REGISTRY_TOKENS_PACKAGE_STORAGE_DIR"]),
         )
+
+    def client(self, *, headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def start(self, *extra_args: str) -> None:
         port = self.base_url.rsplit(":", 1)[1]
@@ -146,10 +186,22 @@ def running_server(
             yield server
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    full_env = {
-        **os.environ,
+    base_url = f"http://127.0.0.1:{free_port()}"
+    full_env = {**os.environ, **server_env(workdir, database_url, base_url, env)}
+    server = ServerProcess(base_url, full_env, workdir / "server.log", database_url)
+    server.start(*serve_args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def server_env(
+    workdir: Path, database_url: str, base_url: str, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The configuration of a test server: a fresh key, rate limits off unless ``env``
+    sets them, package files under ``workdir``."""
+    return {
         "REGISTRY_TOKENS_DATABASE_URL": database_url,
         "REGISTRY_TOKENS_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
         "REGISTRY_TOKENS_API_URL": base_url,
@@ -160,12 +212,63 @@ def running_server(
         "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(workdir / "packages"),
         **(env or {}),
     }
-    server = ServerProcess(base_url, full_env, workdir / "server.log", database_url)
-    server.start(*serve_args)
+
+
+@dataclass
+class InProcessServer:
+    """The app of ``create_app`` in this process, on a real database; ``client()`` drives
+    it through an ASGI transport, as a client on the loopback (``CLIENT_ADDRESS``)."""
+
+    base_url: str
+    env: dict[str, str]
+    database_url: str
+    app: FastAPI
+    _settings: Settings
+
+    def settings(self) -> Settings:
+        return self._settings
+
+    def client(self, *, headers: dict[str, str] | None = None, timeout: float = 30) -> TestClient:
+        """A client of the app, to use as a context manager (which runs the lifespan).
+
+        Like a real server, a failing handler answers 500 rather than raising here, and
+        redirects are not followed (httpx's default); ``timeout`` has no use in process.
+        """
+        del timeout
+        return TestClient(
+            self.app,
+            base_url=self.base_url,
+            headers=headers,
+            client=CLIENT_ADDRESS,
+            follow_redirects=False,
+            raise_server_exceptions=False,
+        )
+
+
+@contextmanager
+def in_process_server(
+    workdir: Path, database_url: str | None = None, *, env: dict[str, str] | None = None
+) -> Iterator[InProcessServer]:
+    """``running_server``'s configuration, served in process: the app on a fresh database
+    (unless given), migrated as ``serve`` migrates it."""
+    if database_url is None:
+        with (
+            scratch_database(workdir) as scratch_url,
+            in_process_server(workdir, scratch_url, env=env) as server,
+        ):
+            yield server
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    base_url = f"http://127.0.0.1:{free_port()}"
+    full_env = server_env(workdir, database_url, base_url, env)
+    settings = _settings_from_env(full_env)
+    services = Services.build(settings)
     try:
-        yield server
+        migrate.upgrade(services.database)
+        app = create_app(settings, services)
+        yield InProcessServer(base_url, {**os.environ, **full_env}, database_url, app, settings)
     finally:
-        server.stop()
+        services.database.dispose()
 
 
 @dataclass
@@ -189,7 +292,7 @@ class Tenant:
 class Seeder:
     """Creates data directly through the services, as the admin CLI does."""
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: Server) -> None:
         self.services = Services.build(server.settings())
         migrate.upgrade(self.services.database)
 

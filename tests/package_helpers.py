@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from registry_tokens.organizations.models import Role
-from tests.harness import Seeder, ServerProcess, Tenant
+from tests.harness import Seeder, Server, Tenant
 
 ALL_REGISTRY_SCOPES = (
     "read_registries",
@@ -97,7 +97,7 @@ def create_registry_token(
     return body
 
 
-def storage_dir(server: ServerProcess) -> Path:
+def storage_dir(server: Server) -> Path:
     """Where the server keeps package files (``package_server`` always configures it)."""
     configured = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_DIR")
     assert configured, "use the package_server fixture, or set the storage directory"
@@ -111,7 +111,7 @@ def stored_files(root: Path) -> dict[Path, bytes]:
     return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def package_file(server: ServerProcess, sha256: str, package_id: str) -> Path:
+def package_file(server: Server, sha256: str, package_id: str) -> Path:
     """The file the storage layout promises for a package: addressed by digest, owned by id."""
     return storage_dir(server) / "sha256" / sha256[:2] / sha256 / package_id
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.harness import Seeder, ServerProcess, Tenant
+from tests.harness import Seeder, Server, Tenant
 
 JSON_ERROR = "Problems parsing JSON: the request body is not valid JSON"
 BLANK = "Validation failed: Description can't be blank"
@@ -420,7 +420,7 @@ def _ten_megabytes() -> Iterator[bytes]:
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("target", ["create", "update"])
 def test_ten_megabyte_body_is_413_and_the_server_survives(
-    server: ServerProcess,
+    server: Server,
     client: httpx.Client,
     tenant: Tenant,
     existing: dict[str, Any],
@@ -430,7 +430,7 @@ def test_ten_megabyte_body_is_413_and_the_server_survives(
     path = tenant.tokens_path if target == "create" else token_path(tenant, existing)
     headers = {**tenant.auth(), "Content-Type": "application/json"}
     # A connection of its own: the server may close it after refusing the body.
-    with httpx.Client(base_url=server.base_url, timeout=60) as own:
+    with server.client(timeout=60) as own:
         if chunked:
             response = own.post(path, headers=headers, content=_ten_megabytes())
             assert "content-length" not in response.request.headers
@@ -581,8 +581,8 @@ def encode(body: object, ascii_only: bool) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def property_client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+def property_client(server: Server) -> Iterator[httpx.Client]:
+    with server.client(timeout=30) as http:
         yield http
 
 

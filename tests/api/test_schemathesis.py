@@ -21,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.harness import Seeder, ServerProcess, Tenant
+from tests.harness import InProcessServer, Seeder, Tenant
 
 FUZZ_SCOPES = ("read_registries", "write_registries", "read_user")
 # Per operation, for the fuzzing phase (the examples and coverage phases add their own,
@@ -52,7 +52,7 @@ def fuzz_tenant(seeder: Seeder) -> Tenant:
 
 
 @pytest.fixture(scope="module")
-def api_schema(server: ServerProcess, fuzz_tenant: Tenant) -> Any:
+def api_schema(server: InProcessServer, fuzz_tenant: Tenant) -> Any:
     config = schemathesis.Config.from_dict(
         {
             # "all": positive and negative (invalid) data, for every operation.
@@ -62,7 +62,8 @@ def api_schema(server: ServerProcess, fuzz_tenant: Tenant) -> Any:
             "auth": {"openapi": {"HTTPBearer": {"bearer": fuzz_tenant.tokens["rw"]}}},
         }
     )
-    return schemathesis.openapi.from_url(f"{server.base_url}/openapi.json", config=config)
+    # Cases are sent to the app in process, through schemathesis's ASGI transport.
+    return schemathesis.openapi.from_asgi("/openapi.json", server.app, config=config)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

@@ -112,7 +112,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.harness import Seeder, ServerProcess, Tenant, running_server
+from tests.harness import Seeder, Server, Tenant, in_process_server
 
 GO_USER_AGENT = "go-buildkite/5.0.0"
 GO_REQUEST_HEADERS_WITH_BODY = {
@@ -482,21 +482,22 @@ class GoClient:
 
     def __init__(
         self,
-        base_url: str,
+        server: Server,
         token: str | None,
         *,
         max_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = base_url
+        self.base_url = server.base_url
         self.auth_header = f"Bearer {token}" if token is not None else ""
         self.max_retries = max_retries
         self.sleep = sleep
-        self.http = httpx.Client(timeout=60, follow_redirects=False)
+        # Redirects not followed, so that the check in ``send`` sees them.
+        self.http = server.client(timeout=60).__enter__()
         self.sent: list[httpx.Request] = []
 
     def close(self) -> None:
-        self.http.close()
+        self.http.__exit__(None, None, None)
 
     def resolve_url(self, rel: str) -> str:
         base = urlsplit(self.base_url)
@@ -656,8 +657,8 @@ def graphql_id_of(encoded: str) -> str:
 
 
 @pytest.fixture
-def go(server: ServerProcess, tenant: Tenant) -> Iterator[GoClient]:
-    client = GoClient(server.base_url, tenant.tokens["rw"])
+def go(server: Server, tenant: Tenant) -> Iterator[GoClient]:
+    client = GoClient(server, tenant.tokens["rw"])
     yield client
     client.close()
 
@@ -671,7 +672,7 @@ def token_path(tenant: Tenant, token_id: str = "") -> str:
 
 
 def test_create_sends_go_json_and_decodes_into_package_registry_token(
-    go: GoClient, tenant: Tenant, server: ServerProcess
+    go: GoClient, tenant: Tenant, server: Server
 ) -> None:
     description = "Usher <deploy> & co\u2028ünïcode"
     created, response = go.registry_tokens_create(tenant.org, tenant.registry, description)
@@ -811,7 +812,7 @@ def test_list_link_header_gives_go_its_page_numbers(go: GoClient, tenant: Tenant
 
 
 def test_error_responses_carry_a_message_go_can_decode(
-    server: ServerProcess, seeder: Seeder, tenant: Tenant
+    server: Server, seeder: Seeder, tenant: Tenant
 ) -> None:
     reader = seeder.api_token(tenant.email, ("read_registries",))
     cases: list[tuple[str | None, Callable[[GoClient], object], int, str | None]] = [
@@ -849,7 +850,7 @@ def test_error_responses_carry_a_message_go_can_decode(
         (tenant.tokens["rw"], lambda c: c.package_registries_get("no_such_org", "x"), 404, None),
     ]
     for token, call, status, message in cases:
-        client = GoClient(server.base_url, token)
+        client = GoClient(server, token)
         try:
             with pytest.raises(GoErrorResponse) as raised:
                 call(client)
@@ -864,8 +865,8 @@ def test_error_responses_carry_a_message_go_can_decode(
 # --- AccessTokensService, UserService, OrganizationsService, PackageRegistriesService ---
 
 
-def test_access_token_get_and_revoke(server: ServerProcess, seeder: Seeder, tenant: Tenant) -> None:
-    client = GoClient(server.base_url, seeder.api_token(tenant.email, ("read_registries",)))
+def test_access_token_get_and_revoke(server: Server, seeder: Seeder, tenant: Tenant) -> None:
+    client = GoClient(server, seeder.api_token(tenant.email, ("read_registries",)))
     try:
         token, response = client.access_tokens_get()
         assert_go_request(client.sent[-1], "GET", "v2/access-token", None)
@@ -887,8 +888,8 @@ def test_access_token_get_and_revoke(server: ServerProcess, seeder: Seeder, tena
         client.close()
 
 
-def test_user_current_user(server: ServerProcess, seeder: Seeder, tenant: Tenant) -> None:
-    client = GoClient(server.base_url, seeder.api_token(tenant.email, ("read_user",)))
+def test_user_current_user(server: Server, seeder: Seeder, tenant: Tenant) -> None:
+    client = GoClient(server, seeder.api_token(tenant.email, ("read_user",)))
     try:
         user, response = client.user_current_user()
         assert_go_request(client.sent[-1], "GET", "v2/user", None)
@@ -901,7 +902,7 @@ def test_user_current_user(server: ServerProcess, seeder: Seeder, tenant: Tenant
         client.close()
 
 
-def test_organizations_get(go: GoClient, tenant: Tenant, server: ServerProcess) -> None:
+def test_organizations_get(go: GoClient, tenant: Tenant, server: Server) -> None:
     token, _ = go.registry_tokens_create(tenant.org, tenant.registry, "Usher")
     organization, response = go.organizations_get(tenant.org)
     assert_go_request(go.sent[-1], "GET", f"v2/organizations/{tenant.org}", None)
@@ -944,15 +945,15 @@ def test_rate_limited_requests_are_retried_the_way_go_retries_them(tmp_path: Pat
         "REGISTRY_TOKENS_RATE_LIMIT_PER_ORGANIZATION": "20",
         "REGISTRY_TOKENS_RATE_LIMIT_WINDOW_SECONDS": "3",
     }
-    with running_server(tmp_path, env=limits) as server:
+    with in_process_server(tmp_path, env=limits) as server:
         seeder = Seeder(server)
         tenant = seeder.tenant()
         _burst_then_retry_like_go(server, tenant)
         seeder.services.database.dispose()
 
 
-def _burst_then_retry_like_go(server: ServerProcess, tenant: Tenant) -> None:
-    burst = GoClient(server.base_url, tenant.tokens["rw"], max_retries=0)
+def _burst_then_retry_like_go(server: Server, tenant: Tenant) -> None:
+    burst = GoClient(server, tenant.tokens["rw"], max_retries=0)
     limited: httpx.Response | None = None
     try:
         for _ in range(260):
@@ -978,7 +979,7 @@ def _burst_then_retry_like_go(server: ServerProcess, tenant: Tenant) -> None:
         waited.append(seconds)
         time.sleep(seconds)
 
-    patient = GoClient(server.base_url, tenant.tokens["rw"], sleep=sleep)
+    patient = GoClient(server, tenant.tokens["rw"], sleep=sleep)
     try:
         tokens, listed = patient.registry_tokens_list(tenant.org, tenant.registry)
     finally:

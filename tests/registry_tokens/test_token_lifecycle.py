@@ -31,10 +31,10 @@ from registry_tokens.kit.secrets import SecretKind, generate_secret, secret_kind
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registry_tokens.access import InstallUnauthorized
 from registry_tokens.services import Services
-from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
+from tests.harness import Seeder, Server, Tenant, in_process_server, unique
 from tests.package_helpers import basic, bearer, simple_path, tokens_path
-from tests.test_seed_contract import EXTENSION_KEYS
-from tests.test_seed_contract import TOKEN_KEYS as SEED_KEYS
+from tests.registry_tokens.test_seed_contract import EXTENSION_KEYS
+from tests.registry_tokens.test_seed_contract import TOKEN_KEYS as SEED_KEYS
 
 TOKEN_KEYS = SEED_KEYS + EXTENSION_KEYS
 MS = timedelta(milliseconds=1)
@@ -217,7 +217,7 @@ class InProcess:
         assert refusal.value.headers["WWW-Authenticate"].startswith("Basic ")
 
 
-def in_process(server: ServerProcess) -> Iterator[InProcess]:
+def in_process(server: Server) -> Iterator[InProcess]:
     clock = FakeClock()
     services = Services.build(server.settings(), clock=clock)
     try:
@@ -230,7 +230,7 @@ def in_process(server: ServerProcess) -> Iterator[InProcess]:
 
 
 @pytest.fixture
-def local(server: ServerProcess) -> Iterator[InProcess]:
+def local(server: Server) -> Iterator[InProcess]:
     """In-process services with a settable clock, on the default server's database."""
     yield from in_process(server)
 
@@ -243,7 +243,7 @@ def signing_key() -> ec.EllipticCurvePrivateKey:
 @pytest.fixture(scope="module")
 def extended_server(
     tmp_path_factory: pytest.TempPathFactory, signing_key: ec.EllipticCurvePrivateKey
-) -> Iterator[ServerProcess]:
+) -> Iterator[Server]:
     """A server behind a trusted proxy (127.0.0.1) that writes usage at most every two
     seconds and takes GitHub secret scanning reports signed by ``signing_key`` (id k1)."""
     workdir = tmp_path_factory.mktemp("lifecycle-server")
@@ -261,18 +261,18 @@ def extended_server(
         "REGISTRY_TOKENS_USAGE_WRITE_INTERVAL_SECONDS": "2",
         "REGISTRY_TOKENS_SECRET_SCANNING_KEYS_FILE": str(keys_file),
     }
-    with running_server(workdir, env=env) as started:
+    with in_process_server(workdir, env=env) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
-def extended_seeder(extended_server: ServerProcess) -> Seeder:
+def extended_seeder(extended_server: Server) -> Seeder:
     return Seeder(extended_server)
 
 
 @pytest.fixture
-def extended_client(extended_server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=extended_server.base_url, timeout=30) as http:
+def extended_client(extended_server: Server) -> Iterator[httpx.Client]:
+    with extended_server.client(timeout=30) as http:
         yield http
 
 
@@ -796,7 +796,7 @@ def test_usage_through_the_api(client: httpx.Client, tenant: Tenant) -> None:
     assert listed[0]["last_used_at"] == body["last_used_at"]
 
 
-def test_usage_interval_on_a_running_server(
+def test_usage_interval_on_a_in_process_server(
     extended_client: httpx.Client, extended_tenant: Tenant
 ) -> None:
     """The extended server writes usage at most once every two seconds."""

@@ -5,7 +5,7 @@ import re
 import httpx
 import pytest
 
-from tests.harness import Seeder, Tenant
+from tests.harness import Seeder, Server, Tenant
 
 LINK = re.compile(r'<([^>]+)>;\s*rel="([a-z]+)"')
 
@@ -15,11 +15,10 @@ def links(response: httpx.Response) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def crowded(seeder: Seeder, server: object) -> tuple[Tenant, list[str]]:
+def crowded(seeder: Seeder, server: Server) -> tuple[Tenant, list[str]]:
     """A registry holding 250 tokens, created through the API; ids newest first."""
     tenant = seeder.tenant()
-    base_url = seeder.services.settings.api_base
-    with httpx.Client(base_url=base_url, headers=tenant.auth(), timeout=30) as http:
+    with server.client(headers=tenant.auth(), timeout=30) as http:
         ids = [
             http.post(tenant.tokens_path, json={"description": f"token {n}"}).json()["id"]
             for n in range(250)

@@ -20,7 +20,7 @@ import pytest
 
 from registry_tokens.registries.service import Ecosystem
 from tests.distributions import build_sdist, build_wheel
-from tests.harness import Seeder, ServerProcess, Tenant, running_server, unique
+from tests.harness import Seeder, Server, Tenant, in_process_server, unique
 from tests.package_helpers import (
     ALL_REGISTRY_SCOPES,
     admin_tenant,
@@ -36,7 +36,7 @@ from tests.package_helpers import (
     storage_dir,
     stored_files,
 )
-from tests.test_seed_contract import ORG_KEYS, REGISTRY_KEYS, assert_uuid7_matches
+from tests.registry_tokens.test_seed_contract import ORG_KEYS, REGISTRY_KEYS, assert_uuid7_matches
 
 PACKAGE_KEYS = [
     "id",
@@ -231,20 +231,20 @@ def dist(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def small_limit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("small-uploads")
     env = {
         "REGISTRY_TOKENS_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
         "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(workdir / "packages"),
     }
-    with running_server(workdir, env=env) as started:
+    with in_process_server(workdir, env=env) as started:
         yield started
 
 
 class State:
     """What the API and the disk hold now, to compare with after a refused request."""
 
-    def __init__(self, client: httpx.Client, server: ServerProcess, tenant: Tenant) -> None:
+    def __init__(self, client: httpx.Client, server: Server, tenant: Tenant) -> None:
         self.client, self.server, self.tenant = client, server, tenant
         self.packages = self.listed()
         self.files = stored_files(storage_dir(server))
@@ -287,7 +287,7 @@ def assert_package_shape(body: dict[str, Any], tenant: Tenant, content: bytes) -
 
 
 def test_publishing_a_wheel_reads_name_and_version_from_its_metadata(
-    package_server: ServerProcess, package_client: httpx.Client, owner: Tenant, dist: Path
+    package_server: Server, package_client: httpx.Client, owner: Tenant, dist: Path
 ) -> None:
     # The file name says hello_pkg 1.0; the metadata spells them "Hello.Pkg" and "1.0.0".
     built = build_wheel(dist, "hello-pkg", "1.0.0", metadata_name="Hello.Pkg")
@@ -305,7 +305,7 @@ def test_publishing_a_wheel_reads_name_and_version_from_its_metadata(
 
 
 def test_publishing_an_sdist(
-    package_server: ServerProcess, package_client: httpx.Client, owner: Tenant, dist: Path
+    package_server: Server, package_client: httpx.Client, owner: Tenant, dist: Path
 ) -> None:
     path = build_sdist(dist, "hello-pkg", "2.0rc1", metadata_name="Hello_Pkg")
     body = published(package_client, owner.org, owner.registry, owner.tokens["rw"], path)
@@ -317,7 +317,7 @@ def test_publishing_an_sdist(
 
 @pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
 def test_a_bad_upload_is_a_clear_4xx_and_stores_nothing(
-    package_server: ServerProcess,
+    package_server: Server,
     package_client: httpx.Client,
     owner: Tenant,
     dist: Path,
@@ -346,7 +346,7 @@ def test_a_bad_upload_is_a_clear_4xx_and_stores_nothing(
 
 
 def test_a_name_and_version_already_published_is_409(
-    package_server: ServerProcess, package_client: httpx.Client, owner: Tenant, dist: Path
+    package_server: Server, package_client: httpx.Client, owner: Tenant, dist: Path
 ) -> None:
     wheel = build_wheel(dist, "hello-pkg", "1.0.0")
     sdist = build_sdist(dist, "hello-pkg", "1.0.0")
@@ -392,7 +392,7 @@ def test_a_name_and_version_already_published_is_409(
 
 
 def test_a_publish_needs_the_file_field(
-    package_server: ServerProcess, package_client: httpx.Client, owner: Tenant
+    package_server: Server, package_client: httpx.Client, owner: Tenant
 ) -> None:
     before = State(package_client, package_server, owner)
     path = packages_path(owner.org, owner.registry)
@@ -418,7 +418,7 @@ def test_a_publish_needs_the_file_field(
 
 
 def test_publishing_to_a_non_python_registry_is_422(
-    package_server: ServerProcess,
+    package_server: Server,
     package_client: httpx.Client,
     package_seeder: Seeder,
     owner: Tenant,
@@ -442,16 +442,14 @@ def test_publishing_to_a_non_python_registry_is_422(
     assert stored_files(storage_dir(package_server)) == files
 
 
-def test_a_file_over_the_upload_limit_is_413(
-    small_limit_server: ServerProcess, tmp_path: Path
-) -> None:
+def test_a_file_over_the_upload_limit_is_413(small_limit_server: Server, tmp_path: Path) -> None:
     tenant = admin_tenant(Seeder(small_limit_server))
     fits = build_wheel(tmp_path, "small", "1.0")
     too_big = build_wheel(
         tmp_path, "large", "1.0", extra_members={"large/blob.bin": os.urandom(UPLOAD_LIMIT * 2)}
     )
     assert fits.stat().st_size < UPLOAD_LIMIT < too_big.stat().st_size
-    with httpx.Client(base_url=small_limit_server.base_url, timeout=60) as client:
+    with small_limit_server.client(timeout=60) as client:
         published(client, tenant.org, tenant.registry, tenant.tokens["rw"], fits)
         before = State(client, small_limit_server, tenant)
         declared = publish(client, tenant.org, tenant.registry, tenant.tokens["rw"], too_big)
@@ -589,7 +587,7 @@ def test_get_finds_only_packages_of_the_registry(
 
 
 def test_delete_removes_the_package_its_file_and_its_install_link(
-    package_server: ServerProcess, package_client: httpx.Client, owner: Tenant, dist: Path
+    package_server: Server, package_client: httpx.Client, owner: Tenant, dist: Path
 ) -> None:
     kept = published(
         package_client,
@@ -648,7 +646,7 @@ def test_delete_removes_the_package_its_file_and_its_install_link(
 
 
 def test_each_operation_needs_its_scope(
-    package_server: ServerProcess,
+    package_server: Server,
     package_client: httpx.Client,
     package_seeder: Seeder,
     dist: Path,
