@@ -313,12 +313,8 @@ class RegistryTokenService:
         list position learned before holds) and the event is recorded with the change."""
         token.revoked_at = self.clock()
         token.revoked_reason = reason
-        registry = token.package_registry
-        RegistryTokenRepository(session).live_tokens_changed(registry.id)
-        subject = Subject(
-            registry.organization_id, registry.id, registry.slug, token.id, token.description
-        )
-        record(session, event, subject, actor, context, data)
+        RegistryTokenRepository(session).live_tokens_changed(token.registry_id)
+        record(session, event, subject_of(token), actor, context, data)
 
     def revoke_for_registry_deletion(
         self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext
@@ -458,7 +454,16 @@ def _existing(
     return token
 
 
+def subject_of(token: RegistryToken) -> Subject:
+    """What the audit log records of a token loaded with its registry."""
+    registry = token.package_registry
+    return Subject(
+        registry.organization_id, registry.id, registry.slug, token.id, token.description
+    )
+
+
 def _subject(token: RegistryToken, registry: RegistryRow) -> Subject:
+    """What the audit log records of a token whose registry this request has read."""
     return Subject(
         registry.organization_id, registry.id, registry.slug, token.id, token.description
     )

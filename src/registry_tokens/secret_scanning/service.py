@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from registry_tokens.audit.service import Actor, EventType, Subject, record
+from registry_tokens.audit.service import Actor, EventType, record
 from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.context import RequestContext
@@ -30,7 +30,7 @@ from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.registry_tokens.access import InstallAccess
 from registry_tokens.registry_tokens.repository import RegistryTokenRepository
-from registry_tokens.registry_tokens.service import RegistryTokenService
+from registry_tokens.registry_tokens.service import RegistryTokenService, subject_of
 
 logger = logging.getLogger("registry_tokens.secret_scanning")
 MAX_REPORTED_TOKENS = 1000
@@ -132,11 +132,14 @@ class SecretScanningService:
                     data=data,
                 )
                 return live
-            registry = token.package_registry
-            subject = Subject(
-                registry.organization_id, registry.id, registry.slug, token.id, token.description
+            record(
+                session,
+                EventType.REGISTRY_TOKEN_LEAK_REPORTED,
+                subject_of(token),
+                actor,
+                context,
+                data,
             )
-            record(session, EventType.REGISTRY_TOKEN_LEAK_REPORTED, subject, actor, context, data)
         return live
 
     def _public_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
