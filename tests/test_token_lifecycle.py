@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import anyio
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -321,7 +321,7 @@ def test_state_filter_switches_at_the_expiry_instant(
     caller = local.services.auth.authenticate(f"Bearer {tenant.tokens['rw']}")
 
     def listed(state: str) -> set[str]:
-        page = local.services.registry_tokens.list(
+        _, page = local.services.registry_tokens.list(
             caller, tenant.org, tenant.registry, PageRequest.of(1, 100), state
         )
         return {str(token.id) for token in page.items}
