@@ -49,7 +49,7 @@ async def create_registry(
     database: DatabaseDep,
     urls: UrlsDep,
 ) -> RegistryOut:
-    created = await database.write(registries.create_for, caller, org, body.changes())
+    created = await database.write(registries.create_for, caller, org, body)
     return RegistryOut.of(created, urls)
 
 
@@ -104,7 +104,7 @@ async def update_registry(
     database: DatabaseDep,
     urls: UrlsDep,
 ) -> RegistryOut:
-    updated = await database.write(registries.update, caller, org, registry, body.changes())
+    updated = await database.write(registries.update, caller, org, registry, body)
     return RegistryOut.of(updated, urls)
 
 
