@@ -1,12 +1,13 @@
 """Checks on user-supplied text shared by the API and the admin CLI."""
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, StringConstraints, ValidationError
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from registry_tokens.kit.errors import FieldProblem, ValidationFailed
@@ -20,7 +21,6 @@ _WHITESPACE = (
     r"\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
 NON_BLANK_TEXT_PATTERN = rf"^[^\x00]*[^{_WHITESPACE}\x00][^\x00]*$"
-_NON_BLANK_TEXT = re.compile(NON_BLANK_TEXT_PATTERN)
 _ORGANIZATION_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _REGISTRY_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -36,22 +36,18 @@ OMITTED = Omitted.OMITTED
 
 
 def text_problem(field: str, value: object, *, max_length: int) -> FieldProblem | None:
-    """Why ``value`` is not acceptable text for ``field``, or ``None`` when it is."""
-    if value is None:
-        return FieldProblem(field, "missing", "can't be blank")
-    if not isinstance(value, str):
-        return FieldProblem(field, "invalid", "must be a string")
-    if len(value) > max_length:
-        return FieldProblem(field, "invalid", f"is too long (maximum is {max_length} characters)")
-    if "\x00" in value:
-        return FieldProblem(field, "invalid", "must not contain NUL characters")
-    if not _NON_BLANK_TEXT.match(value):
-        return FieldProblem(field, "missing", "can't be blank")
+    """Why ``value`` is not acceptable text for ``field``, or ``None`` when it is: the
+    rule of ``text_constraints`` (the request models' text), for values not in a model."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return FieldProblem(field, "invalid", "must be valid Unicode text")
+        _text_adapter(max_length).validate_python(value)
+    except ValidationError as exc:
+        return field_problem(field, exc.errors()[0])
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _text_adapter(max_length: int) -> TypeAdapter[str]:
+    return TypeAdapter(Annotated[str, text_constraints(max_length)])
 
 
 def require_text(field: str, value: object, *, max_length: int) -> str:
