@@ -189,10 +189,6 @@ async def rotate_registry_token(
     urls: UrlsDep,
     body: Annotated[RegistryTokenRotate | None, Body()] = None,
 ) -> Response:
-    grace = (
-        body.grace_period_seconds
-        if body is not None and "grace_period_seconds" in body.model_fields_set
-        else None
-    )
+    grace = body.grace_period_seconds if body is not None else None  # left out: None
     rotated = await database.write(tokens.rotate, caller, org, registry, id, grace, context)
     return _json(RegistryTokenCreated.of_new(rotated, urls))
