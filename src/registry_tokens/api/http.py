@@ -3,7 +3,7 @@
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.schemas import ErrorBody
+from registry_tokens.kit.validation import field_problem
 
 logger = logging.getLogger("registry_tokens")
 
@@ -52,7 +53,8 @@ def is_json(content_type: str) -> bool:
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> AppError:
-    """FastAPI's validation errors, in Buildkite's words."""
+    """FastAPI's validation errors, in Buildkite's words (each field's by ``field_problem``,
+    the one translation of the request models' errors)."""
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return AppError("Problems parsing JSON: the request body is not valid JSON", 400)
@@ -69,23 +71,10 @@ def _validation_error(request: Request, exc: RequestValidationError) -> AppError
             else:
                 problems.append(FieldProblem("body", "invalid", "must be a JSON object"))
             continue
-        field = location[-1] if location else "request"
-        problems.append(_field_problem(field, error))
+        # ("body", field), ("query", name): the field the client named, never a part of it.
+        field = location[1] if len(location) > 1 else "request"
+        problems.append(field_problem(field, error))
     return ValidationFailed(problems)
-
-
-def _field_problem(field: str, error: Mapping[str, Any]) -> FieldProblem:
-    kind = error.get("type")
-    context = error.get("ctx") or {}
-    if kind == "missing":
-        return FieldProblem(field, "missing", "can't be blank")
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return FieldProblem(field, "invalid", "must be an integer")
-    if kind == "greater_than_equal":
-        return FieldProblem(field, "invalid", f"must be at least {context.get('ge')}")
-    if kind == "less_than_equal":
-        return FieldProblem(field, "invalid", f"must be at most {context.get('le')}")
-    return FieldProblem(field, "invalid", "is invalid")
 
 
 _HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

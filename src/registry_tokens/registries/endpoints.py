@@ -39,7 +39,7 @@ async def create_registry(
     rest: RestDep,
 ) -> RegistryOut:
     created = await rest.database.write(
-        rest.service(RegistryService).create_for, rest.caller, org, body.changes()
+        rest.service(RegistryService).create_for, rest.caller, org, body
     )
     return RegistryOut.of(created, rest.urls)
 
@@ -92,7 +92,7 @@ async def update_registry(
     rest: RestDep,
 ) -> RegistryOut:
     updated = await rest.database.write(
-        rest.service(RegistryService).update, rest.caller, org, registry, body.changes()
+        rest.service(RegistryService).update, rest.caller, org, registry, body
     )
     return RegistryOut.of(updated, rest.urls)
 

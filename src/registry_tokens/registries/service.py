@@ -2,8 +2,6 @@
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +12,6 @@ from registry_tokens.kit import validation
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed, already_taken
 from registry_tokens.kit.pagination import Page, PageRequest
-from registry_tokens.kit.validation import OMITTED
 from registry_tokens.organizations.models import Organization
 from registry_tokens.organizations.repository import OrganizationRepository
 from registry_tokens.organizations.service import administered_organization, visible_organization
@@ -27,44 +24,8 @@ from registry_tokens.registries.repository import (
     RegistryRow,
     page_values,
 )
-
-
-class Ecosystem(StrEnum):
-    """The package ecosystems Buildkite Package Registries knows."""
-
-    PYTHON = "python"
-    JAVASCRIPT = "javascript"
-    RUBY = "ruby"
-    JAVA = "java"
-    CONTAINER = "container"
-    HELM = "helm"
-    DEBIAN = "debian"
-    REDHAT = "redhat"
-    ALPINE = "alpine"
-    TERRAFORM = "terraform"
-    SWIFT = "swift"
-    NUGET = "nuget"
-    FILES = "files"
-
-
-NAME_MAX = 255
-DESCRIPTION_MAX = 4096
-EMOJI_MAX = 100
-COLOR_MAX = 50
-OIDC_POLICY_MAX = 65_536
-
-
-@dataclass(frozen=True)
-class RegistryChanges:
-    """Fields a create or update request sent; ``OMITTED`` for those it left out."""
-
-    name: object = OMITTED
-    ecosystem: object = OMITTED
-    description: object = OMITTED
-    emoji: object = OMITTED
-    color: object = OMITTED
-    oidc_policy: object = OMITTED
-    public: object = OMITTED
+from registry_tokens.registries.requests import Ecosystem as Ecosystem
+from registry_tokens.registries.requests import RegistryCreate, RegistryUpdate
 
 
 def visible_registry(
@@ -125,11 +86,11 @@ class RegistryService:
         )
 
     def create_for(
-        self, caller: Caller, organization_slug: str, changes: "RegistryChanges"
+        self, caller: Caller, organization_slug: str, body: RegistryCreate
     ) -> RegistryRow:
         """The API's create: ``name`` and ``ecosystem`` required, the slug from the name."""
         caller.require(Scope.WRITE_REGISTRIES)
-        fields = _checked(changes, creating=True)
+        fields = body.fields()
         with _unique_slug(), self.database.writing() as session:
             organization = administered_organization(
                 self.database, caller, organization_slug, session
@@ -143,11 +104,11 @@ class RegistryService:
         caller: Caller,
         organization_slug: str,
         registry_slug: str,
-        changes: "RegistryChanges",
+        body: RegistryUpdate,
     ) -> RegistryRow:
         """Changes the fields sent; the slug stays, so every URL keeps working."""
         caller.require(Scope.WRITE_REGISTRIES)
-        fields = _checked(changes, creating=False)
+        fields = body.fields()
         with self.database.writing() as session:
             registry = self._administered(session, caller, organization_slug, registry_slug)
             for field, value in fields.items():
@@ -198,10 +159,8 @@ class RegistryService:
         public: bool = False,
     ) -> RegistryRow:
         """The admin CLI's create: no caller, any organization, an optional explicit slug."""
-        changes = RegistryChanges(
-            name=name, ecosystem=ecosystem.value, description=description, public=public
-        )
-        fields = _checked(changes, creating=True)
+        data = {"name": name, "ecosystem": ecosystem, "description": description, "public": public}
+        fields = validation.validated(RegistryCreate, data).fields()  # the API's rules
         if slug is not None:
             fields["slug"] = validation.registry_slug(slug)
         with _unique_slug(), self.database.writing() as session:
@@ -247,48 +206,3 @@ def _slug_from_name(name: str) -> str:
             [FieldProblem("name", "invalid", "must contain a letter or digit (it names the slug)")]
         )
     return validation.registry_slug(slug)
-
-
-def _checked(changes: RegistryChanges, *, creating: bool) -> dict[str, object]:
-    """The fields to store, validated; every problem reported at once."""
-    problems: list[FieldProblem] = []
-    fields: dict[str, object] = {}
-
-    def text(
-        field: str, value: object, max_length: int, *, required: bool, nullable: bool = True
-    ) -> None:
-        if value is OMITTED:
-            if required:
-                problems.append(FieldProblem(field, "missing", "can't be blank"))
-            return
-        if value is None and nullable:
-            fields[field] = None
-            return
-        problem = validation.text_problem(field, value, max_length=max_length)
-        if problem is not None:
-            problems.append(problem)
-        else:
-            fields[field] = value
-
-    # An update may leave the name out, never clear it: every registry has one.
-    text("name", changes.name, NAME_MAX, required=creating, nullable=False)
-    if creating:  # on update, like any field the body does not document, it is ignored
-        if changes.ecosystem is OMITTED:
-            problems.append(FieldProblem("ecosystem", "missing", "can't be blank"))
-        elif not isinstance(changes.ecosystem, str) or changes.ecosystem not in set(Ecosystem):
-            known = ", ".join(e.value for e in Ecosystem)
-            problems.append(FieldProblem("ecosystem", "invalid", f"must be one of: {known}"))
-        else:
-            fields["ecosystem"] = changes.ecosystem
-    text("description", changes.description, DESCRIPTION_MAX, required=False)
-    text("emoji", changes.emoji, EMOJI_MAX, required=False)
-    text("color", changes.color, COLOR_MAX, required=False)
-    text("oidc_policy", changes.oidc_policy, OIDC_POLICY_MAX, required=False)
-    if changes.public is not OMITTED:
-        if isinstance(changes.public, bool):
-            fields["public"] = changes.public
-        else:
-            problems.append(FieldProblem("public", "invalid", "must be true or false"))
-    if problems:
-        raise ValidationFailed(problems)
-    return fields

@@ -184,11 +184,7 @@ async def rotate_registry_token(
     rest: RestDep,
     body: Annotated[RegistryTokenRotate | None, Body()] = None,
 ) -> Response:
-    grace = (
-        body.grace_period_seconds
-        if body is not None and "grace_period_seconds" in body.model_fields_set
-        else None
-    )
+    grace = body.grace_period_seconds if body is not None else None  # left out: None
     rotated = await rest.database.write(
         rest.service(RegistryTokenService).rotate,
         rest.caller,

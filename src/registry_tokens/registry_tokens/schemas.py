@@ -1,13 +1,29 @@
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.network import MAX_CIDRS
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
-from registry_tokens.kit.validation import NON_BLANK_TEXT_PATTERN
+from registry_tokens.kit.validation import (
+    cidr_list,
+    field_error,
+    rfc3339_timestamp,
+    text_constraints,
+    without_defaults,
+)
 from registry_tokens.organizations.schemas import OrganizationRef
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.schemas import RegistryRef
@@ -21,69 +37,92 @@ from registry_tokens.registry_tokens.service import (
 )
 from registry_tokens.users.schemas import UserOut
 
-# The request bodies are documented here and checked in the service, so that every client
-# gets Buildkite's wording; unknown fields are ignored for forward compatibility.
-_PROPERTIES: dict[str, JsonValue] = {
-    "description": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": DESCRIPTION_MAX_LENGTH,
-        "pattern": NON_BLANK_TEXT_PATTERN,
-        "description": "Description of the token: not blank, at most 255 characters.",
-        "examples": ["Usher"],
-    },
-    "expires_at": {
-        "type": ["string", "null"],
-        "format": "date-time",
-        "description": "When the token stops working (ISO 8601 with a time zone, in the "
+# The request bodies: their types are the rules (and the OpenAPI document); their errors
+# are put in Buildkite's words by ``kit.validation.field_problem``. Unknown fields are
+# ignored for forward compatibility.
+
+Description = Annotated[
+    str,
+    text_constraints(DESCRIPTION_MAX_LENGTH),
+    Field(
+        description="Description of the token: not blank, at most 255 characters.",
+        examples=["Usher"],
+    ),
+]
+Expiry = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(rfc3339_timestamp),
+    Field(
+        description="When the token stops working (ISO 8601 with a time zone, in the "
         "future). `null` on update removes the expiry.",
-        "examples": ["2030-01-01T00:00:00Z"],
-    },
-    "allowed_cidrs": {
-        "type": ["array", "null"],
-        "items": {"type": "string", "examples": ["10.0.0.0/8"]},
-        "maxItems": MAX_CIDRS,
-        "description": "IPv4/IPv6 networks installs may come from; `null` or `[]`: anywhere.",
-    },
-}
-
-
-def _body_schema(*, required: list[str]) -> dict[str, JsonValue]:
-    return {"properties": _PROPERTIES, "required": list(required)}
+        examples=["2030-01-01T00:00:00Z"],
+    ),
+]
+Cidrs = Annotated[
+    list[Annotated[str, Field(examples=["10.0.0.0/8"])]] | None,
+    Field(
+        max_length=MAX_CIDRS,
+        description="IPv4/IPv6 networks installs may come from; `null` or `[]`: anywhere.",
+    ),
+    WrapValidator(cidr_list),
+]
 
 
 class RegistryTokenCreate(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_body_schema(required=["description"]))
+    model_config = ConfigDict(json_schema_extra=without_defaults)
 
-    description: object = Field(default=None)
-    expires_at: object = Field(default=None)
-    allowed_cidrs: object = Field(default=None)
+    description: Description
+    expires_at: Expiry = None
+    allowed_cidrs: Cidrs = None
 
     def changes(self) -> TokenChanges:
         return _changes(self)
 
 
-class RegistryTokenUpdate(RegistryTokenCreate):
+class RegistryTokenUpdate(BaseModel):
     """Every field optional: those left out stay as they are."""
 
-    model_config = ConfigDict(json_schema_extra=_body_schema(required=[]))
+    model_config = ConfigDict(json_schema_extra=without_defaults)
+
+    # Left out, it stays; it may not be cleared (every token has a description).
+    description: Description = Field(default_factory=str)  # never read: only the fields sent are
+    expires_at: Expiry = None
+    allowed_cidrs: Cidrs = None
+
+    def changes(self) -> TokenChanges:
+        return _changes(self)
+
+
+_GRACE_PERIOD_PROBLEM = f"must be a whole number of seconds from 0 to {MAX_GRACE_PERIOD_SECONDS}"
+
+
+def _grace_period(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    if isinstance(value, bool):
+        raise field_error("invalid", _GRACE_PERIOD_PROBLEM)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 60.0 is 60: JSON (and JSON Schema's "integer") can't tell them apart
+    try:
+        return handler(value)
+    except ValidationError:
+        raise field_error("invalid", _GRACE_PERIOD_PROBLEM) from None
+
+
+GracePeriod = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_GRACE_PERIOD_SECONDS,
+        description="How long the old secret keeps working (absent or `null`: 0).",
+    ),
+    WrapValidator(_grace_period),
+]
 
 
 class RegistryTokenRotate(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "properties": {
-                "grace_period_seconds": {
-                    "type": ["integer", "null"],
-                    "minimum": 0,
-                    "maximum": MAX_GRACE_PERIOD_SECONDS,
-                    "description": "How long the old secret keeps working (absent or `null`: 0).",
-                }
-            }
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=without_defaults)
 
-    grace_period_seconds: object = Field(default=None)
+    grace_period_seconds: GracePeriod | None = None
 
 
 def _changes(body: BaseModel) -> TokenChanges:

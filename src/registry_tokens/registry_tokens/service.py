@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,11 +14,9 @@ from registry_tokens.audit.service import Actor, EventType, Subject, record, use
 from registry_tokens.db import Database
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
-from registry_tokens.kit.network import MAX_CIDRS, parse_networks
 from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.kit.secrets import SecretKind, generate_secret, hash_secret
-from registry_tokens.kit.timestamps import truncate_to_millisecond
-from registry_tokens.kit.validation import OMITTED, text_problem
+from registry_tokens.kit.validation import OMITTED, Omitted
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import visible_registry
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
@@ -38,11 +36,12 @@ MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
 
 @dataclass(frozen=True)
 class TokenChanges:
-    """Fields a create or update request sent; ``OMITTED`` for those it left out."""
+    """Fields a create or update request sent, as its model (``RegistryTokenCreate``)
+    validated them; ``OMITTED`` for those it left out."""
 
-    description: object = OMITTED
-    expires_at: object = OMITTED
-    allowed_cidrs: object = OMITTED
+    description: str | Omitted = OMITTED
+    expires_at: datetime | Omitted | None = OMITTED
+    allowed_cidrs: list[str] | Omitted | None = OMITTED
 
 
 @dataclass(frozen=True)
@@ -243,12 +242,13 @@ class RegistryTokenService:
         org: str,
         registry: str,
         token_id: str,
-        grace_period_seconds: object,
+        grace_period_seconds: int | None,
         context: RequestContext,
     ) -> CreatedRegistryToken:
-        """A new secret for the same token; the old one keeps working for the grace period."""
+        """A new secret for the same token; the old one keeps working for the grace period
+        (checked by ``RegistryTokenRotate``: 0 to ``MAX_GRACE_PERIOD_SECONDS``)."""
         caller.require(Scope.WRITE_REGISTRIES)
-        grace = _grace_period(grace_period_seconds)
+        grace = grace_period_seconds or 0
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
         now = self.clock()
         with self.database.writing() as session:
@@ -340,26 +340,21 @@ class RegistryTokenService:
         )[0]
 
     def _checked(self, changes: TokenChanges, *, creating: bool) -> dict[str, object]:
-        """The fields to store, validated; every problem reported at once."""
+        """The fields to store. The request's model has checked their types and bounds;
+        what needs the clock (an expiry in the future) is checked here."""
         problems: list[FieldProblem] = []
         fields: dict[str, object] = {}
-        if changes.description is not OMITTED or creating:
-            description = None if changes.description is OMITTED else changes.description
-            problem = text_problem("description", description, max_length=DESCRIPTION_MAX_LENGTH)
-            if problem is None:
-                fields["description"] = description
+        if not isinstance(changes.description, Omitted):
+            fields["description"] = changes.description
+        elif creating:
+            problems.append(FieldProblem("description", "missing", "can't be blank"))
+        if not isinstance(changes.expires_at, Omitted):
+            if changes.expires_at is not None and changes.expires_at <= self.clock():
+                problems.append(FieldProblem("expires_at", "invalid", "must be in the future"))
             else:
-                problems.append(problem)
-        if changes.expires_at is not OMITTED:
-            try:
-                fields["expires_at"] = _expiry(changes.expires_at, self.clock())
-            except ValueError as exc:
-                problems.append(FieldProblem("expires_at", "invalid", str(exc)))
-        if changes.allowed_cidrs is not OMITTED:
-            try:
-                fields["allowed_cidrs"] = _cidrs(changes.allowed_cidrs)
-            except ValueError as exc:
-                problems.append(FieldProblem("allowed_cidrs", "invalid", str(exc)))
+                fields["expires_at"] = changes.expires_at
+        if not isinstance(changes.allowed_cidrs, Omitted):
+            fields["allowed_cidrs"] = changes.allowed_cidrs
         if problems:
             raise ValidationFailed(problems)
         return fields
@@ -372,60 +367,6 @@ def _registry_still_there() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise NotFound("registry") from exc
-
-
-def _expiry(value: object, now: datetime) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z")
-    try:
-        # RFC 3339 allows a lower-case "t" and "z"; Python's parser does not.
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError:
-        raise ValueError("must be an ISO 8601 timestamp, e.g. 2030-01-01T00:00:00Z") from None
-    if moment.tzinfo is None:
-        raise ValueError("must include a time zone, e.g. Z or +00:00")
-    try:
-        moment = truncate_to_millisecond(moment.astimezone(UTC))
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
-        raise ValueError("is out of range") from None
-    if moment <= now:
-        raise ValueError("must be in the future")
-    return moment
-
-
-def _cidrs(value: object) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError('must be a list of CIDRs, e.g. ["10.0.0.0/8", "2001:db8::/32"]')
-    if len(value) > MAX_CIDRS:
-        raise ValueError(f"may hold at most {MAX_CIDRS} CIDRs")
-    networks = [str(network) for network in parse_networks(value)]
-    return list(dict.fromkeys(networks)) or None
-
-
-def _grace_period(value: object) -> int:
-    if value is OMITTED or value is None:
-        return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 60.0 is 60: JSON (and JSON Schema's "integer") can't tell them apart
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not 0 <= value <= MAX_GRACE_PERIOD_SECONDS
-    ):
-        raise ValidationFailed(
-            [
-                FieldProblem(
-                    "grace_period_seconds",
-                    "invalid",
-                    f"must be a whole number of seconds from 0 to {MAX_GRACE_PERIOD_SECONDS}",
-                )
-            ]
-        )
-    return value
 
 
 def _described(fields: dict[str, object]) -> dict[str, object]:

@@ -1,0 +1,94 @@
+"""The Registries API's request bodies, and the rules the admin CLI's creation shares.
+
+Their types are the rules (and the OpenAPI document); their errors are put in Buildkite's
+words by ``kit.validation.field_problem``. Unknown fields are ignored.
+"""
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+
+from registry_tokens.kit.validation import field_error, text_constraints, without_defaults
+
+
+class Ecosystem(StrEnum):
+    """The package ecosystems Buildkite Package Registries knows."""
+
+    PYTHON = "python"
+    JAVASCRIPT = "javascript"
+    RUBY = "ruby"
+    JAVA = "java"
+    CONTAINER = "container"
+    HELM = "helm"
+    DEBIAN = "debian"
+    REDHAT = "redhat"
+    ALPINE = "alpine"
+    TERRAFORM = "terraform"
+    SWIFT = "swift"
+    NUGET = "nuget"
+    FILES = "files"
+
+
+NAME_MAX = 255
+DESCRIPTION_MAX = 4096
+EMOJI_MAX = 100
+COLOR_MAX = 50
+OIDC_POLICY_MAX = 65_536
+
+
+def _one_of(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    try:
+        return handler(value)
+    except ValidationError:
+        known = ", ".join(e.value for e in Ecosystem)
+        raise field_error("invalid", f"must be one of: {known}") from None
+
+
+Name = Annotated[str, text_constraints(NAME_MAX), Field(examples=["My registry"])]
+EcosystemField = Annotated[Ecosystem, WrapValidator(_one_of)]
+# Optional text: null clears it; a string must not be blank (the same rule as names).
+Description = Annotated[str, text_constraints(DESCRIPTION_MAX)] | None
+Emoji = Annotated[str, text_constraints(EMOJI_MAX)] | None
+Color = Annotated[str, text_constraints(COLOR_MAX)] | None
+OidcPolicy = Annotated[str, text_constraints(OIDC_POLICY_MAX)] | None
+
+
+class _RegistryBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra=without_defaults)
+
+    def fields(self) -> dict[str, object]:
+        """Only the fields the client sent: an explicit ``null`` differs from leaving one out."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RegistryCreate(_RegistryBody):
+    """``name`` and ``ecosystem`` are required; the slug is the kebab-case name."""
+
+    name: Name
+    ecosystem: EcosystemField
+    description: Description = None
+    emoji: Emoji = None
+    color: Color = None
+    oidc_policy: OidcPolicy = None
+    public: StrictBool = False
+
+
+class RegistryUpdate(_RegistryBody):
+    """Fields left out stay as they are; the ecosystem and the slug never change."""
+
+    # Left out, it stays; it may not be cleared (every registry has a name).
+    name: Name = Field(default_factory=str)  # never read: only the fields sent are
+    description: Description = None
+    emoji: Emoji = None
+    color: Color = None
+    oidc_policy: OidcPolicy = None
+    public: StrictBool = False
