@@ -3,7 +3,6 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import TypeAdapter
 
 from registry_tokens.api.http import JsonRoute
 from registry_tokens.api.routes import (
@@ -26,17 +25,11 @@ from registry_tokens.registry_tokens.schemas import (
 )
 from registry_tokens.registry_tokens.service import RegistryTokenService, TokenChanges
 
-TOKEN_LIST = TypeAdapter(list[RegistryTokenOut])
-
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
     tags=["Registry tokens"],
     route_class=JsonRoute,
 )
-
-
-def _json(document: RegistryTokenOut) -> Response:
-    return Response(document.model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -53,7 +46,7 @@ async def create_registry_token(
     registry: str,
     body: RegistryTokenCreate,
     rest: RestDep,
-) -> Response:
+) -> RegistryTokenCreated:
     created = await rest.database.write(
         rest.service(RegistryTokenService).create,
         rest.caller,
@@ -62,7 +55,7 @@ async def create_registry_token(
         body.changes(),
         rest.context,
     )
-    return _json(RegistryTokenCreated.of_new(created, rest.urls))
+    return RegistryTokenCreated.of_new(created, rest.urls)
 
 
 @router.get(
@@ -78,21 +71,20 @@ async def list_registry_tokens(
     org: str,
     registry: str,
     rest: RestDep,
+    response: Response,
     page: PageNumber = 1,
     per_page: PerPage = DEFAULT_PER_PAGE,
     state: Annotated[
         Literal["active", "expired"] | None,
         Query(description="Only tokens that have not expired yet, or only expired ones."),
     ] = None,
-) -> Response:
+) -> list[RegistryTokenOut]:
     request = PageRequest.of(page, per_page)
     found, listed = await rest.database.read(
         rest.service(RegistryTokenService).list, rest.caller, org, registry, request, state
     )
-    body = TOKEN_LIST.dump_json(RegistryTokenOut.list_of(listed.items, found, rest.urls))
-    response = Response(body, media_type="application/json")
     set_page_links(response, listed, rest.urls.registry_tokens(org, registry), {"state": state})
-    return response
+    return RegistryTokenOut.list_of(listed.items, found, rest.urls)
 
 
 @router.get(
@@ -108,11 +100,11 @@ async def get_registry_token(
     registry: str,
     id: str,
     rest: RestDep,
-) -> Response:
+) -> RegistryTokenOut:
     found = await rest.database.read(
         rest.service(RegistryTokenService).get, rest.caller, org, registry, id
     )
-    return _json(RegistryTokenOut.of(found, rest.urls))
+    return RegistryTokenOut.of(found, rest.urls)
 
 
 async def update_registry_token(
@@ -121,7 +113,7 @@ async def update_registry_token(
     id: str,
     rest: RestDep,
     body: Annotated[RegistryTokenUpdate | None, Body()] = None,
-) -> Response:
+) -> RegistryTokenOut:
     changes = body.changes() if body is not None else TokenChanges()
     updated = await rest.database.write(
         rest.service(RegistryTokenService).update,
@@ -132,7 +124,7 @@ async def update_registry_token(
         changes,
         rest.context,
     )
-    return _json(RegistryTokenOut.of(updated, rest.urls))
+    return RegistryTokenOut.of(updated, rest.urls)
 
 
 add_update_routes(
@@ -183,7 +175,7 @@ async def rotate_registry_token(
     id: str,
     rest: RestDep,
     body: Annotated[RegistryTokenRotate | None, Body()] = None,
-) -> Response:
+) -> RegistryTokenCreated:
     grace = body.grace_period_seconds if body is not None else None  # left out: None
     rotated = await rest.database.write(
         rest.service(RegistryTokenService).rotate,
@@ -194,4 +186,4 @@ async def rotate_registry_token(
         grace,
         rest.context,
     )
-    return _json(RegistryTokenCreated.of_new(rotated, rest.urls))
+    return RegistryTokenCreated.of_new(rotated, rest.urls)
