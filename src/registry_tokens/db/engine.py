@@ -16,7 +16,9 @@ its service call to ``await database.read(fn, ...)`` when the call only reads, o
   a writer and takes less time than the trip to a thread and back.
 """
 
+import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +91,11 @@ class Database:
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Threads of this process take turns here, handed
+        # over at once, rather than in SQLite's busy handler, which polls with sleeps of a
+        # millisecond and more; other processes still wait for each other there. Reentrant,
+        # so a nested write fails as SQLite would fail it (busy) instead of hanging.
+        self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -98,7 +105,7 @@ class Database:
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        with self._write_sessions() as session, session.begin():
+        with self._writer, self._write_sessions() as session, session.begin():
             yield session
 
     async def read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
