@@ -27,6 +27,7 @@ from registry_tokens.settings import Settings
 from registry_tokens.users.endpoints import router as users_router
 
 PACKAGE_UPLOAD_PATH = re.compile(r"/v2/packages/organizations/[^/]+/registries/[^/]+/packages")
+LEAK_REPORT_PATH = re.compile(r"/secret-scanning/github")
 
 DESCRIPTION = """\
 A self-hosted implementation of Buildkite Package Registries' **Registry tokens API**.
@@ -80,7 +81,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        larger=[("POST", PACKAGE_UPLOAD_PATH, settings.max_upload_bytes)],
+        larger=[
+            ("POST", PACKAGE_UPLOAD_PATH, settings.max_upload_bytes),
+            ("POST", LEAK_REPORT_PATH, settings.secret_scanning_max_body_bytes),
+        ],
     )
 
     # Swagger UI served from the installed package, so the docs work without internet access.

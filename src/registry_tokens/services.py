@@ -76,7 +76,14 @@ class Services:
             install=install,
             audit=AuditService(database),
             secret_scanning=SecretScanningService(
-                database, auth, registry_tokens, install, settings.secret_scanning_keys_file, clock
+                database,
+                auth,
+                registry_tokens,
+                install,
+                rate_limits,
+                settings.secret_scanning_keys_file,
+                settings.secret_scanning_max_tokens,
+                clock,
             ),
             rate_limits=rate_limits,
         )

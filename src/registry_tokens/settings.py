@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # GitHub secret scanning: a JSON file of the public keys that sign leak reports, in
     # GitHub's format ({"public_keys": [{"key_identifier": ..., "key": PEM}, ...]}).
     secret_scanning_keys_file: Path | None = None
+    # A leak report holds at most this many tokens, in a body of at most this many bytes.
+    secret_scanning_max_tokens: int = Field(default=100, ge=1)
+    secret_scanning_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Rate-limit counters live in the database unless a Redis URL is given.
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0)

@@ -154,17 +154,48 @@ def _not_json(constant: str) -> NoReturn:
     raise json.JSONDecodeError(f"{constant} is not JSON", constant, 0)
 
 
-def strict_json(body: bytes) -> Any:
-    """Parses RFC 8259 JSON only: UTF-8 without a byte order mark, no NaN or Infinity.
+# How deep arrays and objects may nest in a JSON body (RFC 8259 lets a parser set the
+# limit). Request bodies and leak reports nest two or three levels.
+MAX_JSON_DEPTH = 64
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
-    Python's parser accepts all three, so a malformed body could pass unnoticed; and every
-    failure (invalid UTF-8, nesting too deep, an integer too long) becomes a
+
+def json_depth_exceeds(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``body`` nests arrays and objects more than ``max_depth`` deep, found before
+    parsing it: Python's parser recurses once per level with no limit of its own.
+
+    The brackets inside strings are text: escaped backslashes and quotes are dropped, then
+    every other quote opens or closes a string (UTF-8 never puts these bytes inside a
+    character). What stays outside strings is counted; invalid JSON may be judged deeper
+    than it is, never shallower, and fails to parse anyway.
+    """
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for bracket in structure:
+        if bracket in b"[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def strict_json(body: bytes) -> Any:
+    """Parses RFC 8259 JSON only: UTF-8 without a byte order mark, no NaN or Infinity,
+    nested at most ``MAX_JSON_DEPTH`` deep.
+
+    Python's parser accepts the first three, so a malformed body could pass unnoticed; and
+    every failure (invalid UTF-8, nesting too deep, an integer too long) becomes a
     ``JSONDecodeError``, which FastAPI reports and we answer with a clear 400.
     """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("Invalid UTF-8", "", exc.start) from exc
+    if json_depth_exceeds(body):
+        raise json.JSONDecodeError(f"Nested more than {MAX_JSON_DEPTH} levels deep", "", 0)
     try:
         return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError:
@@ -197,7 +228,8 @@ class BodySizeLimit:
 
     A declared ``Content-Length`` over the limit is refused before the app runs; a body
     without one is counted as the app reads it, and reading past the limit raises the 413.
-    Some routes (package uploads) get a larger limit of their own.
+    Some routes get a limit of their own (``larger``: package uploads a larger one, leak
+    reports a smaller one).
     """
 
     def __init__(

@@ -77,13 +77,15 @@ class RegistryTokenRepository:
             .values(valid_until=not_after)
         )
 
-    def end_grace_of(self, secret_hash: bytes, not_after: datetime) -> None:
-        """A retired secret stops working at ``not_after`` if it would have outlived it."""
-        self.session.execute(
+    def end_grace_of(self, secret_hash: bytes, not_after: datetime) -> bool:
+        """A retired secret stops working at ``not_after`` if it would have outlived it;
+        whether it would have (so this changed it)."""
+        result = self.session.execute(
             update(RetiredSecret)
             .where(RetiredSecret.secret_hash == secret_hash, RetiredSecret.valid_until > not_after)
             .values(valid_until=not_after)
         )
+        return bool(getattr(result, "rowcount", 0))
 
     def add_retired_secret(self, retired: RetiredSecret) -> None:
         self.session.add(retired)

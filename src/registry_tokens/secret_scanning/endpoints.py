@@ -38,9 +38,12 @@ _REPORT_SCHEMA = {
     description="Signed with ECDSA (P-256, SHA-256) by a key listed in "
     "`REGISTRY_TOKENS_SECRET_SCANNING_KEYS_FILE`. Each live token reported is revoked at "
     "once and recorded in the audit log; the answer says, per token, whether it was live "
-    "(`true_positive`) or not (`false_positive`).",
+    "(`true_positive`) or not (`false_positive`). Only what a report changes is recorded "
+    "(a replayed report changes nothing). At most `REGISTRY_TOKENS_SECRET_SCANNING_MAX_TOKENS` "
+    "tokens (100) in `REGISTRY_TOKENS_SECRET_SCANNING_MAX_BODY_BYTES` (256 KiB); counted "
+    "against the sender's address (`REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT`).",
     response_model=list[ReportAnswer],
-    responses=error_responses(400, 401, 404, 413, 422, 503),
+    responses=error_responses(400, 401, 404, 413, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -56,6 +59,9 @@ async def report_leaked_tokens(
     github_public_key_identifier: Annotated[str | None, Header()] = None,
     github_public_key_signature: Annotated[str | None, Header()] = None,
 ) -> list[dict[str, str]]:
+    headers = await scanning.admit(context)  # counted first: signed or not
+    if headers:  # RateLimitHeaders adds them to the response, whatever it is
+        request.state.rate_limit_headers = headers
     body = await request.body()
     # Verifying reads the keys file: off the event loop like any write.
     await database.write(
