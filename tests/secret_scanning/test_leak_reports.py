@@ -111,9 +111,7 @@ class Reporter:
 
 
 @pytest.fixture
-def github(
-    http: httpx.Client, signing_key: ec.EllipticCurvePrivateKey, reporter: str
-) -> Reporter:
+def github(http: httpx.Client, signing_key: ec.EllipticCurvePrivateKey, reporter: str) -> Reporter:
     return Reporter(http, signing_key, reporter)
 
 

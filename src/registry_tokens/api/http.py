@@ -16,7 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
-from registry_tokens.kit.schemas import ErrorBody
+from registry_tokens.kit.schemas import ErrorBody, carries_secret
 from registry_tokens.kit.validation import field_problem
 
 logger = logging.getLogger("registry_tokens")
@@ -212,13 +212,19 @@ class StrictJsonRequest(Request):
 
 
 class JsonRoute(APIRoute):
-    """Reads JSON bodies with :func:`strict_json`; a router's ``route_class``."""
+    """Reads JSON bodies with :func:`strict_json`, and sends the responses that hold a
+    secret (their model has a ``kit.schemas.Secret`` field) with ``Cache-Control:
+    no-store``, so no cache or browser keeps them; a router's ``route_class``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        secret = carries_secret(self.response_model)
 
         async def strict_json_handler(request: Request) -> Response:
-            return await handler(StrictJsonRequest(request.scope, request.receive))
+            response = await handler(StrictJsonRequest(request.scope, request.receive))
+            if secret:
+                response.headers["Cache-Control"] = "no-store"
+            return response
 
         return strict_json_handler
 

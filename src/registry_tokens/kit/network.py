@@ -28,14 +28,26 @@ def parse_address(value: str) -> Address | None:
     return address
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_networks(values: Iterable[str]) -> list[Network]:
-    """Networks from strings; raises ``ValueError`` naming the first bad one."""
-    networks = []
+    """Networks from strings; raises ``ValueError`` naming the first bad one.
+
+    An IPv4-mapped IPv6 network (within ``::ffff:0:0/96``) is the IPv4 network it maps
+    exactly (``::ffff:10.0.0.0/104`` is ``10.0.0.0/8``): client addresses are seen that
+    way (:func:`parse_address`), so as written it could never match one.
+    """
+    networks: list[Network] = []
     for value in values:
         try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+            network = ipaddress.ip_network(value.strip(), strict=False)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an IPv4 or IPv6 address or CIDR") from exc
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+            mapped = int(network.network_address) - int(_IPV4_MAPPED.network_address)
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - _IPV4_MAPPED.prefixlen))
+        networks.append(network)
     return networks
 
 

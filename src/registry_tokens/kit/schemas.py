@@ -16,6 +16,25 @@ Timestamp = Annotated[
 ]
 
 
+class _SecretMarker:
+    """Marks a response field whose value is a secret (see :data:`Secret`)."""
+
+
+_SECRET = _SecretMarker()
+# A secret in a response (shown once): a response model with such a field is sent with
+# ``Cache-Control: no-store`` (``api.http.JsonRoute``), so no cache or history keeps it.
+Secret = Annotated[str, _SECRET]
+
+
+def carries_secret(model: object) -> bool:
+    """Whether responses of ``model`` (a route's response model) hold a :data:`Secret`."""
+    return (
+        isinstance(model, type)
+        and issubclass(model, BaseModel)
+        and any(_SECRET in field.metadata for field in model.model_fields.values())
+    )
+
+
 class ResponseModel(BaseModel):
     """Responses list their fields in the seed's order and keep nulls."""
 

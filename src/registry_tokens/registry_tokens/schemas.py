@@ -15,7 +15,7 @@ from pydantic import (
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.network import MAX_CIDRS
-from registry_tokens.kit.schemas import ResponseModel, Timestamp
+from registry_tokens.kit.schemas import ResponseModel, Secret, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import (
     cidr_list,
@@ -163,7 +163,7 @@ class RegistryTokenOut(ResponseModel):
 class RegistryTokenCreated(RegistryTokenOut):
     """The create and rotate responses: the only times a secret is ever shown."""
 
-    token: str = Field(description="The registry token's secret. Shown once; store it now.")
+    token: Secret = Field(description="The registry token's secret. Shown once; store it now.")
 
     @classmethod
     def of_new(cls, created: CreatedRegistryToken, urls: Urls) -> "RegistryTokenCreated":
