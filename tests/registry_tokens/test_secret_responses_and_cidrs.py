@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from registry_tokens.kit.network import client_address
 from registry_tokens.kit.secrets import secret_kind
+from registry_tokens.settings import Settings
 from tests.harness import Seeder, Server, Tenant, in_process_server
 from tests.registry_tokens.test_token_lifecycle import create_token, install, rotate, token_url
 
@@ -138,3 +140,11 @@ def test_ipv6_cidrs_beyond_the_mapped_range_stay_ipv6(http: httpx.Client, owner:
         install(http, owner.org, owner.registry, secret, forwarded_for="10.1.2.3").status_code
         == 401
     )
+
+
+def test_an_ipv4_mapped_trusted_proxy_is_believed() -> None:
+    """``REGISTRY_TOKENS_TRUSTED_PROXIES`` is read the same way: as written, this proxy's
+    address (seen as 127.0.0.1) would never be trusted."""
+    proxies = Settings(trusted_proxies="::ffff:127.0.0.1").trusted_proxy_networks
+    assert client_address("127.0.0.1", "10.9.8.7", proxies) == "10.9.8.7"
+    assert client_address("::ffff:127.0.0.1", "10.9.8.7", proxies) == "10.9.8.7"
