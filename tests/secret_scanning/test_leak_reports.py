@@ -353,6 +353,14 @@ def test_rest_bodies_nest_at_most_max_json_depth(http: httpx.Client, tenant: Ten
 
     within = create(nested(MAX_JSON_DEPTH - 1, "arrays"))
     assert assert_error(within, 422).startswith("Validation failed: Description ")
+    brackets = b"[{" * MAX_JSON_DEPTH
+    for text in (  # brackets in strings are text, whatever escapes come before them
+        b'["' + brackets + b'"]',
+        b'["\\\\", "' + brackets + b'"]',
+        b'["\\"' + brackets + b'"]',
+        b'["\\\\\\"' + brackets + b'\\\\"]',
+    ):
+        assert assert_error(create(text), 422).startswith("Validation failed: Description ")
     too_deep = create(nested(MAX_JSON_DEPTH, "arrays"))
     assert assert_error(too_deep, 400).startswith("Problems parsing JSON")
     assert http.get(tenant.tokens_path, headers=tenant.auth()).json() == []

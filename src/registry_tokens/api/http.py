@@ -169,6 +169,8 @@ def json_depth_exceeds(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
     character). What stays outside strings is counted; invalid JSON may be judged deeper
     than it is, never shallower, and fails to parse anyway.
     """
+    if body.count(b"[") + body.count(b"{") <= max_depth:  # most bodies: too few to nest
+        return False
     unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     structure = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
     depth = 0
