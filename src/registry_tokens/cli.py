@@ -21,6 +21,7 @@ from registry_tokens.organizations.schemas import OrganizationOut
 from registry_tokens.packages.storage import Sweep
 from registry_tokens.registries.schemas import RegistryOut
 from registry_tokens.registries.service import Ecosystem
+from registry_tokens.server import BoundedHttpToolsProtocol
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings, SettingsError, ensure_secret_key
 from registry_tokens.users.schemas import UserOut
@@ -89,6 +90,11 @@ def serve(
         # uvicorn would believe X-Forwarded-For from loopback by default; whose header is
         # believed is decided by REGISTRY_TOKENS_TRUSTED_PROXIES alone (kit/network.py).
         proxy_headers=False,
+        # Bounds on what a client may hold (server.py; README "Connections and headers").
+        http=BoundedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        # uvicorn counts the asking connection among those open: one more than the bound.
+        limit_concurrency=settings.max_connections + 1,
     )
 
 
