@@ -135,13 +135,13 @@ def test_an_endless_header_is_cut_at_the_bound_and_costs_no_memory(
     for thread in floods:
         thread.join()
 
+    grown_kib = peak_memory_kib(bounded.process.pid) - before
+    assert grown_kib < claimed // 1024, f"peak memory grew by {grown_kib} KiB"
     # The server stopped reading: no client got its whole header in (what it did send sits
     # in socket buffers), and each was answered 431.
     assert all(sent < claimed for sent in accepted), accepted
     for reply in replies:
         json_error(reply, 431)
-    grown_kib = peak_memory_kib(bounded.process.pid) - before
-    assert grown_kib < 4 * claimed // 1024 // 4, f"peak memory grew by {grown_kib} KiB"
     with httpx.Client(base_url=bounded.base_url, timeout=10) as client:
         assert client.get("/openapi.json").status_code == 200
 
