@@ -305,6 +305,8 @@ def relative_location(location: str) -> str:
     """A redirect target as a path on this server: no scheme or host, and no leading
     ``//`` or ``\\`` that a client would read as another host."""
     parts = urlsplit(location)
+    if not (parts.scheme or parts.netloc or location.startswith(("/", "\\"))):
+        return location  # relative to the request's own path already
     path = "/" + parts.path.lstrip("/\\")
     return urlunsplit(("", "", path, parts.query, parts.fragment))
 
