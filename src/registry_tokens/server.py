@@ -24,6 +24,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from registry_tokens.kit.errors import AppError
 from registry_tokens.settings import Settings
 
 logger = logging.getLogger("uvicorn.error")
@@ -35,24 +36,27 @@ def _settings() -> Settings:
     return Settings()
 
 
-def error_bytes(status: int, message: str, headers: dict[str, str] | None = None) -> bytes:
-    """A whole HTTP/1.1 response in the app's error shape, ending the connection."""
-    body = json.dumps({"message": message}).encode()
-    lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "content-type: application/json",
-        f"content-length: {len(body)}",
-        "connection: close",
-        *(f"{name}: {value}" for name, value in (headers or {}).items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+def _body(status: int, message: str) -> bytes:
+    """The app's error shape, as its JSON responses render it."""
+    return json.dumps(AppError(message, status).body(), separators=(",", ":")).encode()
+
+
+def error_bytes(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 error response that ends the connection, written before (or
+    instead of) any request reaching the app."""
+    body = _body(status, message)
+    head = (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 async def over_capacity(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """uvicorn's answer past ``limit_concurrency``, in our error shape."""
-    body = json.dumps(
-        {"message": "The server has too many connections open; please retry"}
-    ).encode()
+    body = _body(503, "The server has too many connections open; please retry")
     await send(
         {
             "type": "http.response.start",
@@ -171,7 +175,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._stop_head_clock()
-        logger.warning("%s: %s", status, message)
+        logger.warning("%s from %s: %s", status, self.client and self.client[0], message)
         if not self._responding():  # never write into another response
             self.transport.write(error_bytes(status, message))
         self.transport.close()
