@@ -205,7 +205,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_its_timeout(
 ) -> None:
     """Closed at the setting (1 s), well before uvicorn's default (5 s): a generous bound,
     since the finding is about time."""
-    with connect(bounded, timeout=3.5) as connection:
+    with connect(bounded, timeout=4.5) as connection:
         connection.sendall(b"HEAD /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
         assert response_head(connection).startswith(b"HTTP/1.1 200 ")
         assert connection.recv(65536) == b""  # closed without a word, not timed out
