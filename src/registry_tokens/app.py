@@ -12,7 +12,13 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
-from registry_tokens.api.http import BodySizeLimit, RateLimitHeaders, install_error_handlers
+from registry_tokens.api.http import (
+    BodySizeLimit,
+    HeadAsGet,
+    RateLimitHeaders,
+    RelativeRedirects,
+    install_error_handlers,
+)
 from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import router as access_token_router
@@ -86,6 +92,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             ("POST", LEAK_REPORT_PATH, settings.secret_scanning_max_body_bytes),
         ],
     )
+    # Outermost, for both doors: redirects stay on this server; HEAD is GET without a body.
+    app.add_middleware(RelativeRedirects)
+    app.add_middleware(HeadAsGet)
 
     # Swagger UI served from the installed package, so the docs work without internet access.
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,8 +18,10 @@ from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.organizations.models import Role
 from registry_tokens.organizations.schemas import OrganizationOut
+from registry_tokens.packages.storage import Sweep
 from registry_tokens.registries.schemas import RegistryOut
 from registry_tokens.registries.service import Ecosystem
+from registry_tokens.server import BoundedHttpToolsProtocol
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings, SettingsError, ensure_secret_key
 from registry_tokens.users.schemas import UserOut
@@ -71,9 +74,7 @@ def serve(
     settings = Settings()
     services = Services.build(settings)
     migrate.upgrade(services.database)
-    swept = services.packages.sweep_orphans()
-    if swept:
-        typer.echo(f"removed {swept} package files that no package owned (left by a crash)")
+    _report(services.packages.sweep_orphans(), settings.package_storage_path)
     services.database.dispose()
     if settings.secret_key is None:
         # Workers must share one key: create it (if new) before they start, and hand it down.
@@ -89,7 +90,28 @@ def serve(
         # uvicorn would believe X-Forwarded-For from loopback by default; whose header is
         # believed is decided by REGISTRY_TOKENS_TRUSTED_PROXIES alone (kit/network.py).
         proxy_headers=False,
+        # Bounds on what a client may hold (server.py; README "Connections and headers").
+        http=BoundedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        # uvicorn counts the asking connection among those open: one more than the bound.
+        limit_concurrency=settings.max_connections + 1,
     )
+
+
+def _report(sweep: Sweep, storage: Path) -> None:
+    """Says in the log what the start-up sweep of package files did, or why it did not."""
+    if sweep.refused:
+        typer.echo(
+            f"warning: {storage} holds {sweep.package_files} package files and the database "
+            f"owns only {sweep.owned} of them: is this the right database? Left all "
+            f"{sweep.unowned} unowned files where they are.",
+            err=True,
+        )
+    elif sweep.quarantine is not None:
+        typer.echo(
+            f"moved {sweep.unowned} package files that no package owned (left by a crash) "
+            f"to {sweep.quarantine}; delete them once you are sure they are not needed"
+        )
 
 
 @db_app.command("upgrade")

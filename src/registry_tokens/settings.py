@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
     redis_retry_after_seconds: float = Field(default=5, ge=0)
+    # What ``serve`` lets one connection hold before its request reaches the app
+    # (server.py): a request head's bytes and time, idle keep-alive, and connections
+    # per process (the request of one more is answered 503).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
     log_level: str = "info"
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)

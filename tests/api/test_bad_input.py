@@ -509,13 +509,13 @@ def test_unknown_routes_are_json_404(client: httpx.Client, tenant: Tenant, path:
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "{tokens}", "GET, POST"),
-        ("PUT", "{tokens}", "GET, POST"),
-        ("OPTIONS", "{tokens}", "GET, POST"),
-        ("TRACE", "{tokens}/some-id", "DELETE, GET, PATCH, POST, PUT"),
-        ("POST", "/v2/user", "GET"),
-        ("PATCH", "/v2/access-token", "DELETE, GET"),
-        ("DELETE", "/v2/organizations/acme", "GET"),
+        ("DELETE", "{tokens}", "GET, HEAD, POST"),
+        ("PUT", "{tokens}", "GET, HEAD, POST"),
+        ("OPTIONS", "{tokens}", "GET, HEAD, POST"),
+        ("TRACE", "{tokens}/some-id", "DELETE, GET, HEAD, PATCH, POST, PUT"),
+        ("POST", "/v2/user", "GET, HEAD"),
+        ("PATCH", "/v2/access-token", "DELETE, GET, HEAD"),
+        ("DELETE", "/v2/organizations/acme", "GET, HEAD"),
         ("POST", "/openapi.json", "GET, HEAD"),
     ],
 )

@@ -5,6 +5,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,7 +82,8 @@ _HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (RFC 9110 ``Allow``).
+    """Every method some route serves at this path (RFC 9110 ``Allow``), HEAD wherever GET
+    is (``HeadAsGet``).
 
     Starlette's 405 names only the methods of the first route whose path matched, but one
     path is often served by several routes (list and create, get and update): ask the
@@ -90,7 +92,7 @@ def _allowed_methods(request: Request) -> str:
     routes = request.app.router.routes
 
     def served(method: str) -> bool:
-        scope = {**request.scope, "method": method}
+        scope = {**request.scope, "method": "GET" if method == "HEAD" else method}
         return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
     return ", ".join(method for method in _HTTP_METHODS if served(method))
@@ -312,3 +314,69 @@ class RateLimitHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HeadAsGet:
+    """Answers HEAD as GET without the body, on every route of the app (RFC 9110 9.3.2).
+
+    The request goes through as a GET (same authentication, rate limits, handler), so the
+    headers, ``Content-Length`` and ``RateLimit-*`` included, are GET's; only the body is
+    dropped. FastAPI's routes serve no HEAD of their own, and listing HEAD beside every GET
+    would double the OpenAPI document, so this is the one mechanism, for both doors.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+def relative_location(location: str) -> str:
+    """A redirect target as a path on this server: no scheme or host, and no leading
+    ``//`` or ``\\`` that a client would read as another host."""
+    parts = urlsplit(location)
+    if not (parts.scheme or parts.netloc or location.startswith(("/", "\\"))):
+        return location  # relative to the request's own path already
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+class RelativeRedirects:
+    """Every redirect the app answers points at this server, relative to the request.
+
+    Starlette's trailing-slash redirect (``redirect_slashes``) writes an absolute URL
+    built from the request's ``Host`` header, so ``Host: evil.example`` would send the
+    client there. A relative ``Location`` (RFC 9110 10.2.2) resolves against the URL the
+    client actually asked for, behind any proxy, whatever the Host header says.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_relative(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = [
+                    (name, relative_location(value.decode("latin-1")).encode("latin-1"))
+                    if name.lower() == b"location"
+                    else (name, value)
+                    for name, value in message.get("headers", [])
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_relative)

@@ -27,7 +27,7 @@ from registry_tokens.packages.repository import (
     PackageRepository,
     ProjectFile,
 )
-from registry_tokens.packages.storage import FileStore, StagedFile
+from registry_tokens.packages.storage import FileStore, StagedFile, Sweep
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import Ecosystem, visible_registry
 
@@ -170,7 +170,7 @@ class PackageService:
 
         return remove
 
-    def sweep_orphans(self, older_than_seconds: float = 3600) -> int:
+    def sweep_orphans(self, older_than_seconds: float = 3600) -> Sweep:
         with self.database.reading() as session:
             live = PackageRepository(session).all_files()
         return self.files.sweep(live, older_than_seconds)

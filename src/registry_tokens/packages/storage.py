@@ -5,7 +5,7 @@ content, the id makes the file the package's own, so deleting one package can ne
 remove a file another package still needs. A file is written to ``tmp/``, flushed to
 disk, then renamed into place *before* the database row that points at it is committed,
 and unlinked only *after* the row's deletion is committed. A crash at any point can leave
-an orphan file (swept later), never a row without its file.
+an orphan file (moved to ``.quarantine/`` later), never a row without its file.
 """
 
 import hashlib
@@ -13,11 +13,28 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+# Where the sweep moves unowned files, inside the storage directory and never swept itself.
+QUARANTINE = ".quarantine"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep found on disk, and where it moved the files no package owns."""
+
+    package_files: int  # files under sha256/
+    owned: int  # of those, files a package row names
+    unowned: int  # files no package owns, older than the threshold (tmp/ included)
+    quarantine: Path | None = None  # where they went, if they were moved
+
+    @property
+    def refused(self) -> bool:
+        """The database owns too few of the files on disk to be this storage's database."""
+        return self.unowned > 0 and self.owned * 2 < self.package_files
 
 
 @dataclass(frozen=True)
@@ -79,19 +96,35 @@ class FileStore:
     def open(self, sha256: str, package_id: uuid.UUID) -> BinaryIO:
         return self.path_for(sha256, package_id).open("rb")
 
-    def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> int:
-        """Removes files no package owns (left by crashes), if older than the threshold.
+    def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> Sweep:
+        """Moves files no package owns (left by crashes) to ``.quarantine/<time>/``, if
+        older than the threshold; deletes nothing.
 
-        The threshold protects uploads in flight, whose rows are not committed yet.
+        The threshold protects uploads in flight, whose rows are not committed yet. If the
+        database owns fewer than half of the package files on disk (none, say, because the
+        server was started against the wrong or an empty database), nothing is touched:
+        the caller warns instead.
         """
         keep = {self.path_for(sha256, package_id) for sha256, package_id in live}
         cutoff = time.time() - older_than_seconds
-        removed = 0
+        package_files = owned = 0
+        stale: list[Path] = []
         for path in self._files():
-            if path not in keep and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+            if path.is_relative_to(self.root / "sha256"):
+                package_files += 1
+            if path in keep:
+                owned += 1
+            elif path.stat().st_mtime < cutoff:
+                stale.append(path)
+        sweep = Sweep(package_files=package_files, owned=owned, unowned=len(stale))
+        if not stale or sweep.refused:
+            return sweep
+        folder = self.root / QUARANTINE / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for path in stale:
+            target = folder / path.relative_to(self.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        return replace(sweep, quarantine=folder)
 
     def _files(self) -> Iterator[Path]:
         for top in (self.tmp, self.root / "sha256"):
