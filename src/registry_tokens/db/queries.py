@@ -125,7 +125,11 @@ class ReaderConnections:
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            pooled = self.engine.raw_connection()
+            dbapi_error = self.engine.dialect.loaded_dbapi.Error
+            try:
+                pooled = self.engine.raw_connection()
+            except dbapi_error as error:  # the pool raises the driver's own error
+                raise DBAPIError.instance(None, None, error, dbapi_error) from error
             pooled.detach()
             connection = cast(Any, pooled.dbapi_connection)
             if self.engine.dialect.name == "sqlite":
