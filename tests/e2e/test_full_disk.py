@@ -127,6 +127,7 @@ def test_a_full_disk_refuses_writes_with_507_and_keeps_every_read_working(
 
             filler = fill(disk)
             for _ in range(3):
+                assert _reads(client, tenant, registry_token["token"], file_url) == expected_reads
                 refused = publish(client, tenant.org, tenant.registry, secret, late)
                 assert refused.status_code == 507, refused.text
                 assert refused.headers["Retry-After"].isdigit()
