@@ -56,7 +56,8 @@ def test_the_database_and_package_files_are_owner_only(tmp_path: Path) -> None:
             if BACKEND == "sqlite":
                 directories.append(home)
                 wal, shm = (database.with_name(database.name + end) for end in ("-wal", "-shm"))
-                assert wal.exists() and shm.exists()  # WAL mode, while the server runs
+                assert wal.exists()  # WAL mode, while the server runs
+                assert shm.exists()
                 modes.update({str(p.relative_to(tmp_path)): mode(p) for p in (database, wal, shm)})
             expected = {name: 0o600 for name in modes}
             expected.update({str(d.relative_to(tmp_path)): 0o700 for d in directories})

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry_tokens.protocols.pypi import SIMPLE_JSON
 from tests.distributions import build_wheel
 from tests.harness import BACKEND, Seeder, ServerProcess, Tenant, running_server, scratch_database
 from tests.package_helpers import (
@@ -57,13 +58,19 @@ def fill(disk: Path) -> Path:
     filler = disk / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        while True:  # unbuffered: a short write takes the last blocks, the next one fails
-            os.write(fd, b"\0" * 65536)
-    except OSError as error:
-        assert error.errno == errno.ENOSPC
+        assert _write_until_it_fails(fd) == errno.ENOSPC
     finally:
         os.close(fd)
     return filler
+
+
+def _write_until_it_fails(fd: int) -> int | None:
+    """Unbuffered writes: a short one takes the last blocks, the next one fails."""
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as error:
+        return error.errno
 
 
 @contextmanager
@@ -114,10 +121,10 @@ def test_a_full_disk_refuses_writes_with_507_and_keeps_every_read_working(
         with server.client() as client:
             registry_token = create_registry_token(client, tenant.org, tenant.registry, secret)
             published(client, tenant.org, tenant.registry, secret, wheel)
+            json_page = {**basic(registry_token["token"]), "Accept": SIMPLE_JSON}
             page = client.get(
-                f"{simple_path(tenant.org, tenant.registry)}full-disk/",
-                headers={**basic(registry_token["token"]), "Accept": "application/vnd.pypi.simple.v1+json"},
-            )  # fmt: skip
+                f"{simple_path(tenant.org, tenant.registry)}full-disk/", headers=json_page
+            )
             # The index links files relative to the project page: ../../files/<id>/<name>
             relative = page.json()["files"][0]["url"].removeprefix("../../")
             file_url = f"/{tenant.org}/{tenant.registry}/pypi/{relative}"
@@ -133,8 +140,8 @@ def test_a_full_disk_refuses_writes_with_507_and_keeps_every_read_working(
                 assert refused.headers["Retry-After"].isdigit()
                 assert "storage" in refused.json()["message"].lower()
                 created = client.post(
-                    tenant.tokens_path, headers=bearer(secret), json={"description": "on a full disk"}
-                )  # fmt: skip
+                    tenant.tokens_path, headers=bearer(secret), json={"description": "full"}
+                )
                 if BACKEND == "sqlite":  # the database is on the full disk too
                     assert created.status_code == 507, created.text
                     assert created.headers["Retry-After"].isdigit()
@@ -155,4 +162,5 @@ def test_a_full_disk_refuses_writes_with_507_and_keeps_every_read_working(
                 == 200
             )
         log = server.log_path.read_text()
-        assert "500 Internal Server Error" not in log and "Exception in ASGI" not in log
+        assert "500 Internal Server Error" not in log
+        assert "Exception in ASGI" not in log

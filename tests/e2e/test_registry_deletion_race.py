@@ -11,10 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
-
 from tests.distributions import build_wheel
-from tests.harness import Seeder, running_server
+from tests.harness import Seeder, ServerProcess, Tenant, running_server
 from tests.package_helpers import (
     admin_tenant,
     bearer,
@@ -25,6 +23,35 @@ from tests.package_helpers import (
 
 ROUNDS = 6
 PUBLISHERS = 8
+
+
+def _race(
+    server: ServerProcess, tenant: Tenant, slug: str, wheels: list[Path], delays: list[float]
+) -> list[str]:
+    """Publishes every wheel into the registry while it is deleted, all released at once
+    (each after its own small delay): what each publish answered."""
+    secret = tenant.tokens["rw"]
+    start = threading.Barrier(len(wheels) + 1)
+
+    def publisher(number: int) -> str:
+        with server.client(timeout=60) as client:
+            start.wait()
+            threading.Event().wait(delays[number])
+            response = publish(client, tenant.org, slug, secret, wheels[number])
+            return f"{response.status_code} {response.json().get('message', '')}"
+
+    def deleter() -> int:
+        with server.client(timeout=60) as client:
+            start.wait()
+            threading.Event().wait(delays[-1])
+            path = registry_path(tenant.org, slug)
+            return client.delete(path, headers=bearer(secret)).status_code
+
+    with ThreadPoolExecutor(len(wheels) + 1) as pool:
+        publishes = [pool.submit(publisher, number) for number in range(len(wheels))]
+        deletion = pool.submit(deleter)
+        assert deletion.result() == 200
+        return [future.result() for future in publishes]
 
 
 def test_publishes_racing_a_registry_deletion_get_200_or_404_and_leave_no_file(
@@ -39,40 +66,17 @@ def test_publishes_racing_a_registry_deletion_get_200_or_404_and_leave_no_file(
         seeder = Seeder(server)
         tenant = admin_tenant(seeder)
         seeder.services.database.dispose()
-        secret = tenant.tokens["rw"]
         answers: list[str] = []
         for round_number in range(ROUNDS):
             with server.client() as client:
                 created = client.post(
                     registries_path(tenant.org),
-                    headers=bearer(secret),
+                    headers=tenant.auth(),
                     json={"name": f"Doomed {round_number}", "ecosystem": "python"},
                 )
                 assert created.status_code == 200, created.text
-            slug = created.json()["slug"]
-            start = threading.Barrier(PUBLISHERS + 1)
             delays = [rng.random() * 0.1 for _ in range(PUBLISHERS + 1)]
-
-            def publisher(number: int, slug: str = slug, start: threading.Barrier = start) -> str:
-                with httpx.Client(base_url=server.base_url, timeout=60) as client:
-                    start.wait()
-                    threading.Event().wait(delays[number])
-                    response = publish(client, tenant.org, slug, secret, wheels[number])
-                    return f"{response.status_code} {response.json().get('message', '')}"
-
-            def deleter(slug: str = slug, start: threading.Barrier = start) -> int:
-                with httpx.Client(base_url=server.base_url, timeout=60) as client:
-                    start.wait()
-                    threading.Event().wait(delays[-1])
-                    return client.delete(
-                        registry_path(tenant.org, slug), headers=bearer(secret)
-                    ).status_code
-
-            with ThreadPoolExecutor(PUBLISHERS + 1) as pool:
-                publishes = [pool.submit(publisher, number) for number in range(PUBLISHERS)]
-                deletion = pool.submit(deleter)
-                assert deletion.result() == 200
-                answers.extend(future.result() for future in publishes)
+            answers.extend(_race(server, tenant, created.json()["slug"], wheels, delays))
         assert {answer.split(" ", 1)[0] for answer in answers} <= {"200", "404"}, answers
         for answer in answers:
             if answer.startswith("404"):

@@ -9,6 +9,10 @@ Three kinds matter to a client, because each asks for a different answer:
   down or starting up. Nothing was done; the client should retry later (503).
 - **storage full** (:func:`is_storage_full`): a disk (the package directory, SQLite's file,
   PostgreSQL's data directory) has no room. Nothing was stored; reads still work (507).
+
+And one that a service turns into its own answer: a **foreign key violation**
+(:func:`is_foreign_key_violation`), a row added under one that a concurrent transaction
+has just deleted.
 """
 
 import errno
