@@ -143,6 +143,11 @@ STORAGE_FULL = AppError(
 )
 
 
+def _cause(exc: Exception) -> object:
+    """What failed, without the statement and its parameters (SQLAlchemy's message)."""
+    return exc.orig if isinstance(exc, DBAPIError) else exc
+
+
 def exception_response(exc: Exception) -> JSONResponse:
     """The answer to an exception raised while serving a request, logged where it is ours."""
     if isinstance(exc, AppError):
@@ -157,15 +162,15 @@ def exception_response(exc: Exception) -> JSONResponse:
             AppError("The request holds a value that cannot be used (such as a NUL)", 400)
         )
     if is_storage_full(exc):
-        logger.warning("storage full: %s", exc)
+        logger.warning("storage full: %s", _cause(exc))
         return error_response(STORAGE_FULL)
     if is_busy(exc):
-        logger.warning("database busy: %s", exc)
+        logger.warning("database busy: %s", _cause(exc))
         return error_response(
             AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
         )
     if is_unavailable(exc):
-        logger.warning("database unavailable: %s", exc)
+        logger.warning("database unavailable: %s", _cause(exc))
         return error_response(DATABASE_UNAVAILABLE)
     if isinstance(exc, DBAPIError):
         logger.exception("database error", exc_info=exc)
