@@ -18,7 +18,8 @@ its service call to ``await database.read(fn, ...)`` when the call only reads, o
 **Lost connections.** A read whose connection turns out to have been dropped (PostgreSQL
 restarted, or ended idle sessions) runs once more, on a new connection: it changed
 nothing. A write is never run again, since it may have committed before its connection
-was lost; it fails, and the doors answer 503 (:mod:`registry_tokens.db.failures`). The
+was lost; it fails, and the doors answer 503 (:mod:`registry_tokens.db.failures`), saying
+so when the connection was lost during the commit itself, whose outcome is unknown. The
 pool tests a connection before lending it to a write (``pool_pre_ping``), so a restart
 costs no write; the typed reads, the hot path, skip that round trip and retry instead.
 """
@@ -38,7 +39,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry_tokens.db.failures import is_disconnect
+from registry_tokens.db.failures import CommitOutcomeUnknown, is_disconnect
 from registry_tokens.db.queries import Query, R, ReaderConnections, fetch_in
 from registry_tokens.kit.files import create_private_file, private_directory
 from registry_tokens.settings import Settings
@@ -140,9 +141,25 @@ class Database:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        with self._writer, self._write_sessions() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        A connection lost before the commit is the usual error (503, retry); lost during
+        the commit itself, the outcome is unknown, and :class:`CommitOutcomeUnknown` says so.
+        """
+        with self._writer, self._write_sessions() as session:
+            transaction = session.begin()
+            try:
+                yield session
+                session.flush()
+            except BaseException:
+                transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except DBAPIError as error:
+                if is_disconnect(error):
+                    raise CommitOutcomeUnknown() from error
+                raise
 
     async def read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs work that only reads, where this backend's reads belong (module docstring)."""

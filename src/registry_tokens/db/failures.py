@@ -20,6 +20,8 @@ import sqlite3
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from registry_tokens.kit.errors import AppError
+
 # ENOSPC: no space left; EFBIG: past the file size limit; EDQUOT: over a disk quota.
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _SQLITE_FULL = sqlite3.SQLITE_FULL
@@ -28,6 +30,18 @@ _SQLITE_FULL = sqlite3.SQLITE_FULL
 _PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03")
 _PG_DISK_FULL = "53100"
 _PG_FOREIGN_KEY_VIOLATION = "23503"
+
+
+class CommitOutcomeUnknown(AppError):
+    """The connection was lost during the commit itself: the change may have been made.
+    Said as it is, without ``Retry-After``: retrying blindly could make it twice."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database connection was lost while committing: the change may or may not "
+            "have been made; check before retrying",
+            503,
+        )
 
 
 def _driver_error(error: BaseException) -> BaseException:
