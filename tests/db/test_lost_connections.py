@@ -42,9 +42,9 @@ def _cut(database: Database, session: Session) -> None:
 
 def _organizations(database: Database, slug: str) -> int:
     with database.reading() as session:
-        count: int = session.scalar(
+        count: int = session.execute(
             select(func.count()).select_from(Organization).where(Organization.slug == slug)
-        )
+        ).scalar_one()
         return count
 
 
@@ -60,14 +60,16 @@ def _write_and_lose_the_connection(database: Database, slug: str, *, then_query:
 
 
 def test_a_read_whose_connection_is_lost_runs_again(database: Database) -> None:
-    calls = []
+    calls: list[str] = []
 
     def work() -> int:
         with database.reading() as session:
             if not calls:
                 calls.append("cut")
                 _cut(database, session)
-            count: int = session.scalar(select(func.count()).select_from(Organization))
+            count: int = session.execute(
+                select(func.count()).select_from(Organization)
+            ).scalar_one()
             calls.append("answered")
             return count
 
