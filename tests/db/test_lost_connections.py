@@ -5,32 +5,19 @@ Each connection is cut by the server itself (``pg_terminate_backend``, waiting u
 backend is gone), on a real scratch database.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import anyio
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from registry_tokens.db import Database, migrate
+from registry_tokens.db import Database
 from registry_tokens.db.failures import CommitOutcomeUnknown, is_unavailable
 from registry_tokens.kit.ids import new_id
 from registry_tokens.organizations.models import Organization
-from registry_tokens.settings import Settings
-from tests.harness import BACKEND, scratch_database
+from tests.harness import BACKEND
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's connections")
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    with scratch_database(tmp_path) as url:
-        database = Database(Settings(database_url=url, secret_key="k"))
-        migrate.upgrade(database)
-        yield database
-        database.dispose()
 
 
 def _cut(database: Database, session: Session) -> None:

@@ -69,7 +69,7 @@ def _terminate_backends(database_url: str) -> int:
         with admin.connect() as connection:
             terminated: int = connection.execute(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
                     "WHERE datname = :name AND pid <> pg_backend_pid()"
                 ),
                 {"name": name},
