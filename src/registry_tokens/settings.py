@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from registry_tokens.kit.files import create_private_file, private_directory
 from registry_tokens.kit.network import Network, parse_networks
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=30, gt=0)
+    # How long opening a PostgreSQL connection may take before the request answers 503.
+    db_connect_timeout_seconds: int = Field(default=5, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Package files: where they live (default: "packages" beside the SQLite database, or
     # ./var/packages) and the largest one that may be published.
@@ -128,9 +131,9 @@ def ensure_secret_key(settings: Settings) -> str:
             "print(secrets.token_urlsafe(48))'`)."
         )
     key_path = database_path.parent / SECRET_KEY_FILE_NAME
-    key_path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(key_path.parent)
     try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = create_private_file(key_path)
     except FileExistsError:
         key = _read_key_file(key_path)
     else:

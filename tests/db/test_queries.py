@@ -5,28 +5,15 @@ write transaction, and no connection left open by a thread that has ended."""
 import gc
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from sqlalchemy import bindparam, select
 
-from registry_tokens.db import Database, migrate
+from registry_tokens.db import Database
 from registry_tokens.db.queries import Query
 from registry_tokens.organizations.models import Organization
-from registry_tokens.settings import Settings
-from tests.harness import scratch_database
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    with scratch_database(tmp_path) as url:
-        database = Database(Settings(database_url=url, secret_key="k"))
-        migrate.upgrade(database)
-        yield database
-        database.dispose()
 
 
 class OrganizationRow(NamedTuple):

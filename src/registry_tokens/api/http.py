@@ -11,11 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry_tokens.db.failures import is_busy, is_storage_full, is_unavailable
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.schemas import ErrorBody, carries_secret
 from registry_tokens.kit.validation import field_problem
@@ -35,7 +36,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "The request body is not JSON",
         422: "Validation failed",
         429: "Rate limited: wait RateLimit-Reset seconds",
-        503: "The database is busy; retry shortly",
+        503: "The database is busy or unreachable; retry after Retry-After seconds",
+        507: "No room left to store it; reads still work. Retry after Retry-After seconds",
     }
     return {
         status: {"model": ErrorBody, "description": descriptions[status]} for status in statuses
@@ -118,13 +120,34 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
         return exception_response(exc)
 
-    @app.exception_handler(OperationalError)
-    async def on_database_busy(_request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        return exception_response(exc)
+
+    @app.exception_handler(OSError)
+    async def on_disk_error(_request: Request, exc: OSError) -> JSONResponse:
         return exception_response(exc)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         return exception_response(exc)
+
+
+# The answers to failures of the database or the disk (db.failures tells them apart), for
+# every door: the REST API and the package protocols are served by one app.
+DATABASE_UNAVAILABLE = AppError(
+    "The database is unavailable; please retry", 503, headers={"Retry-After": "5"}
+)
+STORAGE_FULL = AppError(
+    "Insufficient storage: there is no room to store this; please retry later",
+    507,
+    headers={"Retry-After": "60"},
+)
+
+
+def _cause(exc: Exception) -> object:
+    """What failed, without the statement and its parameters (SQLAlchemy's message)."""
+    return exc.orig if isinstance(exc, DBAPIError) else exc
 
 
 def exception_response(exc: Exception) -> JSONResponse:
@@ -140,12 +163,18 @@ def exception_response(exc: Exception) -> JSONResponse:
         return error_response(
             AppError("The request holds a value that cannot be used (such as a NUL)", 400)
         )
-    if isinstance(exc, OperationalError):
-        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-            logger.warning("database busy: %s", exc.orig)
-            return error_response(
-                AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
-            )
+    if is_storage_full(exc):
+        logger.warning("storage full: %s", _cause(exc))
+        return error_response(STORAGE_FULL)
+    if is_busy(exc):
+        logger.warning("database busy: %s", _cause(exc))
+        return error_response(
+            AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
+        )
+    if is_unavailable(exc):
+        logger.warning("database unavailable: %s", _cause(exc))
+        return error_response(DATABASE_UNAVAILABLE)
+    if isinstance(exc, DBAPIError):
         logger.exception("database error", exc_info=exc)
         return error_response(AppError("Internal server error", 500))
     logger.exception("unhandled error", exc_info=exc)

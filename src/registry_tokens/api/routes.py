@@ -107,7 +107,7 @@ PerPage = Annotated[
 ]
 
 READ_ERRORS = error_responses(401, 403, 404, 422, 429, 503)
-WRITE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503)
+WRITE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503, 507)
 PAGED_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "headers": {

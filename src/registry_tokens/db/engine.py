@@ -14,10 +14,20 @@ its service call to ``await database.read(fn, ...)`` when the call only reads, o
 - ``read``: in a worker thread on PostgreSQL (every query waits on the network); inline
   on the event loop on SQLite, where a read of the local file in WAL mode never waits for
   a writer and takes less time than the trip to a thread and back.
+
+**Lost connections.** A read whose connection turns out to have been dropped (PostgreSQL
+restarted, or ended idle sessions) runs once more, on a new connection: it changed
+nothing. A write is never run again, since it may have committed before its connection
+was lost; it fails, and the doors answer 503 (:mod:`registry_tokens.db.failures`), saying
+so when the connection was lost during the commit itself, whose outcome is unknown. The
+pool tests a connection before lending it to a write (``pool_pre_ping``), so a restart
+costs no write; the typed reads, the hot path, skip that round trip and retry instead.
 """
 
 import contextlib
 import functools
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,10 +36,15 @@ from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry_tokens.db.failures import CommitOutcomeUnknown, is_disconnect
 from registry_tokens.db.queries import Query, R, ReaderConnections, fetch_in
+from registry_tokens.kit.files import create_private_file, private_directory
 from registry_tokens.settings import Settings
+
+logger = logging.getLogger("registry_tokens")
 
 _IMMEDIATE = "registry_tokens_begin_immediate"
 
@@ -41,7 +56,7 @@ def create_database_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
         path = settings.sqlite_path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private_sqlite_file(path)
         engine = create_engine(
             settings.database_url,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
@@ -54,11 +69,22 @@ def create_database_engine(settings: Settings) -> Engine:
         return engine
     return create_engine(
         settings.database_url,
+        # Without it an unreachable host would hold each request for the system's TCP
+        # timeout (minutes); with it the request fails fast, with a 503.
+        connect_args={"connect_timeout": settings.db_connect_timeout_seconds},
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
     )
+
+
+def _create_private_sqlite_file(path: Path) -> None:
+    """The database file, owner-only, before SQLite opens it: SQLite gives its ``-wal``
+    and ``-shm`` files the database file's mode, so they are owner-only too."""
+    private_directory(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(create_private_file(path))
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -77,6 +103,17 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(_IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _read_again_if_disconnected(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Runs reading work; once more if a connection was lost under it (module docstring)."""
+    try:
+        return work(*args, **kwargs)
+    except DBAPIError as error:
+        if not is_disconnect(error):
+            raise
+        logger.warning("database connection lost during a read; reading again: %s", error.orig)
+    return work(*args, **kwargs)
 
 
 class Database:
@@ -104,15 +141,32 @@ class Database:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        with self._writer, self._write_sessions() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        A connection lost before the commit is the usual error (503, retry); lost during
+        the commit itself, the outcome is unknown, and :class:`CommitOutcomeUnknown` says so.
+        """
+        with self._writer, self._write_sessions() as session:
+            transaction = session.begin()
+            try:
+                yield session
+                session.flush()
+            except BaseException:
+                transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except DBAPIError as error:
+                if is_disconnect(error):
+                    raise CommitOutcomeUnknown() from error
+                raise
 
     async def read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs work that only reads, where this backend's reads belong (module docstring)."""
+        call = functools.partial(_read_again_if_disconnected, work, *args, **kwargs)
         if self.is_sqlite:
-            return work(*args, **kwargs)
-        return await anyio.to_thread.run_sync(functools.partial(work, *args, **kwargs))
+            return call()
+        return await anyio.to_thread.run_sync(call)
 
     @staticmethod
     async def write(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

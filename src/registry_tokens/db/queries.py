@@ -25,6 +25,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from registry_tokens.db.failures import is_disconnect
+
 # Any SELECT, whatever its columns (SQLAlchemy 2.1 types a statement by its columns).
 AnySelect: TypeAlias = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
 R = TypeVar("R", bound=NamedTuple)
@@ -108,7 +110,8 @@ class ReaderConnections:
     The connections are taken from the engine (so its connect-time settings apply: WAL,
     busy timeout, foreign keys), then detached from its pool. They run in autocommit mode:
     every SELECT is its own transaction and sees everything committed before it starts.
-    A connection that fails is dropped; the thread's next read opens a new one. A thread
+    A connection that fails is dropped; the thread's next read opens a new one, and a read
+    that found its kept connection lost runs again at once on a new one. A thread
     that ends (AnyIO retires idle worker threads) has its connection closed.
     """
 
@@ -122,7 +125,11 @@ class ReaderConnections:
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            pooled = self.engine.raw_connection()
+            dbapi_error = self.engine.dialect.loaded_dbapi.Error
+            try:
+                pooled = self.engine.raw_connection()
+            except dbapi_error as error:  # the pool raises the driver's own error
+                raise DBAPIError.instance(None, None, error, dbapi_error) from error
             pooled.detach()
             connection = cast(Any, pooled.dbapi_connection)
             if self.engine.dialect.name == "sqlite":
@@ -154,6 +161,20 @@ class ReaderConnections:
     def fetch(self, query: Query[R], values: dict[str, Any]) -> list[R]:
         compiled = query.compiled(self.engine.dialect)
         parameters = compiled.parameters(values)
+        kept = getattr(self._local, "connection", None) is not None
+        try:
+            return self._fetch_once(query, compiled, parameters)
+        except DBAPIError as error:
+            # A kept connection that the server has dropped since its last use (a restart,
+            # idle sessions terminated): the SELECT, its own transaction, runs once more
+            # on a new connection. A connection just opened is not tried again.
+            if not (kept and is_disconnect(error)):
+                raise
+        return self._fetch_once(query, compiled, parameters)
+
+    def _fetch_once(
+        self, query: Query[R], compiled: _Compiled, parameters: tuple[Any, ...] | dict[str, Any]
+    ) -> list[R]:
         connection = self._connection()
         try:
             cursor = connection.cursor()
@@ -163,14 +184,20 @@ class ReaderConnections:
             finally:
                 cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as error:
+            lost = self.engine.dialect.is_disconnect(error, connection, None)
             self._local.connection = None
             with self._lock:
                 closer = self._open.get(id(connection))
             if closer is not None:
                 closer()
-            # As SQLAlchemy would raise it, so the usual handlers apply (503 when busy).
+            # As SQLAlchemy would raise it, so the usual handlers apply (503 when busy or
+            # unreachable, a retry when the connection was lost).
             raise DBAPIError.instance(
-                compiled.sql, parameters, error, self.engine.dialect.loaded_dbapi.Error
+                compiled.sql,
+                parameters,
+                error,
+                self.engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
             ) from error
         return query.rows([compiled.convert(row) for row in rows])
 

@@ -47,7 +47,7 @@ _UPLOAD_BODY = {
     description="Required scope: `write_packages`. Multipart form field `file`: a wheel "
     "(`.whl`) or an sdist (`.tar.gz`). Name and version come from the file's own metadata.",
     response_model=PackageOut,
-    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def publish_package(
@@ -139,7 +139,7 @@ async def get_package(
     response_class=Response,
     responses={
         200: {"description": "Deleted; the body is empty"},
-        **error_responses(401, 403, 404, 422, 503),
+        **error_responses(401, 403, 404, 422, 503, 507),
     },
 )
 async def delete_package(

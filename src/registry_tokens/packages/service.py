@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry_tokens.db import Database
+from registry_tokens.db.failures import is_foreign_key_violation
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, NotFound
@@ -28,7 +29,7 @@ from registry_tokens.packages.repository import (
     ProjectFile,
 )
 from registry_tokens.packages.storage import FileStore, StagedFile, Sweep
-from registry_tokens.registries.repository import RegistryRow
+from registry_tokens.registries.repository import RegistryRepository, RegistryRow
 from registry_tokens.registries.service import Ecosystem, visible_registry
 
 
@@ -70,6 +71,11 @@ class PackageService:
                 found = _publishable(
                     visible_registry(self.database, caller, org, registry, session)
                 )
+                # Held until the commit: a deletion of the registry (which locks it before
+                # it reads the files to remove) waits for this publish, or this publish
+                # waits for the deletion and finds no registry.
+                if not RegistryRepository(session).hold(found.id):
+                    raise NotFound("registry")
                 packages = PackageRepository(session)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
@@ -101,6 +107,8 @@ class PackageService:
         except BaseException as error:
             if placed:  # the row was not committed: its file must not outlive it
                 self.files.remove(staged.sha256, package_id)
+            if is_foreign_key_violation(error):  # the registry is gone
+                raise NotFound("registry") from error
             if isinstance(error, IntegrityError):  # a concurrent publish of the same file
                 raise _already_published(filename) from error
             raise

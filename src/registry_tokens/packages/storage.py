@@ -5,7 +5,8 @@ content, the id makes the file the package's own, so deleting one package can ne
 remove a file another package still needs. A file is written to ``tmp/``, flushed to
 disk, then renamed into place *before* the database row that points at it is committed,
 and unlinked only *after* the row's deletion is committed. A crash at any point can leave
-an orphan file (moved to ``.quarantine/`` later), never a row without its file.
+an orphan file (moved to ``.quarantine/`` later), never a row without its file. Files are
+owner-only (0600), and so is every directory made for them (0700).
 """
 
 import hashlib
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
+
+from registry_tokens.kit.files import create_private_file, private_directory
 
 CHUNK = 1024 * 1024
 # Where the sweep moves unowned files, inside the storage directory and never swept itself.
@@ -54,11 +57,11 @@ class FileStore:
 
     def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile:
         """Copies an upload into ``tmp/`` while hashing it; raises ``ValueError`` if too big."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_directory(self.tmp)
         path = self.tmp / f"{uuid.uuid4().hex}.part"
         sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
         try:
-            with path.open("wb") as target:
+            with os.fdopen(create_private_file(path), "wb") as target:
                 while chunk := source.read(CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
@@ -79,7 +82,7 @@ class FileStore:
     def commit(self, staged: StagedFile, package_id: uuid.UUID) -> Path:
         """Moves a staged file to its final place, durably."""
         final = self.path_for(staged.sha256, package_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(final.parent)
         os.replace(staged.path, final)
         # The new name, and any directories just made for it, must survive a power loss.
         for directory in (final.parent, final.parent.parent, final.parent.parent.parent):
@@ -122,7 +125,7 @@ class FileStore:
         folder = self.root / QUARANTINE / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for path in stale:
             target = folder / path.relative_to(self.root)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(target.parent)
             os.replace(path, target)
         return replace(sweep, quarantine=folder)
 

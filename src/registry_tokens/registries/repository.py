@@ -131,6 +131,17 @@ class RegistryRepository:
             select(Registry).where(Registry.id == registry_id).with_for_update(of=Registry)
         )
 
+    def hold(self, registry_id: uuid.UUID) -> bool:
+        """Whether the registry still exists, holding it (PostgreSQL: ``FOR KEY SHARE``)
+        until the transaction ends: what is added under it (a package) takes turns with
+        its deletion, which locks it first (:meth:`lock`), and never with other adds."""
+        found = self.session.scalar(
+            select(Registry.id)
+            .where(Registry.id == registry_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        return found is not None
+
     def add(self, registry: Registry) -> None:
         self.session.add(registry)
         self.session.flush()

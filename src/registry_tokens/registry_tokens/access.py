@@ -11,13 +11,17 @@ is refused from the commit that changed it, on every process and instance.
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from registry_tokens.audit.service import Actor, EventType, Refusal, Subject, record
 from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
+from registry_tokens.db.failures import is_storage_full
 from registry_tokens.kit.context import RequestContext, Scope
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.network import address_allowed
@@ -34,6 +38,7 @@ from registry_tokens.registry_tokens.repository import (
 )
 
 REALM = 'Basic realm="registry-tokens", charset="UTF-8"'
+logger = logging.getLogger("registry_tokens")
 
 
 class InstallUnauthorized(AppError):
@@ -111,7 +116,14 @@ class InstallAccess:
         if decision.registry is None:  # counted first: a client over its limit gets 429,
             await self.rate_limits.for_client(context.client_ip or "unknown")  # unrecorded
         if decision.writes:
-            await self.database.write(self.settle, decision)
+            try:
+                await self.database.write(self.settle, decision)
+            except DBAPIError as error:
+                # A full disk must not stop installs, which only read: the last use is
+                # written at the token's next use instead. A refusal is never unrecorded.
+                if decision.refusal is not None or not is_storage_full(error):
+                    raise
+                logger.warning("A registry token's last use cannot be written: %s", error.orig)
         if decision.registry is None:
             raise InstallUnauthorized()
         return decision.registry
