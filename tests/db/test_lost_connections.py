@@ -5,17 +5,22 @@ Each connection is cut by the server itself (``pg_terminate_backend``, waiting u
 backend is gone), on a real scratch database.
 """
 
+from pathlib import Path
+
 import anyio
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from registry_tokens.api.http import exception_response
 from registry_tokens.db import Database
 from registry_tokens.db.failures import CommitOutcomeUnknown, is_unavailable
 from registry_tokens.kit.ids import new_id
 from registry_tokens.organizations.models import Organization
-from tests.harness import BACKEND
+from registry_tokens.settings import Settings
+from tests.harness import BACKEND, scratch_database
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's connections")
 
@@ -84,3 +89,30 @@ def test_a_connection_lost_at_the_commit_is_said_to_leave_the_outcome_unknown(
     # Here the server ended the session before the COMMIT: rolled back. From the client's
     # side of a lost connection, that cannot be told from a commit whose answer was lost.
     assert _organizations(database, "at-commit") == 0
+
+
+def test_a_pool_with_no_free_connection_answers_busy_503(tmp_path: Path) -> None:
+    """Every pooled connection held past ``DB_POOL_TIMEOUT_SECONDS``: 503 with
+    Retry-After (the database is busy), not 500."""
+    with scratch_database(tmp_path) as url:
+        settings = Settings(
+            database_url=url,
+            secret_key="k",
+            db_pool_size=1,
+            db_max_overflow=0,
+            db_pool_timeout_seconds=0.2,
+        )
+        database = Database(settings)
+        try:
+            with (
+                database.engine.connect(),
+                pytest.raises(PoolTimeout) as raised,
+                database.writing() as session,
+            ):
+                session.execute(text("SELECT 1"))
+            response = exception_response(raised.value)
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+            assert b"busy" in response.body
+        finally:
+            database.dispose()

@@ -19,6 +19,7 @@ import errno
 import sqlite3
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from registry_tokens.kit.errors import AppError
 
@@ -79,7 +80,10 @@ def is_storage_full(error: BaseException) -> bool:
 
 
 def is_busy(error: BaseException) -> bool:
-    """SQLite's write lock was not free within the busy timeout."""
+    """SQLite's write lock was not free within the busy timeout, or every pooled
+    connection stayed in use for ``REGISTRY_TOKENS_DB_POOL_TIMEOUT_SECONDS``."""
+    if isinstance(error, PoolTimeout):
+        return True
     if not isinstance(error, OperationalError):
         return False
     message = str(_driver_error(error))
