@@ -100,7 +100,8 @@ class RefusalLog:
             if self._thread is None and not self._closing:
                 self._thread = threading.Thread(target=self._run, name="refusal-log", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            # The writer is not woken: that would cost this request a thread switch that
+            # a refusal of a never-issued token does not pay. It looks every GATHER_SECONDS.
 
     @property
     def pending(self) -> int:
