@@ -57,7 +57,11 @@ class Services:
             clock,
             timedelta(seconds=settings.usage_write_interval_seconds),
             rate_limits,
-            RefusalLog(database, rate_limits, settings.refusal_queue_size),
+            # Its thread counts on a loop of its own, so with a store of its own (a Redis
+            # connection belongs to the loop that opened it).
+            RefusalLog(
+                database, RateLimitPolicy.build(settings, database), settings.refusal_queue_size
+            ),
         )
         return cls(
             settings=settings,

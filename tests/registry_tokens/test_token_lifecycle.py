@@ -966,7 +966,8 @@ def test_audit_filters(client: httpx.Client, seeder: Seeder, tenant: Tenant) -> 
     assert install(client, tenant.org, tenant.registry, first["token"]).status_code == 401
 
     def ids(**filters: str) -> list[str]:
-        return [event["id"] for event in audit_events(client, tenant.org, tenant.auth(), **filters)]
+        pages = audit_pages(client, tenant.org, tenant.auth(), filters)
+        return [event["id"] for page in pages for event in page]
 
     everything = audit_events(client, tenant.org, tenant.auth(), refused=1)
     assert len(everything) == 5
