@@ -232,6 +232,7 @@ def in_process(server: Server) -> Iterator[InProcess]:
     try:
         yield InProcess(services, clock)
     finally:
+        services.install.refusals.close()
         services.database.dispose()
 
 

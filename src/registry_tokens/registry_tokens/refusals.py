@@ -160,7 +160,8 @@ class RefusalLog:
                     if use.token.id in live:  # else its registry was deleted, and it with it
                         _record(session, use)
         except (SQLAlchemyError, OSError) as error:
-            self.dropped += len(recorded)
+            with self._changed:
+                self.dropped += len(recorded)
             logger.warning(
                 "Refused installs cannot be recorded (%s); %d dropped from the audit log",
                 type(error).__name__,
