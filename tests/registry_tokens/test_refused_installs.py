@@ -14,9 +14,10 @@ from registry_tokens.audit.service import Refusal
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.secrets import SecretKind, generate_secret
 from registry_tokens.registry_tokens.access import InstallUnauthorized
+from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.services import Services
-from tests.harness import Seeder, Tenant, in_process_server
-from tests.package_helpers import basic, simple_path, tokens_path
+from tests.harness import Seeder, Tenant, in_process_server, unique
+from tests.package_helpers import admin_tenant, basic, registry_path, simple_path, tokens_path
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CONTEXT = RequestContext(client_ip="203.0.113.5", user_agent="pip/test")
@@ -110,6 +111,11 @@ def refuse(
         anyio.run(
             services.install.authorize, org, registry, basic(secret)["Authorization"], context
         )
+
+
+def held_log(services: Services, capacity: int = 100) -> RefusalLog:
+    """A refusal log whose writer never looks on its own: only ``flush`` writes."""
+    return RefusalLog(services.database, services.rate_limits, capacity, gather_seconds=3600)
 
 
 def wait_for_fresh_window(min_seconds_left: float = 4.0) -> None:
@@ -277,15 +283,43 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     with in_process_server(tmp_path, env={"REGISTRY_TOKENS_REFUSAL_QUEUE_SIZE": "2"}) as server:
         seeder = Seeder(server)
         tenant = seeder.tenant()
-        log = seeder.services.install.refusals
+        assert seeder.services.install.refusals.capacity == 2  # the setting
+        log = held_log(seeder.services, capacity=2)
         with server.client() as client:
             token = revoked_token(client, tenant)
             presented = seeder.services.install.presented(token["token"])
             assert presented is not None
-            for _ in range(5):  # in microseconds, before the writer looks
+            for _ in range(5):
                 log.add(presented, Refusal.REVOKED, f"{tenant.org}/{tenant.registry}", CONTEXT)
             assert (log.pending, log.dropped) == (2, 3)
             log.flush()
             assert len(refused_events(client, tenant, token["id"])) == 2
         log.close()
         seeder.services.database.dispose()
+
+
+def test_a_token_deleted_before_its_refusal_is_written_is_not_recorded(
+    client: httpx.Client, seeder: Seeder
+) -> None:
+    """Its registry was deleted meanwhile, and the token with it; the rest of the batch
+    is recorded all the same."""
+    tenant = admin_tenant(seeder)
+    doomed = seeder.services.registries.create(tenant.org, "Doomed", slug=unique("reg"))
+    gone = create_token(client, tenant.org, doomed.slug, tenant.auth())
+    kept = revoked_token(client, tenant)
+    services = Services.build(seeder.services.settings)
+    log = services.install.refusals = held_log(services)
+    try:
+        refuse(services, tenant.org, tenant.registry, gone["token"], CONTEXT)  # elsewhere
+        refuse(services, tenant.org, tenant.registry, kept["token"], CONTEXT)
+        assert log.pending == 2
+        deleted = client.delete(registry_path(tenant.org, doomed.slug), headers=tenant.auth())
+        assert deleted.status_code == 200, deleted.text
+        log.flush()
+    finally:
+        log.close()
+        services.database.dispose()
+    assert refused_events(client, tenant, gone["id"]) == []
+    assert [event["data"]["reason"] for event in refused_events(client, tenant, kept["id"])] == [
+        "revoked"
+    ]

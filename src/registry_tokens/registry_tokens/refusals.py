@@ -20,7 +20,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,8 +35,10 @@ from registry_tokens.db import Database
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.ids import new_id
 from registry_tokens.ratelimits.service import RateLimited, RateLimitPolicy
-from registry_tokens.registry_tokens.models import RegistryToken
-from registry_tokens.registry_tokens.repository import PresentedCredential
+from registry_tokens.registry_tokens.repository import (
+    PresentedCredential,
+    RegistryTokenRepository,
+)
 
 logger = logging.getLogger("registry_tokens.audit")
 
@@ -61,10 +62,17 @@ class RefusedUse:
 class RefusalLog:
     """The queue of refusals to record and the thread that writes them."""
 
-    def __init__(self, database: Database, rate_limits: RateLimitPolicy, capacity: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        rate_limits: RateLimitPolicy,
+        capacity: int,
+        gather_seconds: float = GATHER_SECONDS,
+    ) -> None:
         self.database = database
         self.rate_limits = rate_limits
         self.capacity = capacity
+        self.gather_seconds = gather_seconds
         self.dropped = 0  # records lost to a full queue or a failed write
         self.unrecorded = 0  # refusals over their token's limit, on purpose
         self._pending: deque[RefusedUse] = deque()
@@ -101,7 +109,7 @@ class RefusalLog:
                 self._thread = threading.Thread(target=self._run, name="refusal-log", daemon=True)
                 self._thread.start()
             # The writer is not woken: that would cost this request a thread switch that
-            # a refusal of a never-issued token does not pay. It looks every GATHER_SECONDS.
+            # a refusal of a never-issued token does not pay. It looks every gather_seconds.
 
     @property
     def pending(self) -> int:
@@ -127,17 +135,21 @@ class RefusalLog:
         with self._changed:
             self._thread = None
             self._closing = False
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        with self._writing:
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
 
     def _run(self) -> None:
         while True:
             with self._changed:
                 if not self._closing:
-                    self._changed.wait(GATHER_SECONDS)  # close() wakes it early
+                    self._changed.wait(self.gather_seconds)  # close() wakes it early
                 closing = self._closing
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any one batch
+                logger.exception("Refused installs could not be recorded")
             if closing:
                 return
 
@@ -152,12 +164,11 @@ class RefusalLog:
             return
         try:
             with self.database.writing() as session:
-                ids = {use.token.id for use in recorded}
-                live = set(
-                    session.scalars(select(RegistryToken.id).where(RegistryToken.id.in_(ids)))
+                existing = RegistryTokenRepository(session).existing(
+                    use.token.id for use in recorded
                 )
                 for use in recorded:
-                    if use.token.id in live:  # else its registry was deleted, and it with it
+                    if use.token.id in existing:  # else its registry was deleted, and it too
                         _record(session, use)
         except (SQLAlchemyError, OSError) as error:
             with self._changed:
