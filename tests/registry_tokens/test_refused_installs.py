@@ -50,7 +50,7 @@ def test_a_once_real_token_is_refused_as_fast_as_a_never_issued_one(tmp_path: Pa
                 "never_issued": basic(generate_secret(SecretKind.REGISTRY_TOKEN)),
             }
             timings: dict[str, list[float]] = {kind: [] for kind in kinds}
-            for round_ in range(460):
+            for round_ in range(560):
                 # Alternating which kind goes first, so neither pays for its position.
                 order = list(kinds.items())
                 for kind, headers in order if round_ % 2 else reversed(order):
@@ -63,9 +63,17 @@ def test_a_once_real_token_is_refused_as_fast_as_a_never_issued_one(tmp_path: Pa
         seeder.services.database.dispose()
     once_real = statistics.median(timings["once_real"])
     never_issued = statistics.median(timings["never_issued"])
-    gap = once_real - never_issued
-    print(f"median once-real {once_real * 1e6:.0f} µs, never-issued {never_issued * 1e6:.0f} µs")
-    assert gap < 300e-6 or gap < 0.25 * never_issued, (once_real, never_issued)
+    # Each round's two requests ran moments apart, under the same load from the rest of
+    # the machine: the median of their differences is the steadiest measure of the gap.
+    gap = statistics.median(
+        real - never
+        for real, never in zip(timings["once_real"], timings["never_issued"], strict=True)
+    )
+    print(
+        f"median once-real {once_real * 1e6:.0f} µs, never-issued {never_issued * 1e6:.0f} µs, "
+        f"median paired gap {gap * 1e6:.0f} µs"
+    )
+    assert gap < 300e-6 or gap < 0.25 * never_issued, (gap, once_real, never_issued)
 
 
 # --------------------------------------------------------------------------- helpers
