@@ -48,12 +48,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
         # Handlers run in AnyIO's worker threads (40 by default). Past a few, more threads
         # add no throughput for this CPU-bound work, only GIL contention between them.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = settings.worker_threads
         yield
+        # Refused installs still queued are written before the process ends.
+        built: Services = served.state.services
+        await anyio.to_thread.run_sync(built.install.refusals.close)
 
     app = FastAPI(
         title="registry-tokens",

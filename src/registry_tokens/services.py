@@ -16,6 +16,7 @@ from registry_tokens.packages.storage import FileStore
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.service import RegistryService
 from registry_tokens.registry_tokens.access import InstallAccess
+from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.registry_tokens.service import RegistryTokenService
 from registry_tokens.secret_scanning.service import SecretScanningService
 from registry_tokens.settings import Settings
@@ -56,6 +57,11 @@ class Services:
             clock,
             timedelta(seconds=settings.usage_write_interval_seconds),
             rate_limits,
+            # Its thread counts on a loop of its own, so with a store of its own (a Redis
+            # connection belongs to the loop that opened it).
+            RefusalLog(
+                database, RateLimitPolicy.build(settings, database), settings.refusal_queue_size
+            ),
         )
         return cls(
             settings=settings,

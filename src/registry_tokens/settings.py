@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     rate_limit_per_user: int = Field(default=200, ge=0)
     rate_limit_per_client: int = Field(default=200, ge=0)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Refused installs of one registry token recorded in the audit log per rate-limit
+    # window, across processes (0: every one); beyond it they are refused unrecorded.
+    refusals_recorded_per_token: int = Field(default=10, ge=0)
+    # Refusals waiting (in each process) to be written to the audit log; beyond it dropped.
+    refusal_queue_size: int = Field(default=10_000, ge=1)
     # Proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For is believed; for anyone
     # else the client address is the socket's peer.
     trusted_proxies: str = ""

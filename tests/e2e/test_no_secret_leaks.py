@@ -8,6 +8,7 @@ implementation might store it: clear, its random part alone, hex, base64, UTF-16
 
 import base64
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,9 +203,15 @@ def exercise(server: ServerProcess, seeder: Seeder) -> tuple[list[str], list[str
         # Rotated out, deleted, another registry's, an API token without read_packages.
         for refused in (registry_secrets[2], registry_secrets[3], registry_secrets[5], reader):
             assert pip(refused) == 401
-        events = call("GET", f"/v2/packages/organizations/{tenant.org}/audit-events", rw)
-        assert events.status_code == 200, events.text
-        assert "REGISTRY_TOKEN_USE_REFUSED" in {event["type"] for event in events.json()["items"]}
+        deadline = time.monotonic() + 10  # refusals are recorded moments after
+        while True:
+            events = call("GET", f"/v2/packages/organizations/{tenant.org}/audit-events", rw)
+            assert events.status_code == 200, events.text
+            types = {event["type"] for event in events.json()["items"]}
+            if "REGISTRY_TOKEN_USE_REFUSED" in types or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert "REGISTRY_TOKEN_USE_REFUSED" in types
 
         assert call("GET", "/v2/user", doomed).status_code == 200
         assert call("GET", "/v2/access-token", doomed).status_code == 200

@@ -113,3 +113,38 @@ def test_every_rest_response_carries_the_headers(tmp_path: Path) -> None:
             for header in headers:
                 assert header in response.headers, (header, response.request.url)
         seeder.services.database.dispose()
+
+
+def test_refused_uploads_count_like_every_other_rest_request(tmp_path: Path) -> None:
+    """Issue 11: a publish refused for its token (401: none, junk, malformed; 403: a
+    token without write_packages) counts against the client's address (401) or the user
+    (403), with the RateLimit headers, and 429 beyond the limit, sharing the count with
+    every other REST request: big bodies included, since nothing of one is read first."""
+    env = limits(rate_limit_per_client=4, rate_limit_per_user=3)
+    with in_process_server(tmp_path, env=env) as server:
+        seeder = Seeder(server)
+        tenant = seeder.tenant(scopes=("read_registries", "read_packages"))
+        upload = f"/v2/packages/organizations/{tenant.org}/registries/{tenant.registry}/packages"
+        files = {"file": ("hello_pkg-1.0.0-py3-none-any.whl", b"x" * (2 * 1024 * 1024))}
+        wait_for_fresh_window()
+        with server.client(timeout=30) as http:
+            junk = [
+                http.get("/v2/user", headers={"Authorization": "Bearer junk"}),
+                http.post(upload, headers={"Authorization": "Bearer junk"}, files=files),
+                http.post(upload, files=files),
+                http.post(upload, headers={"Authorization": "Basic Zm9vOmJhcg=="}, files=files),
+                http.post(upload, headers={"Authorization": "Bearer junk"}, files=files),
+                http.get("/v2/user", headers={"Authorization": "Bearer junk"}),
+            ]
+            scoped = [http.post(upload, headers=tenant.auth(), files=files) for _ in range(4)]
+            scoped.append(http.get("/v2/user", headers=tenant.auth()))
+        assert [r.status_code for r in junk] == [401, 401, 401, 401, 429, 429]
+        assert [r.headers["RateLimit-Remaining"] for r in junk] == ["3", "2", "1", "0", "0", "0"]
+        assert junk[4].json()["limit"] == 4
+        assert junk[4].headers["Retry-After"] == junk[4].headers["RateLimit-Reset"]
+        assert [r.status_code for r in scoped] == [403, 403, 403, 429, 429]
+        assert [r.headers["RateLimit-Remaining"] for r in scoped] == ["2", "1", "0", "0", "0"]
+        for response in junk + scoped:
+            assert "message" in response.json()
+            assert response.headers["RateLimit-Limit"] in ("3", "4")
+        seeder.services.database.dispose()

@@ -155,9 +155,17 @@ def audit_pages(
 
 
 def audit_events(
-    client: httpx.Client, org: str, headers: dict[str, str], **filters: str
+    client: httpx.Client, org: str, headers: dict[str, str], *, refused: int = 0, **filters: str
 ) -> list[dict[str, Any]]:
-    return [event for page in audit_pages(client, org, headers, filters) for event in page]
+    """The events that match ``filters``, once at least ``refused`` of them are refused
+    uses: those are written moments after the refusal (``registry_tokens.refusals``)."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = [event for page in audit_pages(client, org, headers, filters) for event in page]
+        if sum(event["type"] == REFUSED for event in events) >= refused:
+            return events
+        assert time.monotonic() < deadline, f"fewer than {refused} refusals recorded: {events}"
+        time.sleep(0.02)
 
 
 def refusals(events: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
@@ -215,6 +223,7 @@ class InProcess:
             self.authorize(org, registry, secret, context)
         assert refusal.value.status == 401
         assert refusal.value.headers["WWW-Authenticate"].startswith("Basic ")
+        self.services.install.refusals.flush()  # recorded now, not moments later
 
 
 def in_process(server: Server) -> Iterator[InProcess]:
@@ -223,6 +232,7 @@ def in_process(server: Server) -> Iterator[InProcess]:
     try:
         yield InProcess(services, clock)
     finally:
+        services.install.refusals.close()
         services.database.dispose()
 
 
@@ -368,7 +378,7 @@ def test_expiry_through_the_api_in_real_time(client: httpx.Client, tenant: Tenan
     assert bogus.status_code == 422
     assert "message" in bogus.json()
 
-    events = audit_events(client, tenant.org, tenant.auth(), event_type=REFUSED)
+    events = audit_events(client, tenant.org, tenant.auth(), refused=1, event_type=REFUSED)
     assert refusals(events) == Counter({(expiring["id"], "expired"): 1})
     assert events[0]["context"]["client_ip"] == "127.0.0.1"
 
@@ -506,7 +516,9 @@ def test_allowed_cidrs_admit_exactly_their_addresses(
     }
     assert statuses == {**dict.fromkeys(INSIDE, 200), **dict.fromkeys(OUTSIDE, 401)}
 
-    events = audit_events(extended_client, tenant.org, tenant.auth(), event_type=REFUSED)
+    events = audit_events(
+        extended_client, tenant.org, tenant.auth(), refused=len(OUTSIDE), event_type=REFUSED
+    )
     assert Counter(event["context"]["client_ip"] for event in events) == Counter(OUTSIDE)
     assert {event["data"]["reason"] for event in events} == {"ip_not_allowed"}
 
@@ -551,7 +563,7 @@ def test_without_trusted_proxies_forwarded_for_is_ignored(
     assert response.status_code == 200, response.text
     assert get_token(client, tenant, loopback["id"])["last_used_ip"] == "127.0.0.1"
 
-    events = audit_events(client, tenant.org, tenant.auth(), event_type=REFUSED)
+    events = audit_events(client, tenant.org, tenant.auth(), refused=1, event_type=REFUSED)
     assert refusals(events) == Counter({(remote["id"], "ip_not_allowed"): 1})
     assert events[0]["context"]["client_ip"] == "127.0.0.1"
     # A refused use is not a use.
@@ -653,7 +665,7 @@ def test_rotation_returns_a_new_secret_for_the_same_token(
     # Without a grace period the old secret stops at once; the new one works.
     assert install(client, tenant.org, tenant.registry, original["token"]).status_code == 401
     assert install(client, tenant.org, tenant.registry, rotated["token"]).status_code == 200
-    events = audit_events(client, tenant.org, tenant.auth(), token=original["id"])
+    events = audit_events(client, tenant.org, tenant.auth(), refused=1, token=original["id"])
     assert refusals(events) == Counter({(original["id"], "rotated_out"): 1})
     rotations = [event for event in events if event["type"] == "REGISTRY_TOKEN_ROTATED"]
     assert [event["data"] for event in rotations] == [{"grace_period_seconds": 0}]
@@ -713,7 +725,7 @@ def test_grace_period_in_real_time(client: httpx.Client, tenant: Tenant) -> None
     wait_until(started + timedelta(seconds=2, milliseconds=300))
     assert install(client, tenant.org, tenant.registry, token["token"]).status_code == 401
     assert install(client, tenant.org, tenant.registry, new).status_code == 200
-    events = audit_events(client, tenant.org, tenant.auth(), event_type=REFUSED)
+    events = audit_events(client, tenant.org, tenant.auth(), refused=1, event_type=REFUSED)
     assert refusals(events) == Counter({(token["id"], "rotated_out"): 1})
 
 
@@ -919,7 +931,7 @@ def test_every_refused_use_is_recorded_exactly_once(
     )
     assert install(client, org, registry, "bkpt_not-a-real-token").status_code == 401
 
-    events = audit_events(client, org, tenant.auth())
+    events = audit_events(client, org, tenant.auth(), refused=10)
     assert refusals(events) == Counter(
         {
             (expiring["id"], "expired"): 2,
@@ -955,9 +967,10 @@ def test_audit_filters(client: httpx.Client, seeder: Seeder, tenant: Tenant) -> 
     assert install(client, tenant.org, tenant.registry, first["token"]).status_code == 401
 
     def ids(**filters: str) -> list[str]:
-        return [event["id"] for event in audit_events(client, tenant.org, tenant.auth(), **filters)]
+        pages = audit_pages(client, tenant.org, tenant.auth(), filters)
+        return [event["id"] for page in pages for event in page]
 
-    everything = audit_events(client, tenant.org, tenant.auth())
+    everything = audit_events(client, tenant.org, tenant.auth(), refused=1)
     assert len(everything) == 5
 
     by_registry = audit_events(client, tenant.org, tenant.auth(), registry=other.slug)
@@ -1177,7 +1190,7 @@ def test_a_reported_live_token_is_revoked_at_once(
     assert [item["id"] for item in listed] == [bystander["id"]]
     assert install(http, tenant.org, tenant.registry, bystander["token"]).status_code == 200
 
-    events = audit_events(http, tenant.org, tenant.auth(), token=leaked["id"])
+    events = audit_events(http, tenant.org, tenant.auth(), refused=1, token=leaked["id"])
     leaks = [event for event in events if event["type"] == "REGISTRY_TOKEN_LEAK_REPORTED"]
     assert len(leaks) == 1
     assert leaks[0]["actor"]["type"] == "secret_scanner"

@@ -18,6 +18,9 @@ from registry_tokens.organizations.service import visible_organization
 from registry_tokens.registries.repository import RegistryRepository
 from registry_tokens.users.repository import UserRepository
 
+# The most of a client's user agent the log keeps (the column holds more, from before).
+MAX_USER_AGENT = 256
+
 
 class EventType(StrEnum):
     """Buildkite's names where Buildkite has one, ours for what it does not do."""
@@ -77,10 +80,13 @@ def record(
     actor: Actor,
     context: RequestContext,
     data: dict[str, Any] | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> AuditEvent:
     """Adds an event about ``subject`` to the session's transaction: it commits with the
-    change it describes, or not at all."""
+    change it describes, or not at all. ``event_id`` (its time is the event's) defaults
+    to now. The user agent is kept as sent, as data, cut at ``MAX_USER_AGENT``."""
     event = AuditEvent(
+        id=event_id,
         organization_id=subject.organization_id,
         event_type=event_type.value,
         registry_id=subject.registry_id,
@@ -91,7 +97,7 @@ def record(
         actor_id=actor.id,
         actor_name=actor.name,
         client_ip=context.client_ip,
-        user_agent=context.user_agent[:512] if context.user_agent else None,
+        user_agent=context.user_agent[:MAX_USER_AGENT] if context.user_agent else None,
         data=data or {},
     )
     session.add(event)

@@ -82,6 +82,16 @@ def registry_slug(value: str) -> str:
     )
 
 
+def is_organization_slug(value: str) -> bool:
+    """Whether ``value`` could be an organization's slug (the rule of ``organization_slug``)."""
+    return _ORGANIZATION_SLUG.fullmatch(value) is not None
+
+
+def is_registry_slug(value: str) -> bool:
+    """Whether ``value`` could be a registry's slug (the rule of ``registry_slug``)."""
+    return _REGISTRY_SLUG.fullmatch(value) is not None
+
+
 def email_address(value: str) -> str:
     return require_match("email", value.strip().lower(), _EMAIL, "is not an email address")
 

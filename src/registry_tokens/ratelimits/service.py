@@ -175,6 +175,13 @@ class RateLimitPolicy:
         """Requests without a valid token count against the client's address."""
         return await self.limiter.hit(self._client_subjects(address))
 
+    async def for_refused_token(self, token_id: uuid.UUID) -> Allowance | None:
+        """Counts a refused use of a registry token that is to be recorded in the audit log
+        (429, ``RateLimited``, once the token's refusals fill the window)."""
+        return await self.limiter.hit(
+            [Subject("refused_token", str(token_id), self.settings.refusals_recorded_per_token)]
+        )
+
     def _caller_subjects(
         self, user_id: uuid.UUID, organization_id: uuid.UUID | None
     ) -> list[Subject]:

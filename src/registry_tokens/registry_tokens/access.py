@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
 
-from registry_tokens.audit.service import Actor, EventType, Refusal, Subject, record
+from registry_tokens.audit.service import Refusal
 from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.db.failures import is_storage_full
@@ -27,10 +27,11 @@ from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.network import address_allowed
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
 from registry_tokens.kit.timestamps import truncate_to_millisecond
+from registry_tokens.kit.validation import is_organization_slug, is_registry_slug
 from registry_tokens.organizations.service import member_organization
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.repository import REGISTRY_BY_SLUGS, RegistryRow
-from registry_tokens.registry_tokens.models import RegistryToken
+from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.registry_tokens.repository import (
     PRESENTED_CREDENTIAL,
     PresentedCredential,
@@ -81,10 +82,6 @@ class InstallDecision:
     refusal: Refusal | None = None
     record_use: bool = False
 
-    @property
-    def writes(self) -> bool:
-        return self.refusal is not None or self.record_use
-
 
 class InstallAccess:
     def __init__(
@@ -95,7 +92,9 @@ class InstallAccess:
         clock: Callable[[], datetime],
         usage_interval: timedelta,
         rate_limits: RateLimitPolicy,
+        refusals: RefusalLog,
     ) -> None:
+        self.refusals = refusals
         self.database = database
         self.auth = auth
         self.secret_key = secret_key
@@ -108,31 +107,37 @@ class InstallAccess:
     ) -> RegistryRow:
         """The registry, if it is public or the credentials may read it; else 401.
 
-        The decision is a few indexed reads; only its rare writes (a refusal to record, a
-        last use due) take a write. Refusals count against the client's rate limit
-        (successful installs never do), so no one can flood the audit log.
+        The decision is a few indexed reads; only a last use due takes a write. Refusals
+        count against the client's rate limit (successful installs never do), and a
+        refusal to record is queued for :class:`RefusalLog`, so a refusal costs the same
+        whether or not the token was ever real, and no one can flood the audit log.
         """
         decision = await self.database.read(self.decide, org, registry, authorization, context)
         if decision.registry is None:  # counted first: a client over its limit gets 429,
             await self.rate_limits.for_client(context.client_ip or "unknown")  # unrecorded
-        if decision.writes:
+            self.settle(decision)
+            raise InstallUnauthorized()
+        if decision.record_use:
             try:
                 await self.database.write(self.settle, decision)
             except DBAPIError as error:
                 # A full disk must not stop installs, which only read: the last use is
-                # written at the token's next use instead. A refusal is never unrecorded.
-                if decision.refusal is not None or not is_storage_full(error):
+                # written at the token's next use instead.
+                if not is_storage_full(error):
                     raise
                 logger.warning("A registry token's last use cannot be written: %s", error.orig)
-        if decision.registry is None:
-            raise InstallUnauthorized()
         return decision.registry
 
     def decide(
         self, org: str, registry: str, authorization: str | None, context: RequestContext
     ) -> InstallDecision:
         """Whether the presented credential may install from the registry: the one place
-        this is decided. Reads only."""
+        this is decided. Reads only.
+
+        A path whose organization or registry cannot be a slug names no registry: refused
+        before any database work, whatever the credentials, and never recorded."""
+        if not (is_organization_slug(org) and is_registry_slug(registry)):
+            return InstallDecision(org, registry, context, None)
         secret = presented_secret(authorization)
         kind = secret_kind(secret) if secret is not None else None
         rows = self.database.fetch(REGISTRY_BY_SLUGS, organization_slug=org, registry_slug=registry)
@@ -156,34 +161,22 @@ class InstallAccess:
         return replace(decision, registry=None)
 
     def settle(self, decision: InstallDecision) -> None:
-        """The writes :meth:`decide` called for: a refusal recorded in the audit log, or
-        the token's last use (written at most once per interval)."""
+        """What :meth:`decide` called for: a refusal queued to be recorded in the audit
+        log (no I/O), or the token's last use written (at most once per interval; in a
+        write, see :meth:`authorize`)."""
         token = decision.token
         if token is None:
             return
-        now = self.clock()
-        with self.database.writing() as session:
-            if decision.refusal is not None:
-                if session.get(RegistryToken, token.id) is None:
-                    return  # its registry was deleted meanwhile, and the token with it
-                record(
-                    session,
-                    EventType.REGISTRY_TOKEN_USE_REFUSED,
-                    Subject(
-                        token.organization_id,
-                        token.registry_id,
-                        token.registry_slug,
-                        token.id,
-                        token.description,
-                    ),
-                    Actor("registry_token", token.id, token.description),
-                    decision.context,
-                    {
-                        "reason": decision.refusal.value,
-                        "requested_registry": f"{decision.org}/{decision.registry_slug}",
-                    },
-                )
-            elif decision.record_use:
+        if decision.refusal is not None:
+            self.refusals.add(
+                token,
+                decision.refusal,
+                f"{decision.org}/{decision.registry_slug}",
+                decision.context,
+            )
+        elif decision.record_use:
+            now = self.clock()
+            with self.database.writing() as session:
                 RegistryTokenRepository(session).record_use(
                     token.id,
                     truncate_to_millisecond(now),

@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -42,6 +43,12 @@ class RegistryTokenRepository:
 
     def get(self, token_id: uuid.UUID) -> RegistryToken | None:
         return self.session.get(RegistryToken, token_id)
+
+    def existing(self, token_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these tokens still have a row (revoked or not): a registry's deletion
+        removes its tokens."""
+        ids = set(token_ids)
+        return set(self.session.scalars(select(RegistryToken.id).where(RegistryToken.id.in_(ids))))
 
     def live_in(self, registry_id: uuid.UUID) -> list[RegistryToken]:
         return list(
