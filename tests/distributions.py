@@ -7,7 +7,7 @@ import io
 import struct
 import tarfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -126,83 +126,134 @@ def extended_header_sdist(
     directory: Path,
     name: str,
     version: str,
+    headers: Sequence[tuple[bytes, int]],
     *,
-    kind: bytes,
-    size: int,
     zeros: bool = False,
 ) -> Path:
-    """An sdist whose first member comes after an extended header of type ``kind``
-    (``tarfile.XHDTYPE``/``XGLTYPE``: pax; ``GNUTYPE_LONGNAME``: a long name) whose payload
-    is ``size`` bytes: valid (a pax ``comment``, or a long name under the sdist's root) or,
-    with ``zeros``, that many zero bytes, which is cheap at any size (see ``gzip_parts``)."""
+    """An sdist in which each ``(kind, size)`` of ``headers`` is an extended header followed
+    by a small file it describes: ``tarfile.XHDTYPE`` / ``XGLTYPE`` (pax, a ``comment``
+    record) or ``GNUTYPE_LONGNAME`` (the file's long name, under the sdist's root), whose
+    payload is exactly ``size`` bytes; or, with ``zeros``, ``size`` zero bytes, cheap at any
+    size (see ``gzip_parts``). PKG-INFO comes last."""
     distribution = name.replace("-", "_")
     root = f"{distribution}-{version}"
-    head = tar_header("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax", size, kind)
-    padded = size + (-size % tarfile.BLOCKSIZE)
-    payload: list[bytes | int]
-    if zeros:
-        payload = [padded]
-    elif kind == tarfile.GNUTYPE_LONGNAME:
-        long_name = f"{root}/{'a' * (size - len(root) - 2)}".encode()  # and its NUL
-        payload = [long_name + b"\0" * (padded - len(long_name))]
-    else:
-        payload = [pax_record("comment", size) + b"\0" * (padded - size)]
+    parts: list[bytes | int] = []
+    for index, (kind, size) in enumerate(headers):
+        long_name = kind == tarfile.GNUTYPE_LONGNAME
+        parts.append(tar_header("././@LongLink" if long_name else "pax", size, kind))
+        padding = -size % tarfile.BLOCKSIZE
+        if zeros:
+            parts.append(size + padding)
+        elif long_name:
+            prefix = f"{root}/{index}-"
+            payload = f"{prefix}{'a' * (size - len(prefix) - 1)}".encode() + b"\0"
+            parts.append(payload + b"\0" * padding)
+        else:
+            parts.append(pax_record("comment", size) + b"\0" * padding)
+        parts.append(_tar_member(f"{root}/file-{index}", b"described by the header before it\n"))
     pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    tail = (
-        _tar_member(f"{root}/README", b"described by the header before it\n")
+    parts.append(_tar_member(f"{root}/PKG-INFO", pkg_info) + b"\0" * (2 * tarfile.BLOCKSIZE))
+    path = directory / f"{root}.tar.gz"
+    path.write_bytes(gzip_parts(parts))
+    return path
+
+
+def sparse_sdist(directory: Path, name: str, version: str, *, map_entries: int) -> Path:
+    """An sdist holding a GNU sparse file of format 1.0, whose map (in the file's data)
+    announces ``map_entries`` regions and lists them all (as zeros: cheap at any count)."""
+    distribution = name.replace("-", "_")
+    root = f"{distribution}-{version}"
+    pax = b"".join(
+        pax_record_of(keyword, value)
+        for keyword, value in (
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", f"{root}/sparse"),
+            ("GNU.sparse.realsize", "0"),
+        )
+    )
+    head = f"{map_entries}\n".encode()
+    listed = 2 * map_entries * 2  # "0\n" for each offset and each size
+    data_size = len(head) + listed
+    pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    before = (
+        tar_header("pax", len(pax), tarfile.XHDTYPE)
+        + pax
+        + b"\0" * (-len(pax) % tarfile.BLOCKSIZE)
+        + tar_header(f"{root}/GNUSparseFile.0/sparse", data_size)
+        + head
+    )
+    after = (
+        b"\0" * (-data_size % tarfile.BLOCKSIZE)
         + _tar_member(f"{root}/PKG-INFO", pkg_info)
         + b"\0" * (2 * tarfile.BLOCKSIZE)
     )
     path = directory / f"{root}.tar.gz"
-    path.write_bytes(gzip_parts([head, *payload, tail]))
+    path.write_bytes(gzip.compress(before) + _zero_lines(listed) + gzip.compress(after))
     return path
 
 
-def central_directory_bomb(size: int) -> bytes:
-    """A "zip" of nothing but central-directory entries (with short, distinct names),
-    about ``size`` bytes of them, and the end record that points at them."""
-    entries = bytearray()
+_ZERO_LINES_MEMBER = gzip.compress(b"0\n" * (MiB // 2), compresslevel=9, mtime=0)
+
+
+def _zero_lines(size: int) -> bytes:
+    """``size`` bytes (even) of ``"0\n"`` lines as gzip members, a MiB each but the last."""
+    whole, rest = divmod(size, MiB)
+    return _ZERO_LINES_MEMBER * whole + (gzip.compress(b"0\n" * (rest // 2)) if rest else b"")
+
+
+def pax_record_of(keyword: str, value: str) -> bytes:
+    """The pax record ``"<length> <keyword>=<value>\n"``."""
+    body = f" {keyword}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def central_directory_bomb(size: int = 0, *, entries: int = 0) -> bytes:
+    """A "zip" of nothing but central-directory entries (with short, distinct names), at
+    least ``size`` bytes and ``entries`` entries of them, and an end record that points at
+    them (its entry counts saturated at 65535, as the record has 16 bits for them)."""
+    directory = bytearray()
     count = 0
-    while len(entries) < size:
+    while len(directory) < size or count < entries:
         member = f"{count:x}".encode()
-        entries += (
-            struct.pack(
-                "<4s4B4HL2L5H2L",
-                b"PK\x01\x02",
-                20,
-                3,
-                20,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                len(member),
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            )
-            + member
+        directory += _CENTRAL_ENTRY.pack(
+            b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, len(member), 0, 0, 0, 0, 0, 0
         )
+        directory += member
         count += 1
-    end = struct.pack(
-        "<4s4H2LH",
-        b"PK\x05\x06",
-        0,
-        0,
-        min(count, 0xFFFF),
-        min(count, 0xFFFF),
-        len(entries),
-        0,
-        0,
-    )
-    return bytes(entries) + end
+    listed = min(count, 0xFFFF)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, listed, listed, len(directory), 0, 0)
+    return bytes(directory) + end
+
+
+_CENTRAL_ENTRY = struct.Struct("<4s4B4HL2L5H2L")
+
+
+def wheel_with_members(directory: Path, name: str, version: str, members: int) -> Path:
+    """A valid wheel of exactly ``members`` entries (the rest empty files)."""
+    path = build_wheel(directory, name, version)
+    with zipfile.ZipFile(path) as archive:
+        present = len(archive.infolist())
+    with zipfile.ZipFile(path, "a") as archive:
+        for index in range(members - present):
+            archive.writestr(f"{name.replace('-', '_')}/{index:x}", b"")
+    return path
+
+
+def sdist_with_members(directory: Path, name: str, version: str, members: int) -> Path:
+    """A valid sdist of exactly ``members`` members: PKG-INFO and empty files."""
+    root = f"{name.replace('-', '_')}-{version}"
+    pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    blocks = bytearray(_tar_member(f"{root}/PKG-INFO", pkg_info))
+    for index in range(members - 1):
+        blocks += tar_header(f"{root}/{index:x}", 0)
+    blocks += b"\0" * (2 * tarfile.BLOCKSIZE)
+    path = directory / f"{root}.tar.gz"
+    path.write_bytes(gzip.compress(bytes(blocks), compresslevel=1))
+    return path
 
 
 def central_directory_size(path: Path) -> int:

@@ -236,7 +236,9 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
                 # decompressed, when the next member is read: counted before that.
                 budget.expand(member.size)
                 _check_member_path(member.name)
-                if not (member.isfile() or member.isdir()) or member.sparse is not None:
+                if member.sparse is not None:
+                    raise _sparse(member.name)
+                if not (member.isfile() or member.isdir()):
                     raise BadDistribution(
                         f"the sdist contains a link or special file: {member.name!r}"
                     )
@@ -258,6 +260,10 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
 
 def _too_many_files(kind: str) -> str:
     return f"the {kind} has too many files (at most {MAX_MEMBERS})"
+
+
+def _sparse(name: str) -> BadDistribution:
+    return BadDistribution(f"the sdist contains a sparse file: {name!r}")
 
 
 class _TarBudget:
@@ -288,8 +294,10 @@ class _TarBudget:
             # into a list with no bound (the map's length is the attacker's number); no
             # sdist holds sparse files. (Formats 0.0 and 0.1 live in the bounded pax header,
             # and the member is refused as sparse once read.)
-            def _proc_gnusparse_10(self, *_args: object) -> None:
-                raise BadDistribution(f"the sdist contains a sparse file: {self.name!r}")
+            def _proc_gnusparse_10(
+                self, _next: tarfile.TarInfo, pax_headers: dict[str, str], _archive: object
+            ) -> None:
+                raise _sparse(pax_headers.get("GNU.sparse.name", ""))
 
         return BudgetedTarInfo
 
@@ -297,7 +305,7 @@ class _TarBudget:
         self.expand(tarfile.BLOCKSIZE)
         if header.type == tarfile.GNUTYPE_SPARSE:
             # Its sparse map continues in extra header blocks tarfile reads with no bound.
-            raise BadDistribution(f"the sdist contains a sparse file: {header.name!r}")
+            raise _sparse(header.name)
         if header.type not in _EXTENDED_TYPES:
             self.members += 1
             if self.members > MAX_MEMBERS:
