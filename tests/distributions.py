@@ -269,7 +269,7 @@ def wheel_with_central_directory(directory: Path, name: str, version: str, size:
     files whose entries carry comments (up to 65535 bytes each, in the directory only)."""
     path = build_wheel(directory, name, version)
     padding = size - central_directory_size(path)
-    names = []
+    names: list[str] = []
     while padding > 0:
         names.append(f"{name.replace('-', '_')}/pad{len(names)}")
         padding -= 46 + len(names[-1]) + 0xFFFF
