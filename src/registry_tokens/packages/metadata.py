@@ -336,8 +336,7 @@ class _TarBudget:
         self.expanded += size
         if self.expanded > MAX_UNCOMPRESSED_BYTES:
             raise BadDistribution(
-                f"the sdist is too large once uncompressed (at most {MAX_UNCOMPRESSED_BYTES} "
-                "bytes)"
+                f"the sdist is too large once uncompressed (at most {MAX_UNCOMPRESSED_BYTES} bytes)"
             )
 
 
@@ -379,8 +378,7 @@ def _check_central_directory(handle: BinaryIO) -> None:
         raise BadDistribution(_too_many_files("wheel"))
     if size > MAX_CENTRAL_DIRECTORY_BYTES:
         raise BadDistribution(
-            f"the wheel's central directory is {size} bytes (at most "
-            f"{MAX_CENTRAL_DIRECTORY_BYTES})"
+            f"the wheel's central directory is {size} bytes (at most {MAX_CENTRAL_DIRECTORY_BYTES})"
         )
     if start < 0:
         raise BadDistribution("the file is not a valid wheel (zip) archive")
