@@ -26,9 +26,9 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
@@ -267,11 +267,8 @@ def phase(
             if flooding is not None:
                 flooding.start()
                 time.sleep(2)  # the flood under way before the uploads start
-            run: Callable[[Attack], Outcome] = lambda attack: upload(  # noqa: E731
-                server.base_url, token, attack
-            )
             with ThreadPoolExecutor(len(attacks)) as pool:
-                outcomes = list(pool.map(run, attacks))
+                outcomes = list(pool.map(partial(upload, server.base_url, token), attacks))
             if flooding is not None:
                 time.sleep(2)
                 flooding.stop()
