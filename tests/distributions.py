@@ -158,6 +158,27 @@ def extended_header_sdist(
     return path
 
 
+def sdist_of_zeros(directory: Path, name: str, version: str, size: int) -> Path:
+    """A valid sdist whose second member holds ``size`` zero bytes (cheap at any size)."""
+    root = f"{name.replace('-', '_')}-{version}"
+    pkg_info = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    path = directory / f"{root}.tar.gz"
+    path.write_bytes(
+        gzip_parts(
+            [
+                _tar_member(f"{root}/PKG-INFO", pkg_info) + tar_header(f"{root}/zeros", size),
+                size + (-size % tarfile.BLOCKSIZE) + 2 * tarfile.BLOCKSIZE,
+            ]
+        )
+    )
+    return path
+
+
+def pkg_info_member_bytes(name: str, version: str) -> int:
+    """What ``sdist_of_zeros``'s PKG-INFO counts once uncompressed: its header and data."""
+    return tarfile.BLOCKSIZE + len(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
 def sparse_sdist(directory: Path, name: str, version: str, *, map_entries: int) -> Path:
     """An sdist holding a GNU sparse file of format 1.0, whose map (in the file's data)
     announces ``map_entries`` regions and lists them all (as zeros: cheap at any count)."""

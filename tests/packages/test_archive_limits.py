@@ -21,11 +21,14 @@ from registry_tokens.packages.metadata import (
     MAX_EXTENDED_HEADER_BYTES,
     MAX_EXTENDED_HEADERS_TOTAL_BYTES,
     MAX_MEMBERS,
+    MAX_UNCOMPRESSED_BYTES,
 )
 from tests.distributions import (
     build_wheel,
     central_directory_bomb,
     extended_header_sdist,
+    pkg_info_member_bytes,
+    sdist_of_zeros,
     sdist_with_members,
     sparse_sdist,
     wheel_with_central_directory,
@@ -142,6 +145,25 @@ def test_an_sdists_extended_headers_are_bounded_in_all_at_the_exact_edge(
         owner,
         extended_header_sdist(dist, "total-over", "1.0", over),
         f"more than {MAX_EXTENDED_HEADERS_TOTAL_BYTES} bytes in all",
+    )
+
+
+def test_an_sdist_is_bounded_once_uncompressed_at_the_exact_edge(
+    package_server: Server, package_client: httpx.Client, owner: Tenant, dist: Path
+) -> None:
+    # Counted: each header block, and each member's size, before tarfile reads past it.
+    def room(name: str) -> int:
+        return MAX_UNCOMPRESSED_BYTES - pkg_info_member_bytes(name, "1.0") - tarfile.BLOCKSIZE
+
+    fits = sdist_of_zeros(dist, "zeros-fit", "1.0", room("zeros-fit"))
+    published(package_client, owner.org, owner.registry, owner.tokens["rw"], fits)
+    over = sdist_of_zeros(dist, "zeros-over", "1.0", room("zeros-over") + 1)
+    refused(
+        package_client,
+        package_server,
+        owner,
+        over,
+        f"too large once uncompressed (at most {MAX_UNCOMPRESSED_BYTES} bytes)",
     )
 
 
