@@ -60,7 +60,19 @@ async def publish_package(
     (and spooled) here, after the rest.caller dependency, not by FastAPI before it."""
     await rest.database.read(rest.service(PackageService).may_publish, rest.caller, org, registry)
     async with request.form() as form:
-        upload = form.get("file")
+        sent = form.getlist("file")
+        if len(sent) > 1:  # one would be published and the others silently dropped
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "file",
+                        "invalid",
+                        f"was sent {len(sent)} times: send one wheel or sdist per request "
+                        "as the multipart form field `file`",
+                    )
+                ]
+            )
+        upload = sent[0] if sent else None
         if not isinstance(upload, UploadFile):
             raise ValidationFailed(
                 [

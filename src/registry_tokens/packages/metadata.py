@@ -2,17 +2,29 @@
 
 A wheel's ``*.dist-info/METADATA`` and an sdist's ``PKG-INFO`` name the project and its
 version; the file name must agree with them. Archives are inspected, never extracted, and
-any member with an absolute path, a ``..`` component, or (in an sdist) a link or device is
-refused, since a client unpacking it could write outside its target directory.
+any member with an absolute path, a ``..`` component, a link or a device is refused, since
+a client unpacking it could write outside its target directory.
+
+Inspection runs in bounded memory whatever the upload claims. ``zipfile`` reads and parses
+a zip's whole central directory when it opens one, so the directory's size and entries are
+checked first, from the end-of-central-directory record and the entries' fixed headers.
+``tarfile`` reads a pax or GNU long-name header's whole payload into memory, so every header
+is checked as ``tarfile`` reads it (``TarInfo.frombuf``), before what it announces is read:
+extended headers are bounded one by one and together, and the decompressed stream as a
+whole.
 """
 
+import os
 import re
+import stat
+import struct
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Self
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -32,6 +44,33 @@ _PLAIN_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 MAX_MEMBERS = 100_000
 # Reading an sdist's member list decompresses it; a small upload must not expand forever.
 MAX_UNCOMPRESSED_BYTES = 4 * 1024 * 1024 * 1024
+# tarfile holds an extended header's payload (pax ``x``/``g``, GNU long name ``L``/``K``) in
+# memory, parses pax records with a regex that is quadratic in the payload on Python
+# < 3.11.10, and keeps what they say with every member: each payload is bounded (a 4096-byte
+# path fits twice), and so are all of an archive's together, where a pax header also counts
+# the global headers before it, which every member it describes keeps a copy of.
+MAX_EXTENDED_HEADER_BYTES = 8 * 1024
+MAX_EXTENDED_HEADERS_TOTAL_BYTES = 4 * 1024 * 1024
+# zipfile reads and parses the whole central directory on opening: 100,000 entries with
+# 120-byte paths fit.
+MAX_CENTRAL_DIRECTORY_BYTES = 16 * 1024 * 1024
+_EXTENDED_TYPES = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+# What a zip member's Unix mode (the high 16 bits of external_attr) may say it is: unset, a
+# regular file or a directory; never a link or a device.
+_ZIP_MEMBER_KINDS = (0, stat.S_IFREG, stat.S_IFDIR)
+# The zip records that locate the central directory, as zipfile reads them.
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_ENTRY = struct.Struct("<4s4B4HL2L5H2L")
+_CENTRAL_ENTRY_SIGNATURE = b"PK\x01\x02"
 
 
 class BadDistribution(ValueError):
@@ -149,12 +188,18 @@ def _read_wheel(path: Path, filename: str) -> Distribution:
     except InvalidWheelFilename as exc:
         raise BadDistribution(f"{filename!r} is not a valid wheel file name") from exc
     try:
+        with path.open("rb") as handle:
+            _check_central_directory(handle)
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             if len(members) > MAX_MEMBERS:
-                raise BadDistribution("the wheel has too many files")
+                raise BadDistribution(_too_many_files("wheel"))
             for member in members:
                 _check_member_path(member.filename)
+                if stat.S_IFMT(member.external_attr >> 16) not in _ZIP_MEMBER_KINDS:
+                    raise BadDistribution(
+                        f"the wheel contains a link or special file: {member.filename!r}"
+                    )
             metadata_files = [
                 member
                 for member in members
@@ -164,7 +209,10 @@ def _read_wheel(path: Path, filename: str) -> Distribution:
             ]
             if len(metadata_files) != 1:
                 raise BadDistribution("the wheel has no single .dist-info/METADATA file")
-            if metadata_files[0].file_size > MAX_METADATA_BYTES:
+            # Its compressed size too: zipfile reads that much before it can check the CRC.
+            if max(metadata_files[0].file_size, metadata_files[0].compress_size) > (
+                MAX_METADATA_BYTES
+            ):
                 raise BadDistribution("the wheel's METADATA is too large")
             raw = archive.read(metadata_files[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
@@ -179,15 +227,17 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
         file_name, file_version = parse_sdist_filename(filename)
     except InvalidSdistFilename as exc:
         raise BadDistribution(f"{filename!r} is not a valid sdist file name") from exc
+    budget = _TarBudget()
     try:
-        with tarfile.open(path, mode="r:gz") as archive:
+        with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
             raw: bytes | None = None
-            expanded = 0
-            for count, member in enumerate(archive, start=1):
-                expanded += member.size
-                if count > MAX_MEMBERS or expanded > MAX_UNCOMPRESSED_BYTES:
-                    raise BadDistribution("the sdist is too large once uncompressed")
+            for member in archive:
+                # The member's data (its size as pax may have set it) is skipped, that is
+                # decompressed, when the next member is read: counted before that.
+                budget.expand(member.size)
                 _check_member_path(member.name)
+                if member.sparse is not None:
+                    raise _sparse(member.name)
                 if not (member.isfile() or member.isdir()):
                     raise BadDistribution(
                         f"the sdist contains a link or special file: {member.name!r}"
@@ -206,3 +256,142 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
     name, version, requires_python = _parse_metadata(raw, "the sdist's PKG-INFO")
     _agree(filename, name, version, file_name, file_version)
     return Distribution(name, version, "sdist", requires_python)
+
+
+def _too_many_files(kind: str) -> str:
+    return f"the {kind} has too many files (at most {MAX_MEMBERS})"
+
+
+def _sparse(name: str) -> BadDistribution:
+    return BadDistribution(f"the sdist contains a sparse file: {name!r}")
+
+
+class _TarBudget:
+    """What one sdist may cost to read, charged header by header as ``tarfile`` reads them.
+
+    :meth:`tarinfo` is the ``TarInfo`` class ``tarfile`` builds every header with: its
+    ``frombuf`` (which parses one 512-byte header block) charges the header before
+    ``tarfile`` reads the payload or data it announces, and refuses what is over a bound.
+    """
+
+    def __init__(self) -> None:
+        self.members = 0
+        self.expanded = 0  # decompressed bytes: headers, extended payloads, members' data
+        self.extended = 0  # extended header bytes, each pax header counting the globals
+        self.global_headers = 0
+
+    def tarinfo(self) -> type[tarfile.TarInfo]:
+        budget = self
+
+        class BudgetedTarInfo(tarfile.TarInfo):
+            @classmethod
+            def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+                header = super().frombuf(buf, encoding, errors)
+                budget.admit(header)
+                return header
+
+            # GNU sparse format 1.0 keeps its map in the member's data, which tarfile reads
+            # into a list with no bound (the map's length is the attacker's number); no
+            # sdist holds sparse files. (Formats 0.0 and 0.1 live in the bounded pax header,
+            # and the member is refused as sparse once read.)
+            def _proc_gnusparse_10(
+                self, _next: tarfile.TarInfo, pax_headers: dict[str, str], _archive: object
+            ) -> None:
+                raise _sparse(pax_headers.get("GNU.sparse.name", ""))
+
+        return BudgetedTarInfo
+
+    def admit(self, header: tarfile.TarInfo) -> None:
+        self.expand(tarfile.BLOCKSIZE)
+        if header.type == tarfile.GNUTYPE_SPARSE:
+            # Its sparse map continues in extra header blocks tarfile reads with no bound.
+            raise _sparse(header.name)
+        if header.type not in _EXTENDED_TYPES:
+            self.members += 1
+            if self.members > MAX_MEMBERS:
+                raise BadDistribution(_too_many_files("sdist"))
+            return
+        self.expand(header.size)
+        if header.size > MAX_EXTENDED_HEADER_BYTES:
+            raise BadDistribution(
+                f"the sdist has an extended (pax or long name) header of {header.size} bytes "
+                f"(at most {MAX_EXTENDED_HEADER_BYTES})"
+            )
+        if header.type == tarfile.XGLTYPE:
+            self.global_headers += header.size
+            self.extended += header.size
+        elif header.type in (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+            self.extended += header.size + self.global_headers
+        else:
+            self.extended += header.size
+        if self.extended > MAX_EXTENDED_HEADERS_TOTAL_BYTES:
+            raise BadDistribution(
+                "the sdist's extended (pax or long name) headers hold more than "
+                f"{MAX_EXTENDED_HEADERS_TOTAL_BYTES} bytes in all"
+            )
+
+    def expand(self, size: int) -> None:
+        if size < 0:  # a base-256 size field, or a pax "size", may be negative
+            raise BadDistribution("the file is not a valid sdist (.tar.gz) archive")
+        self.expanded += size
+        if self.expanded > MAX_UNCOMPRESSED_BYTES:
+            raise BadDistribution(
+                f"the sdist is too large once uncompressed (at most {MAX_UNCOMPRESSED_BYTES} bytes)"
+            )
+
+
+def _check_central_directory(handle: BinaryIO) -> None:
+    """Refuses a zip whose central directory is too large or has too many entries, before
+    ``zipfile`` reads and parses it: found as ``zipfile`` finds it (the end-of-central-
+    directory record, at the very end or within the 64 KiB comment before it, then any
+    ZIP64 record just before that), and its entries counted from their fixed headers."""
+    file_size = handle.seek(0, os.SEEK_END)
+    if file_size < _EOCD.size:
+        raise BadDistribution("the file is not a valid wheel (zip) archive")
+    handle.seek(file_size - _EOCD.size)
+    record = handle.read(_EOCD.size)
+    location = file_size - _EOCD.size
+    if record[:4] != _EOCD_SIGNATURE or record[-2:] != b"\0\0":
+        search_from = max(location - (1 << 16), 0)
+        handle.seek(search_from)
+        tail = handle.read()
+        found = tail.rfind(_EOCD_SIGNATURE)
+        record = tail[found : found + _EOCD.size]
+        if found < 0 or len(record) != _EOCD.size:
+            raise BadDistribution("the file is not a valid wheel (zip) archive")
+        location = search_from + found
+    entries, size = _EOCD.unpack(record)[4:6]
+    start = location - size
+    before_record = location - _EOCD64_LOCATOR.size
+    if before_record >= 0:
+        handle.seek(before_record)
+        locator = handle.read(_EOCD64_LOCATOR.size)
+        if len(locator) == _EOCD64_LOCATOR.size and locator[:4] == b"PK\x06\x07":
+            if before_record < _EOCD64.size:
+                raise BadDistribution("the file is not a valid wheel (zip) archive")
+            handle.seek(before_record - _EOCD64.size)
+            record64 = handle.read(_EOCD64.size)
+            if len(record64) == _EOCD64.size and record64[:4] == b"PK\x06\x06":
+                entries, size = _EOCD64.unpack(record64)[7:9]
+                start = before_record - _EOCD64.size - size
+    if entries > MAX_MEMBERS:
+        raise BadDistribution(_too_many_files("wheel"))
+    if size > MAX_CENTRAL_DIRECTORY_BYTES:
+        raise BadDistribution(
+            f"the wheel's central directory is {size} bytes (at most {MAX_CENTRAL_DIRECTORY_BYTES})"
+        )
+    if start < 0:
+        raise BadDistribution("the file is not a valid wheel (zip) archive")
+    handle.seek(start)
+    directory = handle.read(size)
+    position = count = 0
+    # zipfile reads entries for as long as the directory's size says, whatever the count.
+    while position < size:
+        entry = directory[position : position + _CENTRAL_ENTRY.size]
+        if len(entry) != _CENTRAL_ENTRY.size or entry[:4] != _CENTRAL_ENTRY_SIGNATURE:
+            raise BadDistribution("the file is not a valid wheel (zip) archive")
+        name_length, extra_length, comment_length = _CENTRAL_ENTRY.unpack(entry)[12:15]
+        position += _CENTRAL_ENTRY.size + name_length + extra_length + comment_length
+        count += 1
+        if count > MAX_MEMBERS:
+            raise BadDistribution(_too_many_files("wheel"))
