@@ -10,7 +10,10 @@ phases, each against a fresh server:
   "wheel" of nothing but central-directory entries (94 MB, or the largest that fits under
   the upload limit). Each is about a megabyte on the wire but the last.
 - **combined**: the same uploads while a header flood runs: 4 connections each sending an
-  unfinished header of 100 MB, slowly, and 3000 half-sent requests held open.
+  unfinished header of 100 MB, slowly, and 900 half-sent requests held open (fewer than
+  ``REGISTRY_TOKENS_MAX_CONNECTIONS``, 1000, so the uploads are served during the flood).
+- **saturated**: the same with 3000 half-sent requests, as in the issue: past the
+  connection bound, the uploads are answered 503 at once (memory stays bounded).
 
 It prints each phase's peak RSS and each attack's HTTP status. The issue's target: a
 worker's peak stays under 300 MB. The hostile archives are built by
@@ -58,7 +61,8 @@ FLOOD_CONNECTIONS = 4
 FLOOD_HEADER_BYTES = 100 * 1024 * 1024
 FLOOD_CHUNK = 64 * 1024
 FLOOD_PAUSE_SECONDS = 0.005
-HALF_SENT = 3000
+HALF_SENT = 900  # combined: under the default connection bound (1000)
+SATURATING = 3000  # saturated: the issue's 3000, past it
 
 
 @dataclass
@@ -187,6 +191,7 @@ class Flood:
     """The header flood, on an event loop of its own thread, until :meth:`stop`."""
 
     port: int
+    half_sent: int
     sent: list[int] = field(default_factory=lambda: [0])
     opened: list[int] = field(default_factory=lambda: [0])
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
@@ -201,7 +206,7 @@ class Flood:
             ready.set()
             await asyncio.gather(
                 *(_flood_one(self.port, self._stop, self.sent) for _ in range(FLOOD_CONNECTIONS)),
-                *(_half_sent(self.port, self._stop, self.opened) for _ in range(HALF_SENT)),
+                *(_half_sent(self.port, self._stop, self.opened) for _ in range(self.half_sent)),
             )
 
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(run(),))
@@ -256,12 +261,14 @@ def phase(
     label: str,
     token: str,
     attacks: list[Attack],
-    flood: bool,
+    half_sent: int | None,
 ) -> tuple[Sampler, list[Outcome], Flood | None]:
+    """One phase on a fresh server: the uploads, during a flood of ``half_sent`` requests
+    (and the four long headers) unless ``None``."""
     server = start_server(processes, workdir, label)
     try:
         (pid,) = server.serving_pids()
-        flooding = Flood(server.port) if flood else None
+        flooding = Flood(server.port, half_sent) if half_sent is not None else None
         with Sampler(pid) as sampler:
             time.sleep(0.5)
             if flooding is not None:
@@ -291,7 +298,7 @@ def report(label: str, sampler: Sampler, outcomes: list[Outcome], flood: Flood |
     if flood is not None:
         print(
             f"  flood: {flood.sent[0] / 1e6:.0f} MB of unfinished headers sent on "
-            f"{FLOOD_CONNECTIONS} connections; {flood.opened[0]} of {HALF_SENT} half-sent "
+            f"{FLOOD_CONNECTIONS} connections; {flood.opened[0]} of {flood.half_sent} half-sent "
             "requests opened"
         )
 
@@ -306,14 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         attacks = build_attacks(workdir, Settings().max_upload_bytes)
         for attack in attacks:
             print(f"built {attack.path.name}: {attack.path.stat().st_size / 1e6:.2f} MB")
-        results = [("archives", *phase(processes, workdir, "archives", token, attacks, False))]
+        results = [("archives", *phase(processes, workdir, "archives", token, attacks, None))]
         if not options.no_flood:
-            results.append(
-                (
-                    "archives and header flood",
-                    *phase(processes, workdir, "combined", token, attacks, True),
-                )
-            )
+            for label, half_sent in (("combined", HALF_SENT), ("saturated", SATURATING)):
+                outcome = phase(processes, workdir, label, token, attacks, half_sent)
+                results.append((f"archives and header flood ({label})", *outcome))
         for label, sampler, outcomes, flood in results:
             report(label, sampler, outcomes, flood)
     return 0
