@@ -318,31 +318,43 @@ class BodySizeLimit:
         await self.app(scope, counted_receive, send)
 
 
-class RateLimitHeaders:
-    """Adds the request's ``RateLimit-*`` headers to its response, errors included."""
+class ResponseStartRewrite:
+    """A middleware that rewrites the start (status and headers) of every HTTP response
+    of the app, errors included: subclasses say how, in :meth:`rewrite`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    def rewrite(self, scope: Scope, message: Message) -> Message:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_rewritten(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = scope.get("state", {}).get("rate_limit_headers")
-                if extra:
-                    present = {name.lower() for name, _ in message.get("headers", [])}
-                    added = [
-                        (name.lower().encode(), value.encode())
-                        for name, value in extra.items()
-                        if name.lower().encode() not in present
-                    ]
-                    message = {**message, "headers": [*message.get("headers", []), *added]}
+                message = self.rewrite(scope, message)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, send_rewritten)
+
+
+class RateLimitHeaders(ResponseStartRewrite):
+    """Adds the request's ``RateLimit-*`` headers to its response, errors included."""
+
+    def rewrite(self, scope: Scope, message: Message) -> Message:
+        extra = scope.get("state", {}).get("rate_limit_headers")
+        if not extra:
+            return message
+        present = {name.lower() for name, _ in message.get("headers", [])}
+        added = [
+            (name.lower().encode(), value.encode())
+            for name, value in extra.items()
+            if name.lower().encode() not in present
+        ]
+        return {**message, "headers": [*message.get("headers", []), *added]}
 
 
 class HeadAsGet:
@@ -380,7 +392,7 @@ def relative_location(location: str) -> str:
     return urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
-class RelativeRedirects:
+class RelativeRedirects(ResponseStartRewrite):
     """Every redirect the app answers points at this server, relative to the request.
 
     Starlette's trailing-slash redirect (``redirect_slashes``) writes an absolute URL
@@ -389,23 +401,13 @@ class RelativeRedirects:
     client actually asked for, behind any proxy, whatever the Host header says.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_relative(message: Message) -> None:
-            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
-                headers = [
-                    (name, relative_location(value.decode("latin-1")).encode("latin-1"))
-                    if name.lower() == b"location"
-                    else (name, value)
-                    for name, value in message.get("headers", [])
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_relative)
+    def rewrite(self, scope: Scope, message: Message) -> Message:
+        if not 300 <= message["status"] < 400:
+            return message
+        headers = [
+            (name, relative_location(value.decode("latin-1")).encode("latin-1"))
+            if name.lower() == b"location"
+            else (name, value)
+            for name, value in message.get("headers", [])
+        ]
+        return {**message, "headers": headers}
