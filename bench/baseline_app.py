@@ -4,7 +4,8 @@ The driver captures a path's real response (status, content type, body) and star
 with it, so the baseline sends exactly as many bytes as the service does, through the same
 server software with the same settings as ``registry-tokens serve`` (uvicorn, uvloop,
 httptools, no server header, no proxy headers). What the service costs beyond it is the
-service's own work.
+service's own work, which includes the bounds ``serve`` adds to uvicorn's protocol
+(``registry_tokens/server.py``: head size and time, connections), left out here.
 
     BENCH_BASELINE_STATUS=200 BENCH_BASELINE_CONTENT_TYPE=application/json \\
     BENCH_BASELINE_BODY_FILE=body.bin python -m bench.baseline_app --port 9000 --workers 1
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     arguments = parser.parse_args()
-    # The same uvicorn.run call as `registry-tokens serve` (cli.py), with this app.
+    # uvicorn as `registry-tokens serve` runs it (cli.py), without the service's bounds.
     uvicorn.run(
         "bench.baseline_app:app",
         host=arguments.host,
