@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,20 +107,18 @@ class PackageService:
         except FileNotFoundError:  # deleted since it was read
             raise NotFound("package") from None
 
+        # What the file says (name, version, metadata …) is copied column for column; the
+        # copy has its own id and time, its registry, and the copier as its uploader.
+        own = {"id", "created_at", "registry_id", "uploaded_by_id"}
+        described = {
+            column.key: getattr(original, column.key)
+            for column in sa_inspect(Package).column_attrs
+            if column.key not in own
+        }
+
         def describe(copy_id: uuid.UUID, registry_id: uuid.UUID) -> Package:
             return Package(
-                id=copy_id,
-                registry_id=registry_id,
-                project=original.project,
-                name=original.name,
-                version=original.version,
-                filename=original.filename,
-                kind=original.kind,
-                requires_python=original.requires_python,
-                size=original.size,
-                sha256=original.sha256,
-                sha512=original.sha512,
-                uploaded_by_id=caller.user_id,
+                id=copy_id, registry_id=registry_id, uploaded_by_id=caller.user_id, **described
             )
 
         try:
