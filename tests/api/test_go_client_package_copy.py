@@ -1,7 +1,8 @@
 """``PackagesService.Copy`` of Buildkite's Go client (go-buildkite v5), request for request.
 
 From ``packages.go``: ``Copy(ctx, org, sourceRegistry, packageID, destinationRegistry)`` is
-``NewRequest("POST", "v2/packages/organizations/{org}/registries/{source}/packages/{id}/copy?to={destination}", nil)``
+``NewRequest("POST", u, nil)`` with ``u`` =
+``v2/packages/organizations/{org}/registries/{source}/packages/{id}/copy?to={destination}``,
 and ``Do(req, &p)`` into ``Package{ID id; Name name; Version version; Variant *string variant;
 Metadata map[string]any metadata; URL url; WebURL web_url; Organization Organization
 organization; Registry PackageRegistry registry}``. A nil body sends no ``Content-Type``;

@@ -103,7 +103,8 @@ def _race(
         with server.client(timeout=60) as client:
             start.wait()
             threading.Event().wait(delays[-1])
-            return client.delete(registry_path(tenant.org, slug), headers=bearer(secret)).status_code
+            path = registry_path(tenant.org, slug)
+            return client.delete(path, headers=bearer(secret)).status_code
 
     with ThreadPoolExecutor(len(sources) + 1) as pool:
         copies = [pool.submit(copier, number) for number in range(len(sources))]
@@ -126,9 +127,7 @@ def test_copies_racing_their_target_registrys_deletion_leave_no_file(tmp_path: P
             for number in range(COPIERS):
                 wheel = build_wheel(tmp_path, f"copied{number}", "1.0")
                 sources.append(
-                    published(client, tenant.org, tenant.registry, tenant.tokens["rw"], wheel)[
-                        "id"
-                    ]
+                    published(client, tenant.org, tenant.registry, tenant.tokens["rw"], wheel)["id"]
                 )
         kept = {path for path in storage.rglob("*") if path.is_file()}
         assert len(kept) == COPIERS
