@@ -118,11 +118,18 @@ class Endpoint:
     upload: bool = False
     writes: bool = False
     admins_only: bool = False
+    query: str = ""  # a query string template, filled like the path's
+    also: tuple[Scope, ...] = ()  # scopes needed besides ``scope``
 
     def path(self, target: Target) -> str:
-        return self.template.format(
-            org=target.org, registry=target.registry, id=target.token_id, package=target.package_id
-        )
+        names = {
+            "org": target.org,
+            "registry": target.registry,
+            "id": target.token_id,
+            "package": target.package_id,
+        }
+        path = self.template.format(**names)
+        return f"{path}?{self.query.format(**names)}" if self.query else path
 
     def reaches(self, level: str) -> bool:
         """Whether the path names a resource of this level: org, registry, id or package."""
@@ -173,6 +180,10 @@ ENDPOINTS = [
     Endpoint("list-packages", "GET", PACKAGES, Scope.READ_PACKAGES),
     Endpoint("get-package", "GET", PACKAGE, Scope.READ_PACKAGES),
     Endpoint("delete-package", "DELETE", PACKAGE, Scope.DELETE_PACKAGES, writes=True),
+    # Copied into its own registry: past every check of the caller, the file is already
+    # there (409, nothing written). Real copies: tests/api/test_go_client_package_copy.py.
+    Endpoint("copy-package", "POST", PACKAGE + "/copy", Scope.WRITE_PACKAGES, success=409,
+             query="to={registry}", also=(Scope.READ_PACKAGES,)),
     Endpoint("list-audit-events", "GET", "/v2/packages/organizations/{org}/audit-events",
              Scope.READ_REGISTRIES),
     Endpoint("get-organization", "GET", "/v2/organizations/{org}", None),
@@ -490,7 +501,7 @@ def test_a_token_with_just_the_needed_scope_succeeds(
     """Proves every endpoint and path above is live, and that the snapshot sees writes."""
     a = world.a
     needed = endpoint.scope.value if endpoint.scope is not None else Scope.READ_PACKAGES.value
-    secret = matrix.seeder.api_token(a.email, (needed,))
+    secret = matrix.seeder.api_token(a.email, (needed, *(scope.value for scope in endpoint.also)))
     fresh = matrix.seeder.services.registries.create(a.org, unique("Fresh"), slug=unique("reg"))
     target = Target(
         a.org, fresh.slug, create_token(http, a, fresh.slug)["id"], publish(http, a, fresh.slug)

@@ -143,6 +143,29 @@ async def get_package(
     return PackageOut.of(package, found, rest.urls)
 
 
+@router.post(
+    "/{id}/copy",
+    operation_id="copyPackage",
+    summary="Copy a package",
+    description="Required scopes: `read_packages`, `write_packages`. Copies the package into "
+    "the registry `to` (a slug) of the same organization and ecosystem, as a new package with "
+    "its own id; the caller must be able to publish there. No body.",
+    response_model=PackageOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503, 507),
+)
+async def copy_package(
+    org: str,
+    registry: str,
+    id: str,
+    rest: RestDep,
+    to: Annotated[str, Query(min_length=1, max_length=255)],
+) -> PackageOut:
+    package, found = await rest.database.write(
+        rest.service(PackageService).copy, rest.caller, org, registry, id, to
+    )
+    return PackageOut.of(package, found, rest.urls)
+
+
 @router.delete(
     "/{id}",
     operation_id="deletePackage",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,8 +65,80 @@ class PackageService:
             distribution = read_distribution(staged.path, filename)
         except BadDistribution as exc:
             raise AppError(f"Validation failed: {exc}", 422) from exc
+
+        def describe(package_id: uuid.UUID, registry_id: uuid.UUID) -> Package:
+            return Package(
+                id=package_id,
+                registry_id=registry_id,
+                project=distribution.project,
+                name=distribution.name,
+                version=distribution.version,
+                filename=filename,
+                kind=distribution.kind,
+                requires_python=distribution.requires_python,
+                size=staged.size,
+                sha256=staged.sha256,
+                sha512=staged.sha512,
+                uploaded_by_id=caller.user_id,
+            )
+
+        return self._place(caller, org, registry, staged, describe)
+
+    def copy(
+        self, caller: Caller, org: str, registry: str, package_id: str, to: str
+    ) -> tuple[Package, RegistryRow]:
+        """A new package in registry ``to`` of the same organization and ecosystem, with
+        the source's file (its own name for it: deleting either leaves the other)."""
+        caller.require(Scope.READ_PACKAGES)
+        caller.require(Scope.WRITE_PACKAGES)
+        source = visible_registry(self.database, caller, org, registry)
+        with self.database.reading() as session:
+            original = _existing(PackageRepository(session), source.id, package_id)
+        target = visible_registry(self.database, caller, org, to)
+        if target.ecosystem != source.ecosystem:
+            raise AppError(
+                f"Validation failed: {target.slug} is a {target.ecosystem} registry and this "
+                f"package is in a {source.ecosystem} one; a package is copied only into a "
+                "registry of its own ecosystem",
+                422,
+            )
+        try:
+            staged = self.files.stage_copy(original.sha256, original.id, original.sha512)
+        except FileNotFoundError:  # deleted since it was read
+            raise NotFound("package") from None
+
+        # What the file says (name, version, metadata …) is copied column for column; the
+        # copy has its own id and time, its registry, and the copier as its uploader.
+        own = {"id", "created_at", "registry_id", "uploaded_by_id"}
+        described = {
+            column.key: getattr(original, column.key)
+            for column in sa_inspect(Package).column_attrs
+            if column.key not in own
+        }
+
+        def describe(copy_id: uuid.UUID, registry_id: uuid.UUID) -> Package:
+            return Package(
+                id=copy_id, registry_id=registry_id, uploaded_by_id=caller.user_id, **described
+            )
+
+        try:
+            return self._place(caller, org, to, staged, describe)
+        finally:
+            self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def _place(
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        staged: StagedFile,
+        describe: Callable[[uuid.UUID, uuid.UUID], Package],
+    ) -> tuple[Package, RegistryRow]:
+        """Adds a package whose file is staged: the registry is held, the file name and
+        its other spellings checked, the file placed, then the row committed."""
         package_id = new_id()
         placed = False
+        filename = ""
         try:
             with self.database.writing() as session:
                 found = _publishable(
@@ -76,30 +149,18 @@ class PackageService:
                 # waits for the deletion and finds no registry.
                 if not RegistryRepository(session).hold(found.id):
                     raise NotFound("registry")
+                package = describe(package_id, found.id)
+                filename = package.filename
                 packages = PackageRepository(session)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
                 identity = distribution_identity(filename)
                 existing_files = self.database.fetch_in(
-                    session, PROJECT_FILES, registry_id=found.id, project=distribution.project
+                    session, PROJECT_FILES, registry_id=found.id, project=package.project
                 )
                 for existing in existing_files:
                     if distribution_identity(existing.filename) == identity:
                         raise _already_published(filename, existing.filename)
-                package = Package(
-                    id=package_id,
-                    registry_id=found.id,
-                    project=distribution.project,
-                    name=distribution.name,
-                    version=distribution.version,
-                    filename=filename,
-                    kind=distribution.kind,
-                    requires_python=distribution.requires_python,
-                    size=staged.size,
-                    sha256=staged.sha256,
-                    sha512=staged.sha512,
-                    uploaded_by_id=caller.user_id,
-                )
                 packages.add(package)
                 # The file is in place before the row that names it is committed.
                 self.files.commit(staged, package_id)

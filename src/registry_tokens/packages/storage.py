@@ -76,6 +76,28 @@ class FileStore:
             raise
         return StagedFile(path, size, sha256.hexdigest(), sha512.hexdigest())
 
+    def stage_copy(self, sha256: str, package_id: uuid.UUID, sha512: str) -> StagedFile:
+        """Stages another package's file for a new package: a hard link in ``tmp/`` (the
+        files are never written after they are placed, so the two names may share one
+        inode), or a flushed copy where links are impossible. Raises ``FileNotFoundError``
+        if the file is gone. Deleting either package then unlinks only its own name."""
+        source = self.path_for(sha256, package_id)
+        private_directory(self.tmp)
+        path = self.tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            os.link(source, path)
+        except FileNotFoundError:
+            raise
+        except OSError:  # another file system, no hard links, too many links
+            with source.open("rb") as original:
+                return self.stage(original, max_bytes=os.fstat(original.fileno()).st_size)
+        try:
+            os.utime(path)  # a link keeps the inode's mtime; the sweep spares recent files
+            return StagedFile(path, path.stat().st_size, sha256, sha512)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
     def path_for(self, sha256: str, package_id: uuid.UUID) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256 / str(package_id)
 
