@@ -177,11 +177,12 @@ def _parse_metadata(raw: bytes, source: str) -> tuple[str, str, str | None, str 
 
 def _summary(headers: Message) -> str | None:
     """The one-line ``Summary``, as UTF-8 text on one line; ``None`` if it is not that."""
-    value = headers.get("Summary")
+    # The raw value: its non-ASCII bytes are still there as surrogate escapes.
+    value = next((v for k, v in headers.raw_items() if k.lower() == "summary"), None)
     if value is None:
         return None
     try:
-        text = str(value).encode("ascii", "surrogateescape").decode("utf-8")
+        text = value.encode("ascii", "surrogateescape").decode("utf-8")
     except UnicodeError:
         return None
     text = " ".join(text.split())

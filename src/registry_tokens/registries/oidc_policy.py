@@ -187,7 +187,8 @@ def _rule(value: object, path: str) -> dict[str, Any]:
     unknown = [str(key) for key in value if key not in MATCHERS]
     if unknown:
         raise PolicyProblem(
-            path, f"has unknown matchers {', '.join(sorted(unknown))} (known: {', '.join(MATCHERS)})"
+            path,
+            f"has unknown matchers {', '.join(sorted(unknown))} (known: {', '.join(MATCHERS)})",
         )
     rule: dict[str, Any] = {}
     for matcher in MATCHERS:
