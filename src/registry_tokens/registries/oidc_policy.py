@@ -99,7 +99,7 @@ def _parse_text(text: str) -> object:
         pass  # not JSON: YAML, whose flow style is a superset of it
     try:
         depth = 0
-        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        for token in yaml.scan(text, Loader=_LOADER):
             if isinstance(token, yaml.AliasToken | yaml.AnchorToken):
                 raise PolicyProblem("", "must not use YAML anchors or aliases")
             if isinstance(token, _OPENERS):
@@ -108,7 +108,7 @@ def _parse_text(text: str) -> object:
                     raise PolicyProblem("", f"is nested too deeply (maximum is {MAX_NESTING})")
             elif isinstance(token, _CLOSERS):
                 depth -= 1
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -116,6 +116,9 @@ def _parse_text(text: str) -> object:
         raise PolicyProblem("", f"is not valid YAML or JSON ({problem}{where})") from None
 
 
+# libyaml's safe loader where PyYAML was built with it: the pure-Python scanner takes time
+# quadratic in a run of unclosed "{" before it yields the first token.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _OPENERS = (
     yaml.BlockMappingStartToken,
     yaml.BlockSequenceStartToken,
