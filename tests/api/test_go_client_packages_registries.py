@@ -56,7 +56,6 @@ from tests.api.test_go_client_contract import (
     PackageRegistry,
     assert_go_request,
     go_decoder_decode,
-    go_json_encode,
     go_parse_timestamp,
     graphql_id_of,
     tag,
@@ -578,7 +577,8 @@ def test_packages_get_and_list_decode_into_package(
     assert [item.id for item in page.items] == [sdist_body["id"]]
     assert page.items[0] == source
     assert page.links.prev == ""  # null: Go's zero value
-    assert page.links.self and page.links.first
+    assert page.links.self
+    assert page.links.first
     options = to_options(page.links.next)
     assert options["per_page"] == "1"
     page, _ = go.list_packages(admin.org, admin.registry, **options)

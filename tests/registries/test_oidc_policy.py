@@ -88,7 +88,8 @@ def test_the_three_forms_are_stored_normalized_and_returned_as_yaml(
 def test_null_an_empty_list_or_blank_text_clear_the_policy(
     package_client: httpx.Client, admin: Tenant
 ) -> None:
-    for cleared in (None, [], "", "  \n"):
+    clearing: list[object] = [None, [], "", "  \n"]
+    for cleared in clearing:
         assert update(package_client, admin, STATEMENTS).status_code == 200
         response = update(package_client, admin, cleared)
         assert response.status_code == 200
