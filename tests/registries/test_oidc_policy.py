@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update as update_table
 
+from registry_tokens.registries.models import Registry
 from tests.harness import Seeder, Tenant
 from tests.package_helpers import admin_tenant, registries_path, registry_path
 
@@ -169,3 +171,19 @@ def test_bad_policies_are_422s_naming_the_place(
     assert text in body["message"], body["message"]
     assert body["errors"] == [{"field": "oidc_policy", "code": "invalid"}]
     assert current(package_client, admin) == SHOWN  # the stored policy is untouched
+
+
+@pytest.mark.parametrize(
+    "legacy",
+    ["- iss: not checked then\n  claims: {}\n", "free text, once accepted as a string"],
+    ids=["invalid yaml policy", "free text"],
+)
+def test_a_policy_stored_before_policies_were_checked_is_returned_as_stored(
+    package_client: httpx.Client, package_seeder: Seeder, admin: Tenant, legacy: str
+) -> None:
+    with package_seeder.services.database.writing() as session:
+        session.execute(
+            update_table(Registry).where(Registry.slug == admin.registry).values(oidc_policy=legacy)
+        )
+    assert current(package_client, admin) == legacy
+    assert update(package_client, admin, STATEMENTS).json()["oidc_policy"] == SHOWN
