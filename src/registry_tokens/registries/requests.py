@@ -16,6 +16,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
 )
 
@@ -92,8 +93,24 @@ def _oidc_policy(value: object, _handler: ValidatorFunctionWrapHandler) -> str |
     return None if policy is None else oidc_policy.stored(policy)
 
 
-Emoji = Annotated[str, text_constraints(EMOJI_MAX), AfterValidator(_emoji)] | None
-Color = Annotated[str, text_constraints(COLOR_MAX), AfterValidator(_color)] | None
+Emoji = (
+    Annotated[
+        str,
+        text_constraints(EMOJI_MAX),
+        AfterValidator(_emoji),
+        WithJsonSchema({"type": "string", "pattern": _EMOJI.pattern, "examples": [":package:"]}),
+    ]
+    | None
+)
+Color = (
+    Annotated[
+        str,
+        text_constraints(COLOR_MAX),
+        AfterValidator(_color),
+        WithJsonSchema({"type": "string", "pattern": _COLOR.pattern, "examples": ["#FF0000"]}),
+    ]
+    | None
+)
 OidcPolicy = Annotated[
     list[dict[str, Any]] | str | None,
     WrapValidator(_oidc_policy),
