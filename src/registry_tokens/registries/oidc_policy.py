@@ -97,6 +97,8 @@ def _parse_text(text: str) -> object:
         raise PolicyProblem("", f"is nested too deeply (maximum is {MAX_NESTING})") from None
     except ValueError:
         pass  # not JSON: YAML, whose flow style is a superset of it
+    if _LOADER is yaml.SafeLoader and _bracket_depth(text) > MAX_NESTING:
+        raise PolicyProblem("", f"is nested too deeply (maximum is {MAX_NESTING})")
     try:
         depth = 0
         for token in yaml.scan(text, Loader=_LOADER):
@@ -116,9 +118,24 @@ def _parse_text(text: str) -> object:
         raise PolicyProblem("", f"is not valid YAML or JSON ({problem}{where})") from None
 
 
-# libyaml's safe loader where PyYAML was built with it: the pure-Python scanner takes time
-# quadratic in a run of unclosed "{" before it yields the first token.
+# libyaml's safe loader where PyYAML was built with it: the pure-Python scanner reads a run
+# of unclosed "{" to its end, in time quadratic in its length (26 s for 65,000), before it
+# yields the first token. Without libyaml, brackets are counted first (a "[" in a plain
+# scalar counts too: such a policy may be refused for its depth, never parsed for minutes).
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 _OPENERS = (
     yaml.BlockMappingStartToken,
     yaml.BlockSequenceStartToken,
