@@ -25,6 +25,7 @@ def build_wheel(
     value: str = "hello",
     metadata_name: str | None = None,
     extra_members: dict[str, bytes] | None = None,
+    summary: str | None = None,
 ) -> Path:
     """A pure-Python wheel whose module ``module`` holds ``VALUE = value``."""
     distribution = name.replace("-", "_")
@@ -34,7 +35,7 @@ def build_wheel(
         f"{module}/__init__.py": f"VALUE = {value!r}\n".encode(),
         f"{dist_info}/METADATA": (
             f"Metadata-Version: 2.1\nName: {metadata_name or name}\nVersion: {version}\n"
-            "Requires-Python: >=3.8\n"
+            "Requires-Python: >=3.8\n" + (f"Summary: {summary}\n" if summary is not None else "")
         ).encode(),
         f"{dist_info}/WHEEL": (
             b"Wheel-Version: 1.0\nGenerator: registry-tokens-tests\n"

@@ -40,6 +40,8 @@ BEYOND_SCHEMA = {
     # Exactly the spellings Python's ipaddress accepts (netmask and hostmask forms, IPv6
     # compression, zone ids, surrounding spaces): no usable pattern says that, not more.
     "allowed_cidrs",
+    # A registry's OIDC policy: statements or their YAML or JSON text, checked claim by claim.
+    "oidc_policy",
     # Opaque pagination cursors: only a cursor the server issued is a valid one.
     "before",
     "after",

@@ -36,7 +36,8 @@ from tests.package_helpers import (
     storage_dir,
     stored_files,
 )
-from tests.registry_tokens.test_seed_contract import ORG_KEYS, REGISTRY_KEYS, assert_uuid7_matches
+from tests.registries.test_registries_api import REGISTRY_KEYS
+from tests.registry_tokens.test_seed_contract import assert_uuid7_matches
 
 PACKAGE_KEYS = [
     "id",
@@ -45,10 +46,14 @@ PACKAGE_KEYS = [
     "name",
     "created_at",
     "version",
+    "variant",
+    "metadata",
     "digests",
     "organization",
     "registry",
 ]
+# Buildkite's package embeds the whole registry, and the organization with its graphql_id.
+ORG_KEYS = ["id", "graphql_id", "slug", "url", "web_url"]
 UPLOAD_LIMIT = 8 * 1024
 
 

@@ -48,6 +48,10 @@ REGISTRY_KEYS = [
 ]
 WEB = "http://web.example.test"
 POLICY = "- iss: https://agent.buildkite.com\n  claims:\n    pipeline_slug: deploy\n"
+# As it is returned: normalized (a bare value is an equals matcher), as YAML text.
+POLICY_SHOWN = (
+    "- iss: https://agent.buildkite.com\n  claims:\n    pipeline_slug:\n      equals: deploy\n"
+)
 
 
 @pytest.fixture
@@ -117,7 +121,7 @@ def test_create_answers_the_registry_in_the_documented_shape(
         "emoji": ":snake:",
         "color": "#3776AB",
         "public": False,
-        "oidc_policy": POLICY,
+        "oidc_policy": POLICY_SHOWN,
         "team_ids": [],
     }
     fetched = package_client.get(body["url"], headers=admin.auth())
@@ -264,7 +268,7 @@ def test_update_changes_only_the_fields_sent_and_never_the_slug(
     assert renamed.json() == expected  # the same slug, url and web_url: links keep working
 
     changed = update(description="changed", public=True, oidc_policy=POLICY)
-    expected = {**expected, "description": "changed", "public": True, "oidc_policy": POLICY}
+    expected = {**expected, "description": "changed", "public": True, "oidc_policy": POLICY_SHOWN}
     assert changed.json() == expected
 
     cleared = update(description=None, emoji=None)

@@ -38,6 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 MAX_METADATA_BYTES = 1024 * 1024
 MAX_FIELD_LENGTH = 255  # file names and the metadata fields we store
+MAX_SUMMARY_LENGTH = 512
 # PEP 508 project names, and file names made only of what those and versions use.
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _PLAIN_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
@@ -83,10 +84,20 @@ class Distribution:
     version: str
     kind: str  # "wheel" or "sdist"
     requires_python: str | None
+    summary: str | None = None  # shown, never relied on: None when unusable
 
     @property
     def project(self) -> str:
         return canonicalize_name(self.name)
+
+
+def wheel_tags(filename: str) -> str | None:
+    """A wheel's compatibility tags as its file name spells them (``py3-none-any``): what
+    tells one file of a version from another, Buildkite's ``variant``. ``None`` for an sdist."""
+    if not filename.endswith(".whl"):
+        return None
+    parts = filename[: -len(".whl")].split("-")
+    return "-".join(parts[-3:]) if len(parts) >= 5 else None
 
 
 def distribution_identity(filename: str) -> tuple[object, ...]:
@@ -142,7 +153,7 @@ def _check_member_path(name: str) -> None:
         raise BadDistribution(f"the archive contains an unsafe path: {name!r}")
 
 
-def _parse_metadata(raw: bytes, source: str) -> tuple[str, str, str | None]:
+def _parse_metadata(raw: bytes, source: str) -> tuple[str, str, str | None, str | None]:
     headers = BytesHeaderParser().parsebytes(raw)
     name, version = _header(headers, "Name"), _header(headers, "Version")
     requires_python = _header(headers, "Requires-Python")
@@ -161,7 +172,23 @@ def _parse_metadata(raw: bytes, source: str) -> tuple[str, str, str | None]:
             raise BadDistribution(
                 f"{source} declares an invalid Requires-Python {requires_python!r}"
             ) from exc
-    return name, version, requires_python
+    return name, version, requires_python, _summary(headers)
+
+
+def _summary(headers: Message) -> str | None:
+    """The one-line ``Summary``, as UTF-8 text on one line; ``None`` if it is not that."""
+    # The raw value: its non-ASCII bytes are still there as surrogate escapes.
+    value = next((v for k, v in headers.raw_items() if k.lower() == "summary"), None)
+    if value is None:
+        return None
+    try:
+        text = value.encode("ascii", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return None
+    text = " ".join(text.split())
+    if not text or len(text) > MAX_SUMMARY_LENGTH or not text.isprintable():
+        return None
+    return text
 
 
 def _header(headers: Message, name: str) -> str | None:
@@ -217,9 +244,9 @@ def _read_wheel(path: Path, filename: str) -> Distribution:
             raw = archive.read(metadata_files[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
         raise BadDistribution("the file is not a valid wheel (zip) archive") from exc
-    name, version, requires_python = _parse_metadata(raw, "the wheel's METADATA")
+    name, version, requires_python, summary = _parse_metadata(raw, "the wheel's METADATA")
     _agree(filename, name, version, file_name, file_version)
-    return Distribution(name, version, "wheel", requires_python)
+    return Distribution(name, version, "wheel", requires_python, summary)
 
 
 def _read_sdist(path: Path, filename: str) -> Distribution:
@@ -253,9 +280,9 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
         raise BadDistribution("the file is not a valid sdist (.tar.gz) archive") from exc
     if raw is None:
         raise BadDistribution("the sdist has no top-level PKG-INFO file")
-    name, version, requires_python = _parse_metadata(raw, "the sdist's PKG-INFO")
+    name, version, requires_python, summary = _parse_metadata(raw, "the sdist's PKG-INFO")
     _agree(filename, name, version, file_name, file_version)
-    return Distribution(name, version, "sdist", requires_python)
+    return Distribution(name, version, "sdist", requires_python, summary)
 
 
 def _too_many_files(kind: str) -> str:

@@ -24,6 +24,7 @@ class Package(IdMixin, Base):
     filename: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(20))  # "wheel" or "sdist"
     requires_python: Mapped[str | None] = mapped_column(String(255))
+    summary: Mapped[str | None] = mapped_column(String(512))  # the metadata's Summary
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     sha512: Mapped[str] = mapped_column(String(128))

@@ -1,14 +1,19 @@
 import uuid
+from typing import Any
 
 from pydantic import BaseModel
 
 from registry_tokens.kit.cursor import CursorLinks
+from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel, Timestamp
 from registry_tokens.kit.urls import Urls
-from registry_tokens.organizations.schemas import OrganizationRef
+from registry_tokens.packages.metadata import wheel_tags
 from registry_tokens.packages.models import Package
 from registry_tokens.registries.repository import RegistryRow
-from registry_tokens.registries.schemas import RegistryRef
+from registry_tokens.registries.schemas import RegistryOut
+
+# The PyPI JSON API's names for the two kinds of file (``packagetype``).
+_PACKAGE_TYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 
 
 class Digests(BaseModel):
@@ -16,16 +21,31 @@ class Digests(BaseModel):
     sha512: str
 
 
+class PackageOrganization(ResponseModel):
+    """The organization as Buildkite embeds it in a package."""
+
+    id: uuid.UUID
+    graphql_id: str
+    slug: str
+    url: str
+    web_url: str
+
+
 class PackageOut(ResponseModel):
+    """A package as Buildkite's Packages API (and go-buildkite's ``Package``) has it, with
+    the whole registry; every endpoint that answers with packages renders them here."""
+
     id: uuid.UUID
     url: str
     web_url: str
     name: str
     created_at: Timestamp
     version: str
+    variant: str | None
+    metadata: dict[str, Any]
     digests: Digests
-    organization: OrganizationRef
-    registry: RegistryRef
+    organization: PackageOrganization
+    registry: RegistryOut
 
     @classmethod
     def of(cls, package: Package, registry: RegistryRow, urls: Urls) -> "PackageOut":
@@ -37,9 +57,23 @@ class PackageOut(ResponseModel):
             name=package.name,
             created_at=package.created_at,
             version=package.version,
+            variant=wheel_tags(package.filename),
+            metadata={
+                "filename": package.filename,
+                "packagetype": _PACKAGE_TYPES.get(package.kind, package.kind),
+                "size": package.size,
+                "requires_python": package.requires_python,
+                "summary": package.summary,
+            },
             digests=Digests(sha256=package.sha256, sha512=package.sha512),
-            organization=OrganizationRef.of(registry.organization_id, org, urls),
-            registry=RegistryRef.of(registry, urls),
+            organization=PackageOrganization(
+                id=registry.organization_id,
+                graphql_id=graphql_id("Organization", registry.organization_id),
+                slug=org,
+                url=urls.organization(org),
+                web_url=urls.organization_web(org),
+            ),
+            registry=RegistryOut.of(registry, urls),
         )
 
 

@@ -76,6 +76,7 @@ class PackageService:
                 filename=filename,
                 kind=distribution.kind,
                 requires_python=distribution.requires_python,
+                summary=distribution.summary,
                 size=staged.size,
                 sha256=staged.sha256,
                 sha512=staged.sha512,

@@ -4,20 +4,24 @@ Their types are the rules (and the OpenAPI document); their errors are put in Bu
 words by ``kit.validation.field_problem``. Unknown fields are ignored.
 """
 
+import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
 )
 
 from registry_tokens.kit.validation import field_error, text_constraints, without_defaults
+from registry_tokens.registries import oidc_policy
 
 
 class Ecosystem(StrEnum):
@@ -42,7 +46,11 @@ NAME_MAX = 255
 DESCRIPTION_MAX = 4096
 EMOJI_MAX = 100
 COLOR_MAX = 50
-OIDC_POLICY_MAX = 65_536
+OIDC_POLICY_MAX = oidc_policy.MAX_TEXT
+# Buildkite's forms, as go-buildkite's comments give them: an emoji "in buildkite format"
+# such as ":rocket:", and a color "in hex format" such as "#FF0000".
+_EMOJI = re.compile(r"^:[A-Za-z0-9_+-]{1,98}:$")
+_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 
 def _one_of(value: object, handler: ValidatorFunctionWrapHandler) -> object:
@@ -57,9 +65,62 @@ Name = Annotated[str, text_constraints(NAME_MAX), Field(examples=["My registry"]
 EcosystemField = Annotated[Ecosystem, WrapValidator(_one_of)]
 # Optional text: null clears it; a string must not be blank (the same rule as names).
 Description = Annotated[str, text_constraints(DESCRIPTION_MAX)] | None
-Emoji = Annotated[str, text_constraints(EMOJI_MAX)] | None
-Color = Annotated[str, text_constraints(COLOR_MAX)] | None
-OidcPolicy = Annotated[str, text_constraints(OIDC_POLICY_MAX)] | None
+
+
+def _emoji(value: str) -> str:
+    if _EMOJI.match(value):
+        return value
+    raise field_error(
+        "invalid",
+        'must be an emoji in Buildkite\'s format such as ":package:" (letters, digits, '
+        "_, + and - between colons)",
+    )
+
+
+def _color(value: str) -> str:
+    if _COLOR.match(value):
+        return value
+    raise field_error("invalid", 'must be a hex color such as "#FF0000"')
+
+
+def _oidc_policy(value: object, _handler: ValidatorFunctionWrapHandler) -> str | None:
+    """The stored form (normalized JSON) of statements or their YAML or JSON text."""
+    try:
+        policy = oidc_policy.normalize(value)
+    except oidc_policy.PolicyProblem as problem:
+        where = f"at {problem.path} " if problem.path else ""
+        raise field_error("invalid", where + problem.text) from None
+    return None if policy is None else oidc_policy.stored(policy)
+
+
+Emoji = (
+    Annotated[
+        str,
+        text_constraints(EMOJI_MAX),
+        AfterValidator(_emoji),
+        WithJsonSchema({"type": "string", "pattern": _EMOJI.pattern, "examples": [":package:"]}),
+    ]
+    | None
+)
+Color = (
+    Annotated[
+        str,
+        text_constraints(COLOR_MAX),
+        AfterValidator(_color),
+        WithJsonSchema({"type": "string", "pattern": _COLOR.pattern, "examples": ["#FF0000"]}),
+    ]
+    | None
+)
+OidcPolicy = Annotated[
+    list[dict[str, Any]] | str | None,
+    WrapValidator(_oidc_policy),
+    Field(
+        description="A list of statements (`iss`, `scopes`, `claims` with `equals`, "
+        "`not_equals`, `in`, `not_in` or `matches`), or their YAML or JSON text; "
+        "returned as YAML text",
+        examples=[[{"iss": "https://agent.buildkite.com", "claims": {"pipeline_slug": "deploy"}}]],
+    ),
+]
 
 
 class _RegistryBody(BaseModel):

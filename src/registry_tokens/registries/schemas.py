@@ -3,6 +3,7 @@ import uuid
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.schemas import ResponseModel
 from registry_tokens.kit.urls import Urls
+from registry_tokens.registries import oidc_policy
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.requests import RegistryCreate, RegistryUpdate
 
@@ -62,6 +63,6 @@ class RegistryOut(ResponseModel):
             emoji=registry.emoji,
             color=registry.color,
             public=registry.public,
-            oidc_policy=registry.oidc_policy,
+            oidc_policy=oidc_policy.shown(registry.oidc_policy),
             team_ids=[],
         )
