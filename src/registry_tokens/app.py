@@ -21,6 +21,7 @@ from registry_tokens.api.http import (
 )
 from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
+from registry_tokens.auth.endpoints import rate_limit_router
 from registry_tokens.auth.endpoints import router as access_token_router
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         packages_router,
         registries_router,
         organizations_router,
+        rate_limit_router,
         users_router,
         access_token_router,
         audit_router,

@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     package_storage_dir: Path | None = None
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     # REST rate limits: requests per window for each organization (Buildkite: 200 a
-    # minute), each user, and each client address without a valid token. 0 turns one off.
+    # minute), each user (Buildkite: 50 a minute), and each client address without a
+    # valid token. 0 turns one off.
     rate_limit_per_organization: int = Field(default=200, ge=0)
-    rate_limit_per_user: int = Field(default=200, ge=0)
+    rate_limit_per_user: int = Field(default=50, ge=0)
     rate_limit_per_client: int = Field(default=200, ge=0)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     # Refused installs of one registry token recorded in the audit log per rate-limit

@@ -187,6 +187,8 @@ ENDPOINTS = [
     Endpoint("list-audit-events", "GET", "/v2/packages/organizations/{org}/audit-events",
              Scope.READ_REGISTRIES),
     Endpoint("get-organization", "GET", "/v2/organizations/{org}", None),
+    Endpoint("list-organizations", "GET", "/v2/organizations", None),
+    Endpoint("get-rate-limit", "GET", "/v2/organizations/{org}/rate_limit", None),
     Endpoint("get-user", "GET", "/v2/user", Scope.READ_USER),
     Endpoint("get-access-token", "GET", "/v2/access-token", None),
     Endpoint("revoke-access-token", "DELETE", "/v2/access-token", None, success=204, writes=True),

@@ -21,7 +21,13 @@ RATE_LIMITED = {
     "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT": "1000",
 }
 # What may differ between two answers to the same request, a moment apart.
-VOLATILE = {"date", "ratelimit-remaining", "ratelimit-reset"}
+VOLATILE = {
+    "date",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-user-remaining",
+    "ratelimit-user-reset",
+}
 UNKNOWN_ID = "0191b6a2-aa51-70e5-b1d2-7c4b3e9e3c1a"
 
 

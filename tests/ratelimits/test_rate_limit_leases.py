@@ -83,7 +83,7 @@ def admitted(limiter: RateLimiter, subject: Subject) -> int | None:
     except RateLimited:
         return None
     assert allowance is not None
-    return allowance.current
+    return allowance.tightest.current
 
 
 def shared_count(database: Database, key: str, window_start: int = START) -> int | None:
@@ -120,8 +120,11 @@ def test_one_instance_counts_exactly_to_the_edge(
     async def run() -> None:
         for number in range(1, limit + 1):
             allowance = await limiter.hit([subject])
-            assert allowance == Allowance(limit=limit, current=number, reset_seconds=WINDOW)
-            assert allowance.remaining == limit - number
+            assert allowance is not None
+            assert allowance.each == (
+                Allowance(limit=limit, current=number, reset_seconds=WINDOW, kind="client"),
+            )
+            assert allowance.tightest.remaining == limit - number
         for number in (limit + 1, limit + 2, limit + 3):
             with pytest.raises(RateLimited) as refused:
                 await limiter.hit([subject])
@@ -178,7 +181,7 @@ def test_concurrent_requests_of_one_process_never_double_spend(
         try:
             allowance = await policy.for_client("10.0.0.9")
             assert allowance is not None
-            outcomes.append(allowance.current)
+            outcomes.append(allowance.tightest.current)
         except RateLimited as refused:
             outcomes.append(-refused.extra["current"])
 
@@ -365,7 +368,8 @@ def test_one_failing_subject_leaves_the_others_counted(
     assert anyio.run(limiter.hit, [user]) is not None
     with unwritable(url, database):
         allowance = anyio.run(limiter.hit, [user, Subject("organization", "o", 10)])
-    assert allowance == Allowance(limit=1000, current=2, reset_seconds=WINDOW)
+    assert allowance is not None
+    assert allowance.each == (Allowance(limit=1000, current=2, reset_seconds=WINDOW, kind="user"),)
 
 
 def redis_up() -> bool:
@@ -393,7 +397,7 @@ def test_redis_counts_every_request_exactly_across_instances() -> None:
             try:
                 allowance = await limiter.hit([client(limit, name)])
                 assert allowance is not None
-                numbers.append(allowance.current)
+                numbers.append(allowance.tightest.current)
             except RateLimited as refused:
                 numbers.append(-refused.extra["current"])
         return numbers
@@ -430,4 +434,91 @@ async def admitted_async(limiter: RateLimiter, subject: Subject) -> int | None:
     except RateLimited:
         return None
     assert allowance is not None
-    return allowance.current
+    return allowance.tightest.current
+
+
+# --- Reading a window without counting (GET …/rate_limit) --------------------------------
+
+
+def test_peek_is_exact_for_one_process_and_an_upper_bound_for_several(
+    open_database: Callable[..., Database],
+) -> None:
+    limit = 200  # leases of 25, then smaller
+    subject = client(limit, "peeked")
+    one = RateLimiter(LeaseStore(open_database()), WINDOW, Clock())
+    other = RateLimiter(LeaseStore(open_database()), WINDOW, Clock())
+
+    async def run() -> None:
+        window, _ = one.window()
+        assert await one.store.peek(window, subject.key) == 0  # nothing counted yet
+        for admitted_so_far in range(1, 6):
+            await one.hit([subject])
+            # Alone, this process's count is the window's, though it leased 25.
+            assert await one.store.peek(window, subject.key) == admitted_so_far
+            assert await one.status(subject) == await one.status(subject)  # counts nothing
+        for _ in range(3):
+            await other.hit([subject])
+        # Eight requests in all: each process sees its own exactly and the other's lease
+        # whole, so at least eight and at most the other's unused numbers more.
+        for limiter, unused_elsewhere in ((one, 25 - 3), (other, 25 - 5)):
+            seen = await limiter.store.peek(window, subject.key)
+            assert 8 <= seen <= 8 + unused_elsewhere
+        status = await one.status(subject)
+        assert (status.limit, status.enforced) == (limit, True)
+        assert status.current == await one.store.peek(window, subject.key)
+        assert status.reset_at.timestamp() == START + WINDOW
+        assert status.reset == WINDOW  # the clock is half a second into the window
+
+    anyio.run(run)
+
+
+def test_peek_counts_the_refusals_a_process_numbered_in_memory(
+    open_database: Callable[..., Database],
+) -> None:
+    limiter = RateLimiter(LeaseStore(open_database()), WINDOW, Clock())
+    subject = client(3, "refused")
+
+    async def run() -> int:
+        for _ in range(5):
+            await admitted_async(limiter, subject)
+        window, _ = limiter.window()
+        return await limiter.store.peek(window, subject.key)
+
+    assert anyio.run(run) == 5  # three admitted, two refused: as the 429's "current" says
+
+
+def test_an_unlimited_subject_is_not_enforced_and_reads_nothing(
+    open_database: Callable[..., Database],
+) -> None:
+    limiter = RateLimiter(LeaseStore(open_database()), WINDOW, Clock())
+    status = anyio.run(limiter.status, client(0, "free"))
+    assert (status.limit, status.current, status.enforced) == (0, 0, False)
+
+
+@needs_redis
+def test_redis_peek_reads_the_exact_count_and_counts_nothing() -> None:
+    limiter = RateLimiter(RedisStore(REDIS_URL, 1.0), WINDOW, Clock())
+    subject = client(50, uuid.uuid4().hex)
+
+    async def run() -> list[int]:
+        window, _ = limiter.window()
+        seen = [await limiter.store.peek(window, subject.key)]
+        for _ in range(3):
+            await limiter.hit([subject])
+            seen.append(await limiter.store.peek(window, subject.key))
+        seen.append(await limiter.store.peek(window, subject.key))
+        return seen
+
+    assert anyio.run(run) == [0, 1, 2, 3, 3]
+
+
+def test_a_dead_redis_is_peeked_through_the_leases(open_database: Callable[..., Database]) -> None:
+    dead = RedisStore(f"redis://127.0.0.1:{free_port()}/0", 0.25)
+    limiter = RateLimiter(FailoverStore(dead, LeaseStore(open_database()), 5), WINDOW, Clock())
+    subject = client(10, "failover")
+
+    async def run() -> int:
+        window, _ = limiter.window()
+        return await limiter.store.peek(window, subject.key)
+
+    assert anyio.run(run) == 0

@@ -19,8 +19,8 @@ from registry_tokens.kit.secrets import (
 )
 from registry_tokens.kit.timestamps import utcnow
 from registry_tokens.organizations.repository import MemberOrganization, OrganizationRepository
-from registry_tokens.organizations.service import member_organization
-from registry_tokens.ratelimits.service import RateLimitPolicy
+from registry_tokens.organizations.service import member_organization, visible_organization
+from registry_tokens.ratelimits.service import RateLimitPolicy, RateLimitStatus
 from registry_tokens.users.repository import UserRepository
 
 
@@ -100,6 +100,12 @@ class AuthService:
         if organization_slug is None or not self.rate_limits.counts_organizations:
             return caller, None
         return caller, member_organization(self.database, caller, organization_slug)
+
+    async def organization_rate_limit(self, caller: Caller, slug: str) -> RateLimitStatus:
+        """The REST window of an organization the caller may see (else 404), read from the
+        counters the gate counts in; this request was counted like any other."""
+        organization = await self.database.read(visible_organization, self.database, caller, slug)
+        return await self.rate_limits.organization_status(organization.id)
 
     def current_token(self, caller: Caller) -> ApiAccessToken:
         with self.database.reading() as session:

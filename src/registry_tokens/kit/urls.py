@@ -17,8 +17,11 @@ class Urls:
         self.api = api_base.rstrip("/")
         self.web = web_base.rstrip("/")
 
+    def organizations(self) -> str:
+        return f"{self.api}/v2/organizations"
+
     def organization(self, org: str) -> str:
-        return f"{self.api}/v2/organizations/{quote(org)}"
+        return f"{self.organizations()}/{quote(org)}"
 
     def organization_web(self, org: str) -> str:
         return f"{self.web}/organizations/{quote(org)}"

@@ -37,6 +37,22 @@ MEMBER_ORGANIZATION = Query(
     MemberOrganization,
 )
 
+# "Which organizations does this user belong to?", by name: the organizations list (a
+# user belongs to a handful, so the token's limits and the page are applied to the rows).
+MEMBER_ORGANIZATIONS = Query(
+    select(
+        Organization.id.label("id"),
+        Organization.slug.label("slug"),
+        Organization.name.label("name"),
+        Organization.created_at.label("created_at"),
+        OrganizationMembership.role.label("role"),
+    )
+    .join(OrganizationMembership, OrganizationMembership.organization_id == Organization.id)
+    .where(OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type))
+    .order_by(Organization.name, Organization.slug),
+    MemberOrganization,
+)
+
 
 class OrganizationRepository:
     def __init__(self, session: Session) -> None:

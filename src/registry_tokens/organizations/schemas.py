@@ -26,7 +26,7 @@ class OrganizationRef(ResponseModel):
 
 
 class OrganizationOut(ResponseModel):
-    """``GET /v2/organizations/{org}``: the fields Buildkite's organization has that we keep."""
+    """``GET /v2/organizations[/{org}]``: Buildkite's organization, in its docs' order."""
 
     id: uuid.UUID
     graphql_id: str
@@ -34,6 +34,10 @@ class OrganizationOut(ResponseModel):
     web_url: str
     name: str
     slug: str
+    # Buildkite links its pipelines, agents and emojis here; this server has none of them.
+    pipelines_url: None = None
+    agents_url: None = None
+    emojis_url: None = None
     created_at: Timestamp
 
     @classmethod

@@ -11,9 +11,11 @@ from registry_tokens.kit.errors import (
     NotFound,
     already_taken,
 )
+from registry_tokens.kit.pagination import Page, PageRequest
 from registry_tokens.organizations.models import Organization, OrganizationMembership, Role
 from registry_tokens.organizations.repository import (
     MEMBER_ORGANIZATION,
+    MEMBER_ORGANIZATIONS,
     MemberOrganization,
     OrganizationRepository,
 )
@@ -62,6 +64,20 @@ class OrganizationService:
 
     def get(self, caller: Caller, slug: str) -> MemberOrganization:
         return visible_organization(self.database, caller, slug)
+
+    def list(self, caller: Caller, request: PageRequest) -> Page[MemberOrganization]:
+        """The organizations the caller may see, by name: its user's, less those the token
+        is limited away from (the same rule as :func:`member_organization`)."""
+        visible = [
+            organization
+            for organization in self.database.fetch(MEMBER_ORGANIZATIONS, user_id=caller.user_id)
+            if caller.may_act_in(organization.id)
+        ]
+        return Page(
+            items=visible[request.offset : request.offset + request.per_page],
+            request=request,
+            total=len(visible),
+        )
 
     def create(self, slug: str, name: str | None = None) -> Organization:
         slug = validation.organization_slug(slug)

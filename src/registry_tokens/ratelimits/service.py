@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError
@@ -40,11 +41,12 @@ class Subject:
 
 @dataclass(frozen=True)
 class Allowance:
-    """The most constrained subject's state after counting this request."""
+    """One subject's state after counting this request."""
 
     limit: int
     current: int
     reset_seconds: int
+    kind: str = ""
 
     @property
     def remaining(self) -> int:
@@ -54,29 +56,68 @@ class Allowance:
     def exceeded(self) -> bool:
         return self.current > self.limit
 
+
+@dataclass(frozen=True)
+class Allowances:
+    """Every limited subject's state after counting this request (at least one)."""
+
+    each: tuple[Allowance, ...]
+
+    @property
+    def tightest(self) -> Allowance:
+        return min(self.each, key=lambda allowance: allowance.limit - allowance.current)
+
+    def of(self, kind: str) -> Allowance | None:
+        return next((allowance for allowance in self.each if allowance.kind == kind), None)
+
     def headers(self) -> dict[str, str]:
-        return {
+        """Buildkite's names: ``RateLimit-*`` for the organization (the tightest other
+        limit when none is counted: a path without one, or a caller without a valid
+        token), ``RateLimit-User-*`` for the user."""
+        main = self.of("organization") or self.tightest
+        headers = {
             "RateLimit-Scope": SCOPE,
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_seconds),
+            "RateLimit-Limit": str(main.limit),
+            "RateLimit-Remaining": str(main.remaining),
+            "RateLimit-Reset": str(main.reset_seconds),
         }
+        user = self.of("user")
+        if user is not None:
+            headers["RateLimit-User-Limit"] = str(user.limit)
+            headers["RateLimit-User-Remaining"] = str(user.remaining)
+            headers["RateLimit-User-Reset"] = str(user.reset_seconds)
+        return headers
 
 
 class RateLimited(AppError):
-    def __init__(self, allowance: Allowance) -> None:
+    """429: the tightest limit is exceeded; its state is the body, every limit's the
+    headers."""
+
+    def __init__(self, allowances: Allowances) -> None:
+        tightest = allowances.tightest
         super().__init__(
             "You have exceeded your API rate limit. Please wait "
-            f"{allowance.reset_seconds} seconds before making more requests.",
+            f"{tightest.reset_seconds} seconds before making more requests.",
             429,
             extra={
                 "scope": SCOPE,
-                "limit": allowance.limit,
-                "current": allowance.current,
-                "reset": allowance.reset_seconds,
+                "limit": tightest.limit,
+                "current": tightest.current,
+                "reset": tightest.reset_seconds,
             },
-            headers={**allowance.headers(), "Retry-After": str(allowance.reset_seconds)},
+            headers={**allowances.headers(), "Retry-After": str(tightest.reset_seconds)},
         )
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """A subject's window as ``GET …/rate_limit`` shows it."""
+
+    limit: int
+    current: int
+    reset: int
+    reset_at: datetime
+    enforced: bool
 
 
 class RateLimiter:
@@ -92,7 +133,7 @@ class RateLimiter:
         self.window_seconds = window_seconds
         self.clock = clock
 
-    async def hit(self, subjects: Sequence[Subject]) -> Allowance | None:
+    async def hit(self, subjects: Sequence[Subject]) -> Allowances | None:
         """Counts the request against every limited subject; 429 if any is over its limit.
 
         ``None`` when nothing is limited, or when the store could not count (fail open).
@@ -100,11 +141,21 @@ class RateLimiter:
         limited = [subject for subject in subjects if subject.limit > 0]
         if not limited:
             return None
-        window, reset = self._window()
+        window, reset = self.window()
         counts = await self.store.count(window, _counted(limited))
         return _decide(limited, counts, reset)
 
-    def _window(self) -> tuple[Window, int]:
+    async def status(self, subject: Subject) -> RateLimitStatus:
+        """The subject's current window, read without counting anything."""
+        window, reset = self.window()
+        reset_at = datetime.fromtimestamp(window.start + window.seconds, UTC)
+        if subject.limit <= 0:
+            return RateLimitStatus(0, 0, reset, reset_at, enforced=False)
+        current = await self.store.peek(window, subject.key)
+        return RateLimitStatus(subject.limit, current, reset, reset_at, enforced=True)
+
+    def window(self) -> tuple[Window, int]:
+        """The window now, and the seconds until it ends (at least 1)."""
         now = self.clock()
         start = int(now // self.window_seconds) * self.window_seconds
         reset = max(1, math.ceil(start + self.window_seconds - now))
@@ -117,18 +168,18 @@ def _counted(subjects: Sequence[Subject]) -> list[Counted]:
 
 def _decide(
     subjects: Sequence[Subject], counts: Sequence[int | None], reset: int
-) -> Allowance | None:
-    allowances = [
-        Allowance(limit=subject.limit, current=count, reset_seconds=reset)
+) -> Allowances | None:
+    counted = tuple(
+        Allowance(limit=subject.limit, current=count, reset_seconds=reset, kind=subject.kind)
         for subject, count in zip(subjects, counts, strict=True)
         if count is not None
-    ]
-    if not allowances:
+    )
+    if not counted:
         return None
-    tightest = min(allowances, key=lambda allowance: allowance.limit - allowance.current)
-    if tightest.exceeded:
-        raise RateLimited(tightest)
-    return tightest
+    allowances = Allowances(counted)
+    if allowances.tightest.exceeded:
+        raise RateLimited(allowances)
+    return allowances
 
 
 class RateLimitPolicy:
@@ -162,7 +213,7 @@ class RateLimitPolicy:
 
     async def for_caller(
         self, user_id: uuid.UUID, organization_id: uuid.UUID | None
-    ) -> Allowance | None:
+    ) -> Allowances | None:
         """Counts against the user, and the organization when one is given.
 
         The caller passes only an organization the user may act in (member, and the token
@@ -171,15 +222,25 @@ class RateLimitPolicy:
         """
         return await self.limiter.hit(self._caller_subjects(user_id, organization_id))
 
-    async def for_client(self, address: str) -> Allowance | None:
+    async def for_client(self, address: str) -> Allowances | None:
         """Requests without a valid token count against the client's address."""
         return await self.limiter.hit(self._client_subjects(address))
 
-    async def for_refused_token(self, token_id: uuid.UUID) -> Allowance | None:
+    async def for_refused_token(self, token_id: uuid.UUID) -> Allowances | None:
         """Counts a refused use of a registry token that is to be recorded in the audit log
         (429, ``RateLimited``, once the token's refusals fill the window)."""
         return await self.limiter.hit(
             [Subject("refused_token", str(token_id), self.settings.refusals_recorded_per_token)]
+        )
+
+    async def organization_status(self, organization_id: uuid.UUID) -> RateLimitStatus:
+        """The organization's REST window, counting nothing (the request asking was
+        counted at the gate like any other)."""
+        return await self.limiter.status(self._organization(organization_id))
+
+    def _organization(self, organization_id: uuid.UUID) -> Subject:
+        return Subject(
+            "organization", str(organization_id), self.settings.rate_limit_per_organization
         )
 
     def _caller_subjects(
@@ -187,11 +248,7 @@ class RateLimitPolicy:
     ) -> list[Subject]:
         subjects = [Subject("user", str(user_id), self.settings.rate_limit_per_user)]
         if organization_id is not None:
-            subjects.append(
-                Subject(
-                    "organization", str(organization_id), self.settings.rate_limit_per_organization
-                )
-            )
+            subjects.append(self._organization(organization_id))
         return subjects
 
     def _client_subjects(self, address: str) -> list[Subject]:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from registry_tokens.db import Database
 from registry_tokens.ratelimits.models import RateLimitCounter
+from registry_tokens.ratelimits.repository import SHARED_COUNT
 
 logger = logging.getLogger("registry_tokens.ratelimits")
 
@@ -60,6 +61,10 @@ class Counted:
 class CounterStore(Protocol):
     async def count(self, window: Window, subjects: Sequence[Counted]) -> list[int | None]:
         """This request's number in each subject's window, in order (``None``: unknown)."""
+        ...
+
+    async def peek(self, window: Window, key: str) -> int:
+        """How many requests the key's window has counted so far, counting none."""
         ...
 
 
@@ -128,6 +133,21 @@ class LeaseStore:
             leased = await anyio.to_thread.run_sync(self._lease, window, missing)
             _fill(numbers, missing, leased)
         return numbers
+
+    async def peek(self, window: Window, key: str) -> int:
+        """The shared row's count, less this process's numbers leased and not yet handed
+        out, plus those it handed out past the row (refusals, numbered in memory): exact
+        for one process, an upper bound with several (the others' unused leases are in
+        the row). Reads the row; writes nothing."""
+        rows = await self.database.read(
+            self.database.fetch, SHARED_COUNT, key=key, window_start=window.start
+        )
+        shared = rows[0].leased if rows else 0
+        with self._state:
+            lease = self._leases.get(key)
+            if lease is None or lease.window_start != window.start:
+                return shared
+            return max(0, shared + (lease.next - 1 - lease.end))
 
     def _from_leases(
         self, window: Window, subjects: Sequence[Counted]
@@ -254,10 +274,10 @@ class RedisStore:
         self._async_client: redis.asyncio.Redis | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
 
-    def _redis_key(self, window: Window, subject: Counted) -> str:
-        return f"registry-tokens:ratelimit:{subject.key}:{window.start}"
+    def _redis_key(self, window: Window, key: str) -> str:
+        return f"registry-tokens:ratelimit:{key}:{window.start}"
 
-    async def count(self, window: Window, subjects: Sequence[Counted]) -> list[int | None]:
+    def _client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
         if self._async_client is None or self._async_loop is not loop:
             self._async_loop = loop
@@ -266,12 +286,20 @@ class RedisStore:
                 socket_timeout=self.timeout_seconds,
                 socket_connect_timeout=self.timeout_seconds,
             )
-        async with self._async_client.pipeline(transaction=True) as pipeline:
+        return self._async_client
+
+    async def count(self, window: Window, subjects: Sequence[Counted]) -> list[int | None]:
+        async with self._client().pipeline(transaction=True) as pipeline:
             for subject in subjects:
-                pipeline.incr(self._redis_key(window, subject))
-                pipeline.expire(self._redis_key(window, subject), window.seconds * 2)
+                pipeline.incr(self._redis_key(window, subject.key))
+                pipeline.expire(self._redis_key(window, subject.key), window.seconds * 2)
             results = await pipeline.execute()
         return [int(count) for count in results[0::2]]
+
+    async def peek(self, window: Window, key: str) -> int:
+        """The key's exact count (``GET``; a key not yet counted is 0)."""
+        value = await self._client().get(self._redis_key(window, key))
+        return int(value) if value is not None else 0
 
 
 class FailoverStore:
@@ -295,6 +323,14 @@ class FailoverStore:
             except (redis.RedisError, OSError) as error:
                 self._primary_failed(error)
         return await self.fallback.count(window, subjects)
+
+    async def peek(self, window: Window, key: str) -> int:
+        if not self.primary_is_down:
+            try:
+                return await self.primary.peek(window, key)
+            except (redis.RedisError, OSError) as error:
+                self._primary_failed(error)
+        return await self.fallback.peek(window, key)
 
     def _primary_failed(self, error: Exception) -> None:
         with self._lock:
