@@ -13,7 +13,9 @@ UPLOAD_TARGET_PATH = "/uploads/packages"
 # would escape, no leading dot (so never ``.`` or ``..``).
 UPLOAD_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}")
 _STAGED_UPLOAD = re.compile(
-    r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/(" + UPLOAD_FILENAME.pattern + ")"
+    r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/("
+    + UPLOAD_FILENAME.pattern
+    + ")"
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -6,17 +6,28 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import RestDep
+from registry_tokens.api.routes import DatabaseDep, RestDep, provided
 from registry_tokens.kit.cursor import Cursor, cursor_links
-from registry_tokens.kit.errors import FieldProblem, ValidationFailed
+from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.packages.schemas import PackageList, PackageOut
+from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
+from registry_tokens.packages.schemas import (
+    PackageList,
+    PackageOut,
+    PresignedUploadForm,
+    PresignedUploadOut,
+)
 from registry_tokens.packages.service import PackageService
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
     tags=["Packages"],
 )
+
+# The presigned uploads' target: no Buildkite credentials, the signed policy in the form.
+uploads_router = APIRouter(include_in_schema=False)
+FILE_INPUT = "file"
+
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -25,13 +36,17 @@ _UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": "The wheel or sdist",
-                        }
+                        },
+                        "package_url": {
+                            "type": "string",
+                            "description": "Instead of `file`: the URL of a presigned "
+                            "upload's file (see `…/packages/upload`)",
+                        },
                     },
                 }
             }
@@ -45,7 +60,8 @@ _UPLOAD_BODY = {
     operation_id="publishPackage",
     summary="Publish a package",
     description="Required scope: `write_packages`. Multipart form field `file`: a wheel "
-    "(`.whl`) or an sdist (`.tar.gz`). Name and version come from the file's own metadata.",
+    "(`.whl`) or an sdist (`.tar.gz`); or, instead, `package_url`: the URL of a file "
+    "uploaded through a presigned upload. Name and version come from the file's own metadata.",
     response_model=PackageOut,
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503, 507),
     openapi_extra=_UPLOAD_BODY,
@@ -61,6 +77,20 @@ async def publish_package(
     await rest.database.read(rest.service(PackageService).may_publish, rest.caller, org, registry)
     async with request.form() as form:
         sent = form.getlist("file")
+        package_urls = form.getlist("package_url")
+        if package_urls and not sent:  # the presigned flow's finalize (go-buildkite)
+            if len(package_urls) > 1 or not isinstance(package_urls[0], str):
+                raise ValidationFailed(
+                    [FieldProblem("package_url", "invalid", "must be sent once, as text")]
+                )
+            package, found = await rest.database.write(
+                rest.service(PackageService).publish_uploaded,
+                rest.caller,
+                org,
+                registry,
+                package_urls[0],
+            )
+            return PackageOut.of(package, found, rest.urls)
         if len(sent) > 1:  # one would be published and the others silently dropped
             raise ValidationFailed(
                 [
@@ -93,6 +123,61 @@ async def publish_package(
             upload.filename or "",
         )
     return PackageOut.of(package, found, rest.urls)
+
+
+@router.post(
+    "/upload",
+    operation_id="requestPresignedUpload",
+    summary="Request a presigned upload",
+    description="Required scope: `write_packages`. Where and how to post one file without "
+    "credentials (`form`), under a signed policy bound to this registry, this token, the "
+    "upload size limit and an expiry; then publish it with `package_url`.",
+    response_model=PresignedUploadOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def request_presigned_upload(org: str, registry: str, rest: RestDep) -> PresignedUploadOut:
+    presigned = await rest.database.write(
+        rest.service(PackageService).presign, rest.caller, org, registry
+    )
+    return PresignedUploadOut(
+        uri=f"{presigned.url}/{presigned.key}",
+        form=PresignedUploadForm(
+            file_input=FILE_INPUT,
+            method="POST",
+            url=presigned.url,
+            data={
+                "key": presigned.key,
+                "policy": presigned.policy,
+                "signature": presigned.signature,
+            },
+        ),
+    )
+
+
+@uploads_router.post(UPLOAD_TARGET_PATH, status_code=204, response_class=Response)
+async def receive_upload(
+    request: Request,
+    database: DatabaseDep,
+    packages: Annotated[PackageService, provided(PackageService)],
+) -> Response:
+    """The file of a presigned upload, as S3 takes a presigned POST: the policy's fields
+    and then the file, which is staged only if the policy is ours, whole and unexpired."""
+    async with request.form(max_files=1, max_fields=16) as form:
+        fields: dict[str, str] = {}
+        upload: UploadFile | None = None
+        for name, value in form.multi_items():
+            if isinstance(value, str):
+                if name in fields:
+                    raise AppError(f"The form field {name} was sent more than once", 400)
+                fields[name] = value
+            elif name == FILE_INPUT:
+                upload = value
+        if upload is None:
+            raise ValidationFailed(
+                [FieldProblem(FILE_INPUT, "missing", "can't be blank: send the file last")]
+            )
+        await database.write(packages.receive_upload, fields, upload.file, upload.filename or "")
+    return Response(status_code=204)
 
 
 @router.get(

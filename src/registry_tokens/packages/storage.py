@@ -11,6 +11,7 @@ owner-only (0600), and so is every directory made for them (0700).
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from typing import BinaryIO
 from registry_tokens.kit.files import create_private_file, private_directory
 
 CHUNK = 1024 * 1024
+_STAGED_NAME = re.compile(r"[0-9a-f]{32}\.part")
 # Where the sweep moves unowned files, inside the storage directory and never swept itself.
 QUARANTINE = ".quarantine"
 
@@ -75,6 +77,12 @@ class FileStore:
             path.unlink(missing_ok=True)
             raise
         return StagedFile(path, size, sha256.hexdigest(), sha512.hexdigest())
+
+    def staged(self, name: str, size: int, sha256: str, sha512: str) -> StagedFile:
+        """A file staged earlier (a presigned upload's), by the name ``stage`` gave it."""
+        if not _STAGED_NAME.fullmatch(name):
+            raise ValueError(f"not a staged file's name: {name!r}")
+        return StagedFile(self.tmp / name, size, sha256, sha512)
 
     def path_for(self, sha256: str, package_id: uuid.UUID) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256 / str(package_id)
