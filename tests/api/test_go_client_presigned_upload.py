@@ -84,7 +84,8 @@ class Package:
 
 def decode_presigned(raw: bytes) -> PackagePresignedUpload:
     value = go_decoder_decode(raw)
-    assert isinstance(value, dict) and isinstance(value.get("form"), dict), value
+    assert isinstance(value, dict), value
+    assert isinstance(value.get("form"), dict), value
     data = value["form"].get("data")
     # map[string]string: an object of strings (null is a nil map).
     assert data is None or (
