@@ -26,6 +26,7 @@ from tests.harness import Seeder, Server, Tenant, in_process_server
 from tests.package_helpers import admin_tenant, bearer, list_all_packages, storage_dir
 
 LIMIT = 4096
+OTHER_ID = "01930000-0000-7000-8000-000000000000"
 PUBLISHER = ("read_registries", "write_registries", "read_packages", "write_packages")
 
 
@@ -123,7 +124,8 @@ def test_an_expired_policy_is_refused(
 ) -> None:
     presigned = packages.request_presigned_upload(owner.org, owner.registry)
     expired = {**claims_of(presigned), "expires": int(datetime.now(UTC).timestamp()) - 1}
-    response = post_upload(server, presigned, *wheel_of(tmp_path), **signed(server, expired))
+    content, filename = wheel_of(tmp_path)
+    response = post_upload(server, presigned, content, filename, **signed(server, expired))
     assert response.status_code == 403
     assert response.json() == {"message": "The upload is not authorized: the policy has expired"}
 
@@ -132,11 +134,11 @@ def test_an_expired_policy_is_refused(
 @pytest.mark.parametrize(
     ("claim", "value"),
     [
-        ("upload", str(uuid.uuid4())),
-        ("organization", str(uuid.uuid4())),
-        ("registry", str(uuid.uuid4())),
-        ("user", str(uuid.uuid4())),
-        ("token", str(uuid.uuid4())),
+        ("upload", OTHER_ID),
+        ("organization", OTHER_ID),
+        ("registry", OTHER_ID),
+        ("user", OTHER_ID),
+        ("token", OTHER_ID),
         ("max_bytes", 10 * LIMIT),
         ("expires", 2**40),
     ],
