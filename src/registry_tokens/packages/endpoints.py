@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
@@ -9,6 +10,15 @@ from registry_tokens.api.http import error_responses
 from registry_tokens.api.routes import DatabaseDep, RestDep, provided
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
+from registry_tokens.kit.multipart import (
+    BadForm,
+    Field,
+    FileData,
+    FileEnd,
+    FileStart,
+    FormEvents,
+    boundary_of,
+)
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
 from registry_tokens.packages.schemas import (
@@ -17,7 +27,8 @@ from registry_tokens.packages.schemas import (
     PresignedUploadForm,
     PresignedUploadOut,
 )
-from registry_tokens.packages.service import PackageService
+from registry_tokens.packages.service import PackageService, UploadGrant
+from registry_tokens.packages.storage import StagedFile, Staging
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
@@ -27,6 +38,9 @@ router = APIRouter(
 # The presigned uploads' target: no Buildkite credentials, the signed policy in the form.
 uploads_router = APIRouter(include_in_schema=False)
 FILE_INPUT = "file"
+# The policy's fields are a few hundred bytes; these bound what a body may make us hold.
+MAX_UPLOAD_FIELDS = 16
+MAX_FIELD_BYTES = 16 * 1024
 
 
 _UPLOAD_BODY = {
@@ -160,24 +174,60 @@ async def receive_upload(
     database: DatabaseDep,
     packages: Annotated[PackageService, provided(PackageService)],
 ) -> Response:
-    """The file of a presigned upload, as S3 takes a presigned POST: the policy's fields
-    and then the file, which is staged only if the policy is ours, whole and unexpired."""
-    async with request.form(max_files=1, max_fields=16) as form:
-        fields: dict[str, str] = {}
-        upload: UploadFile | None = None
-        for name, value in form.multi_items():
-            if isinstance(value, str):
-                if name in fields:
-                    raise AppError(f"The form field {name} was sent more than once", 400)
-                fields[name] = value
-            elif name == FILE_INPUT:
-                upload = value
-        if upload is None:
-            raise ValidationFailed(
-                [FieldProblem(FILE_INPUT, "missing", "can't be blank: send the file last")]
-            )
-        await database.write(packages.receive_upload, fields, upload.file, upload.filename or "")
+    """The file of a presigned upload, as S3 takes a presigned POST: the policy's fields,
+    then the file. The body is parsed as it streams in; the policy is checked when the
+    file's part begins, and the file goes straight to staging, bounded by the policy."""
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    if boundary is None:
+        raise _no_file()
+    form = FormEvents(boundary, max_fields=MAX_UPLOAD_FIELDS, max_field_bytes=MAX_FIELD_BYTES)
+    fields: dict[str, str] = {}
+    grant: UploadGrant | None = None
+    staging: Staging | None = None
+    staged: StagedFile | None = None
+    try:
+        async for chunk in request.stream():
+            for event in form.feed(chunk):
+                if isinstance(event, Field):
+                    if grant is None and event.name in fields:
+                        raise AppError(f"The form field {event.name} was sent more than once", 400)
+                    fields.setdefault(event.name, event.value)
+                elif isinstance(event, FileStart):
+                    if event.name != FILE_INPUT or grant is not None:
+                        raise AppError(f"Send one file, as the form field {FILE_INPUT}", 400)
+                    grant = packages.authorize_upload(fields, event.filename)
+                    staging = await anyio.to_thread.run_sync(
+                        packages.files.staging, grant.max_bytes
+                    )
+                elif isinstance(event, FileData) and staging is not None:
+                    try:
+                        await anyio.to_thread.run_sync(staging.write, event.data)
+                    except ValueError as exc:
+                        raise AppError(f"The package file is too large: {exc}", 413) from exc
+                elif isinstance(event, FileEnd) and staging is not None:
+                    staged = await anyio.to_thread.run_sync(staging.finish)
+        form.finish()
+    except BadForm as exc:
+        raise AppError(str(exc), 400) from exc
+    finally:
+        if staging is not None and staged is None:
+            staging.abandon()
+    if grant is None or staged is None:
+        raise _no_file()
+    await database.write(packages.keep_upload, grant, staged)
     return Response(status_code=204)
+
+
+def _no_file() -> ValidationFailed:
+    return ValidationFailed(
+        [
+            FieldProblem(
+                FILE_INPUT,
+                "missing",
+                "can't be blank: send the policy's fields and then the file, as a multipart form",
+            )
+        ]
+    )
 
 
 @router.get(

@@ -53,6 +53,19 @@ class PresignedUpload:
     signature: str
 
 
+@dataclass(frozen=True)
+class UploadGrant:
+    """What a valid policy lets the upload target stage: one file, at most ``max_bytes``."""
+
+    upload_id: uuid.UUID
+    registry_id: uuid.UUID
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    filename: str
+    max_bytes: int
+    expires_at: datetime
+
+
 class PackageService:
     def __init__(
         self,
@@ -116,29 +129,37 @@ class PackageService:
             self.urls.upload_target(), f"{upload_id}/{FILENAME_VARIABLE}", policy, signature
         )
 
-    def receive_upload(self, fields: Mapping[str, str], upload: BinaryIO, filename: str) -> None:
-        """Stages a file posted to the upload target, if its policy is ours, unchanged
-        and unexpired; at most the policy's size. Refused, nothing is kept."""
+    def authorize_upload(self, fields: Mapping[str, str], filename: str) -> "UploadGrant":
+        """What the policy in a presigned upload's fields allows (refused unless it is
+        ours, unchanged and unexpired): asked when the file's part begins, before a byte
+        of the file is kept."""
         claims = self._upload_claims(fields, filename)
-        limit = min(int(claims["max_bytes"]), self.max_upload_bytes)
-        try:
-            staged = self.files.stage(upload, limit)
-        except ValueError as exc:
-            raise AppError(f"The package file is too large: {exc}", 413) from exc
+        return UploadGrant(
+            upload_id=uuid.UUID(claims["upload"]),
+            registry_id=uuid.UUID(claims["registry"]),
+            user_id=uuid.UUID(claims["user"]),
+            token_id=uuid.UUID(claims["token"]),
+            filename=filename,
+            max_bytes=min(int(claims["max_bytes"]), self.max_upload_bytes),
+            expires_at=datetime.fromtimestamp(int(claims["expires"]), UTC),
+        )
+
+    def keep_upload(self, grant: "UploadGrant", staged: StagedFile) -> None:
+        """Records a file staged under a grant, for its finalize; else discards it."""
         try:
             with self.database.writing() as session:
                 StagedUploadRepository(session).add(
                     StagedUpload(
-                        id=uuid.UUID(claims["upload"]),
-                        registry_id=uuid.UUID(claims["registry"]),
-                        uploaded_by_id=uuid.UUID(claims["user"]),
-                        token_id=uuid.UUID(claims["token"]),
-                        filename=filename,
+                        id=grant.upload_id,
+                        registry_id=grant.registry_id,
+                        uploaded_by_id=grant.user_id,
+                        token_id=grant.token_id,
+                        filename=grant.filename,
                         staged_name=staged.path.name,
                         size=staged.size,
                         sha256=staged.sha256,
                         sha512=staged.sha512,
-                        expires_at=datetime.fromtimestamp(int(claims["expires"]), UTC),
+                        expires_at=grant.expires_at,
                     )
                 )
         except BaseException as error:

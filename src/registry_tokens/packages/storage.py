@@ -52,6 +52,36 @@ class StagedFile:
     sha512: str
 
 
+class Staging:
+    """A file being written to ``tmp/``: hashed as it goes, refused one byte past its limit
+    (``ValueError``). ``finish`` makes it durable; ``abandon`` removes it."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._sha256, self._sha512 = hashlib.sha256(), hashlib.sha512()
+        self._target = os.fdopen(create_private_file(path), "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise ValueError(f"the file is larger than {self.max_bytes} bytes")
+        self._sha256.update(chunk)
+        self._sha512.update(chunk)
+        self._target.write(chunk)
+
+    def finish(self) -> StagedFile:
+        self._target.flush()
+        os.fsync(self._target.fileno())
+        self._target.close()
+        return StagedFile(self.path, self.size, self._sha256.hexdigest(), self._sha512.hexdigest())
+
+    def abandon(self) -> None:
+        self._target.close()
+        self.path.unlink(missing_ok=True)
+
+
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -59,24 +89,19 @@ class FileStore:
 
     def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile:
         """Copies an upload into ``tmp/`` while hashing it; raises ``ValueError`` if too big."""
-        private_directory(self.tmp)
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
-        sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
+        staging = self.staging(max_bytes)
         try:
-            with os.fdopen(create_private_file(path), "wb") as target:
-                while chunk := source.read(CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ValueError(f"the file is larger than {max_bytes} bytes")
-                    sha256.update(chunk)
-                    sha512.update(chunk)
-                    target.write(chunk)
-                target.flush()
-                os.fsync(target.fileno())
+            while chunk := source.read(CHUNK):
+                staging.write(chunk)
+            return staging.finish()
         except BaseException:
-            path.unlink(missing_ok=True)
+            staging.abandon()
             raise
-        return StagedFile(path, size, sha256.hexdigest(), sha512.hexdigest())
+
+    def staging(self, max_bytes: int) -> "Staging":
+        """A file to stage chunk by chunk, as a body streams in."""
+        private_directory(self.tmp)
+        return Staging(self.tmp / f"{uuid.uuid4().hex}.part", max_bytes)
 
     def staged(self, name: str, size: int, sha256: str, sha512: str) -> StagedFile:
         """A file staged earlier (a presigned upload's), by the name ``stage`` gave it."""
