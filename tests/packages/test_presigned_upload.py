@@ -395,3 +395,62 @@ def _expire(seeder: Seeder, upload_id: str) -> None:
             .where(StagedUpload.id == uuid.UUID(upload_id))
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
+
+
+# --- The upload target reads the form as it streams ----------------------------------------
+
+
+def _form_body(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.usefixtures("nothing_left")
+def test_a_bad_policy_is_refused_before_the_file_is_read(
+    server: Server, packages: GoPackages, owner: Tenant
+) -> None:
+    """A file far over every limit, streamed without a Content-Length: the refusal is the
+    policy's 403, not the size's 413, because the file was never read."""
+    presigned = packages.request_presigned_upload(owner.org, owner.registry)
+    body, content_type = _form_body(
+        {**presigned.form.data, "signature": "0" * 64}, "big-1.0.tar.gz", b"x" * (LIMIT * 50)
+    )
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 8192):
+            yield body[start : start + 8192]
+
+    with server.client() as http:
+        response = http.post(
+            presigned.form.url, content=chunks(), headers={"Content-Type": content_type}
+        )
+    assert response.status_code == 403
+
+
+@pytest.mark.usefixtures("nothing_left")
+def test_malformed_forms_are_400(server: Server, packages: GoPackages, owner: Tenant) -> None:
+    presigned = packages.request_presigned_upload(owner.org, owner.registry)
+    body, content_type = _form_body(presigned.form.data, "a-1.0.tar.gz", b"x")
+    boundary = content_type.split("=", 1)[1]
+    duplicated = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="key"\r\n\r\nx\r\n'.encode() + body
+    )
+    truncated = body[: -len(f"\r\n--{boundary}--\r\n") - 1]
+    other_file_field = body.replace(b'name="file"', b'name="upload"')
+    with server.client() as http:
+        for sent in (duplicated, truncated, other_file_field):
+            response = http.post(
+                presigned.form.url, content=sent, headers={"Content-Type": content_type}
+            )
+            assert response.status_code in (400, 422), response.text
+            assert "message" in response.json()
