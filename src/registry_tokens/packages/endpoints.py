@@ -4,6 +4,7 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from registry_tokens.api.http import error_responses
@@ -29,6 +30,16 @@ from registry_tokens.packages.schemas import (
 )
 from registry_tokens.packages.service import PackageService, UploadGrant
 from registry_tokens.packages.storage import StagedFile, Staging
+
+
+class PackageIdConvertor(StringConvertor):
+    """A package's path segment, never ``upload`` (the presign's own path), so that
+    ``…/packages/upload`` is served by the presign alone and its 405s allow only POST."""
+
+    regex = "(?!upload$)[^/]+"
+
+
+register_url_convertor("package_id", PackageIdConvertor())
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
@@ -259,7 +270,7 @@ async def list_packages(
 
 
 @router.get(
-    "/{id}",
+    "/{id:package_id}",
     operation_id="getPackage",
     summary="Get a package",
     description="Required scope: `read_packages`.",
@@ -279,7 +290,7 @@ async def get_package(
 
 
 @router.delete(
-    "/{id}",
+    "/{id:package_id}",
     operation_id="deletePackage",
     summary="Delete a package",
     description="Required scope: `delete_packages`. The file stops being installable at once.",
