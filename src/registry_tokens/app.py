@@ -23,8 +23,10 @@ from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import rate_limit_router
 from registry_tokens.auth.endpoints import router as access_token_router
+from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
+from registry_tokens.packages.endpoints import uploads_router
 from registry_tokens.protocols import pypi
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
@@ -35,6 +37,7 @@ from registry_tokens.users.endpoints import router as users_router
 
 PACKAGE_UPLOAD_PATH = re.compile(r"/v2/packages/organizations/[^/]+/registries/[^/]+/packages")
 LEAK_REPORT_PATH = re.compile(r"/secret-scanning/github")
+UPLOAD_TARGET = re.compile(re.escape(UPLOAD_TARGET_PATH))
 
 DESCRIPTION = """\
 A self-hosted implementation of Buildkite Package Registries' **Registry tokens API**.
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for router in (
         registry_tokens_router,
         packages_router,
+        uploads_router,
         registries_router,
         organizations_router,
         rate_limit_router,
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         max_bytes=settings.max_body_bytes,
         larger=[
             ("POST", PACKAGE_UPLOAD_PATH, settings.max_upload_bytes),
+            # The file and the policy's fields: the file's own limit is the policy's.
+            ("POST", UPLOAD_TARGET, settings.max_upload_bytes + settings.max_body_bytes),
             ("POST", LEAK_REPORT_PATH, settings.secret_scanning_max_body_bytes),
         ],
     )

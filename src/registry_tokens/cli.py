@@ -74,6 +74,7 @@ def serve(
     settings = Settings()
     services = Services.build(settings)
     migrate.upgrade(services.database)
+    services.packages.discard_expired_uploads()  # before the sweep, which spares none
     _report(services.packages.sweep_orphans(), settings.package_storage_path)
     services.database.dispose()
     if settings.secret_key is None:

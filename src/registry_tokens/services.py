@@ -47,8 +47,15 @@ class Services:
         rate_limits = RateLimitPolicy.build(settings, database)
         auth = AuthService(database, key, rate_limits)
         registry_tokens = RegistryTokenService(database, key, clock)
+        urls = Urls(settings.api_base, settings.web_base)
         packages = PackageService(
-            database, FileStore(settings.package_storage_path), settings.max_upload_bytes
+            database,
+            FileStore(settings.package_storage_path),
+            settings.max_upload_bytes,
+            key=key,
+            urls=urls,
+            clock=clock,
+            upload_expiry=timedelta(seconds=settings.presigned_upload_expiry_seconds),
         )
         install = InstallAccess(
             database,
@@ -66,7 +73,7 @@ class Services:
         return cls(
             settings=settings,
             database=database,
-            urls=Urls(settings.api_base, settings.web_base),
+            urls=urls,
             auth=auth,
             users=UserService(database),
             organizations=OrganizationService(database),

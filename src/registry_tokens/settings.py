@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # ./var/packages) and the largest one that may be published.
     package_storage_dir: Path | None = None
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    # How long a presigned upload's policy (``…/packages/upload``) may be used, and so how
+    # long its staged file waits to be finalized. At most an hour: the sweep of files no
+    # package owns takes tmp/ files older than that.
+    presigned_upload_expiry_seconds: int = Field(default=900, ge=1, le=3600)
     # REST rate limits: requests per window for each organization (Buildkite: 200 a
     # minute), each user (Buildkite: 50 a minute), and each client address without a
     # valid token. 0 turns one off.

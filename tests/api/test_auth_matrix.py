@@ -177,6 +177,7 @@ ENDPOINTS = [
     Endpoint("delete-registry", "DELETE", REGISTRY, Scope.DELETE_REGISTRIES, writes=True,
              admins_only=True),
     Endpoint("publish-package", "POST", PACKAGES, Scope.WRITE_PACKAGES, upload=True, writes=True),
+    Endpoint("request-presigned-upload", "POST", PACKAGES + "/upload", Scope.WRITE_PACKAGES),
     Endpoint("list-packages", "GET", PACKAGES, Scope.READ_PACKAGES),
     Endpoint("get-package", "GET", PACKAGE, Scope.READ_PACKAGES),
     Endpoint("delete-package", "DELETE", PACKAGE, Scope.DELETE_PACKAGES, writes=True),

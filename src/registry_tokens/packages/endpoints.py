@@ -2,21 +2,57 @@
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import RestDep
+from registry_tokens.api.routes import DatabaseDep, RestDep, provided
 from registry_tokens.kit.cursor import Cursor, cursor_links
-from registry_tokens.kit.errors import FieldProblem, ValidationFailed
+from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
+from registry_tokens.kit.multipart import (
+    BadForm,
+    Field,
+    FileData,
+    FileEnd,
+    FileStart,
+    FormEvents,
+    boundary_of,
+)
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from registry_tokens.packages.schemas import PackageList, PackageOut
-from registry_tokens.packages.service import PackageService
+from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
+from registry_tokens.packages.schemas import (
+    PackageList,
+    PackageOut,
+    PresignedUploadForm,
+    PresignedUploadOut,
+)
+from registry_tokens.packages.service import PackageService, UploadGrant
+from registry_tokens.packages.storage import StagedFile, Staging
+
+
+class PackageIdConvertor(StringConvertor):
+    """A package's path segment, never ``upload`` (the presign's own path), so that
+    ``…/packages/upload`` is served by the presign alone and its 405s allow only POST."""
+
+    regex = "(?!upload$)[^/]+"
+
+
+register_url_convertor("package_id", PackageIdConvertor())
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/packages",
     tags=["Packages"],
 )
+
+# The presigned uploads' target: no Buildkite credentials, the signed policy in the form.
+uploads_router = APIRouter(include_in_schema=False)
+FILE_INPUT = "file"
+# The policy's fields are a few hundred bytes; these bound what a body may make us hold.
+MAX_UPLOAD_FIELDS = 16
+MAX_FIELD_BYTES = 16 * 1024
+
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -25,13 +61,17 @@ _UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
                     "properties": {
                         "file": {
                             "type": "string",
                             "format": "binary",
                             "description": "The wheel or sdist",
-                        }
+                        },
+                        "package_url": {
+                            "type": "string",
+                            "description": "Instead of `file`: the URL of a presigned "
+                            "upload's file (see `…/packages/upload`)",
+                        },
                     },
                 }
             }
@@ -45,7 +85,8 @@ _UPLOAD_BODY = {
     operation_id="publishPackage",
     summary="Publish a package",
     description="Required scope: `write_packages`. Multipart form field `file`: a wheel "
-    "(`.whl`) or an sdist (`.tar.gz`). Name and version come from the file's own metadata.",
+    "(`.whl`) or an sdist (`.tar.gz`); or, instead, `package_url`: the URL of a file "
+    "uploaded through a presigned upload. Name and version come from the file's own metadata.",
     response_model=PackageOut,
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503, 507),
     openapi_extra=_UPLOAD_BODY,
@@ -61,6 +102,20 @@ async def publish_package(
     await rest.database.read(rest.service(PackageService).may_publish, rest.caller, org, registry)
     async with request.form() as form:
         sent = form.getlist("file")
+        package_urls = form.getlist("package_url")
+        if package_urls and not sent:  # the presigned flow's finalize (go-buildkite)
+            if len(package_urls) > 1 or not isinstance(package_urls[0], str):
+                raise ValidationFailed(
+                    [FieldProblem("package_url", "invalid", "must be sent once, as text")]
+                )
+            package, found = await rest.database.write(
+                rest.service(PackageService).publish_uploaded,
+                rest.caller,
+                org,
+                registry,
+                package_urls[0],
+            )
+            return PackageOut.of(package, found, rest.urls)
         if len(sent) > 1:  # one would be published and the others silently dropped
             raise ValidationFailed(
                 [
@@ -95,6 +150,97 @@ async def publish_package(
     return PackageOut.of(package, found, rest.urls)
 
 
+@router.post(
+    "/upload",
+    operation_id="requestPresignedUpload",
+    summary="Request a presigned upload",
+    description="Required scope: `write_packages`. Where and how to post one file without "
+    "credentials (`form`), under a signed policy bound to this registry, this token, the "
+    "upload size limit and an expiry; then publish it with `package_url`.",
+    response_model=PresignedUploadOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def request_presigned_upload(org: str, registry: str, rest: RestDep) -> PresignedUploadOut:
+    presigned = await rest.database.write(
+        rest.service(PackageService).presign, rest.caller, org, registry
+    )
+    return PresignedUploadOut(
+        uri=f"{presigned.url}/{presigned.key}",
+        form=PresignedUploadForm(
+            file_input=FILE_INPUT,
+            method="POST",
+            url=presigned.url,
+            data={
+                "key": presigned.key,
+                "policy": presigned.policy,
+                "signature": presigned.signature,
+            },
+        ),
+    )
+
+
+@uploads_router.post(UPLOAD_TARGET_PATH, status_code=204, response_class=Response)
+async def receive_upload(
+    request: Request,
+    database: DatabaseDep,
+    packages: Annotated[PackageService, provided(PackageService)],
+) -> Response:
+    """The file of a presigned upload, as S3 takes a presigned POST: the policy's fields,
+    then the file. The body is parsed as it streams in; the policy is checked when the
+    file's part begins, and the file goes straight to staging, bounded by the policy."""
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    if boundary is None:
+        raise _no_file()
+    form = FormEvents(boundary, max_fields=MAX_UPLOAD_FIELDS, max_field_bytes=MAX_FIELD_BYTES)
+    fields: dict[str, str] = {}
+    grant: UploadGrant | None = None
+    staging: Staging | None = None
+    staged: StagedFile | None = None
+    try:
+        async for chunk in request.stream():
+            for event in form.feed(chunk):
+                if isinstance(event, Field):
+                    if grant is None and event.name in fields:
+                        raise AppError(f"The form field {event.name} was sent more than once", 400)
+                    fields.setdefault(event.name, event.value)
+                elif isinstance(event, FileStart):
+                    if event.name != FILE_INPUT or grant is not None:
+                        raise AppError(f"Send one file, as the form field {FILE_INPUT}", 400)
+                    grant = packages.authorize_upload(fields, event.filename)
+                    staging = await anyio.to_thread.run_sync(
+                        packages.files.staging, grant.max_bytes
+                    )
+                elif isinstance(event, FileData) and staging is not None:
+                    try:
+                        await anyio.to_thread.run_sync(staging.write, event.data)
+                    except ValueError as exc:
+                        raise AppError(f"The package file is too large: {exc}", 413) from exc
+                elif isinstance(event, FileEnd) and staging is not None:
+                    staged = await anyio.to_thread.run_sync(staging.finish)
+        form.finish()
+    except BadForm as exc:
+        raise AppError(str(exc), 400) from exc
+    finally:
+        if staging is not None and staged is None:
+            staging.abandon()
+    if grant is None or staged is None:
+        raise _no_file()
+    await database.write(packages.keep_upload, grant, staged)
+    return Response(status_code=204)
+
+
+def _no_file() -> ValidationFailed:
+    return ValidationFailed(
+        [
+            FieldProblem(
+                FILE_INPUT,
+                "missing",
+                "can't be blank: send the policy's fields and then the file, as a multipart form",
+            )
+        ]
+    )
+
+
 @router.get(
     "",
     operation_id="listPackages",
@@ -124,7 +270,7 @@ async def list_packages(
 
 
 @router.get(
-    "/{id}",
+    "/{id:package_id}",
     operation_id="getPackage",
     summary="Get a package",
     description="Required scope: `read_packages`.",
@@ -167,7 +313,7 @@ async def copy_package(
 
 
 @router.delete(
-    "/{id}",
+    "/{id:package_id}",
     operation_id="deletePackage",
     summary="Delete a package",
     description="Required scope: `delete_packages`. The file stops being installable at once.",

@@ -1,4 +1,5 @@
 import uuid
+from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -32,3 +33,25 @@ class Package(IdMixin, Base):
 
     package_registry: Mapped[Registry] = relationship(lazy="joined", innerjoin=True)
     uploaded_by: Mapped[User] = relationship(lazy="raise")
+
+
+class StagedUpload(IdMixin, Base):
+    """A file received through a presigned upload (``…/packages/upload``), on disk in the
+    store's ``tmp/`` and not yet published: finalizing consumes it, expiry discards it."""
+
+    __tablename__ = "staged_uploads"
+
+    registry_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registries.id", ondelete="CASCADE"), index=True
+    )
+    # The caller the policy was signed for: only the same token may finalize it.
+    uploaded_by_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_id: Mapped[uuid.UUID] = mapped_column()
+    filename: Mapped[str] = mapped_column(String(255))
+    staged_name: Mapped[str] = mapped_column(String(64))  # its file's name in tmp/
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha512: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,11 +1,12 @@
 import uuid
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from registry_tokens.db.queries import Query
-from registry_tokens.packages.models import Package
+from registry_tokens.packages.models import Package, StagedUpload
 
 
 class PackageRepository:
@@ -42,6 +43,60 @@ class PackageRepository:
     def delete(self, package: Package) -> None:
         self.session.delete(package)
         self.session.flush()
+
+
+class TakenUpload(NamedTuple):
+    """A staged upload, as its finalize (which consumes it) reads it."""
+
+    filename: str
+    staged_name: str
+    size: int
+    sha256: str
+    sha512: str
+    expires_at: datetime
+
+
+class StagedUploadRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, upload: StagedUpload) -> None:
+        self.session.add(upload)
+        self.session.flush()
+
+    def take(
+        self, upload_id: uuid.UUID, registry_id: uuid.UUID, token_id: uuid.UUID, filename: str
+    ) -> TakenUpload | None:
+        """Deletes the caller's staged upload in this registry and returns it: of two
+        finalizes racing for one upload, exactly one gets it."""
+        row = self.session.execute(
+            delete(StagedUpload)
+            .where(
+                StagedUpload.id == upload_id,
+                StagedUpload.registry_id == registry_id,
+                StagedUpload.token_id == token_id,
+                StagedUpload.filename == filename,
+            )
+            .returning(
+                StagedUpload.filename,
+                StagedUpload.staged_name,
+                StagedUpload.size,
+                StagedUpload.sha256,
+                StagedUpload.sha512,
+                StagedUpload.expires_at,
+            )
+        ).one_or_none()
+        return None if row is None else TakenUpload(*row)
+
+    def take_expired(self, now: datetime) -> list[str]:
+        """Deletes the uploads expired by ``now``; their files' names, to discard."""
+        return list(
+            self.session.scalars(
+                delete(StagedUpload)
+                .where(StagedUpload.expires_at <= now)
+                .returning(StagedUpload.staged_name)
+            )
+        )
 
 
 class ProjectFile(NamedTuple):

@@ -82,3 +82,18 @@ class PackageList(BaseModel):
 
     items: list[PackageOut]
     links: CursorLinks
+
+
+class PresignedUploadForm(BaseModel):
+    file_input: str
+    method: str
+    url: str
+    data: dict[str, str]
+
+
+class PresignedUploadOut(BaseModel):
+    """go-buildkite's ``PackagePresignedUpload``: post ``form.data`` and the file (under
+    ``form.file_input``) to ``form.url``, then finalize with ``package_url``."""
+
+    uri: str
+    form: PresignedUploadForm

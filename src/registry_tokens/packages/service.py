@@ -2,7 +2,9 @@
 
 import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,30 +17,75 @@ from registry_tokens.db import Database
 from registry_tokens.db.failures import is_foreign_key_violation
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
-from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
 from registry_tokens.kit.ids import new_id
+from registry_tokens.kit.signing import derive_key, sign, verify
+from registry_tokens.kit.urls import UPLOAD_FILENAME, Urls
 from registry_tokens.packages.metadata import (
     BadDistribution,
     distribution_identity,
     read_distribution,
 )
-from registry_tokens.packages.models import Package
+from registry_tokens.packages.models import Package, StagedUpload
 from registry_tokens.packages.repository import (
     PROJECT_FILES,
     PROJECTS,
     PackageRepository,
     ProjectFile,
+    StagedUploadRepository,
 )
 from registry_tokens.packages.storage import FileStore, StagedFile, Sweep
 from registry_tokens.registries.repository import RegistryRepository, RegistryRow
 from registry_tokens.registries.service import Ecosystem, visible_registry
 
+# A presigned upload's key, as S3's presigned POST spells it: the client puts the
+# file's base name in place of the variable.
+FILENAME_VARIABLE = "${filename}"
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    """Where and how to post one file (``form.url``, ``form.data``), as go-buildkite's
+    ``PackagePresignedUpload`` reads it."""
+
+    url: str
+    key: str
+    policy: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    """What a valid policy lets the upload target stage: one file, at most ``max_bytes``."""
+
+    upload_id: uuid.UUID
+    registry_id: uuid.UUID
+    user_id: uuid.UUID
+    token_id: uuid.UUID
+    filename: str
+    max_bytes: int
+    expires_at: datetime
+
 
 class PackageService:
-    def __init__(self, database: Database, files: FileStore, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        files: FileStore,
+        max_upload_bytes: int,
+        *,
+        key: bytes,
+        urls: Urls,
+        clock: Callable[[], datetime],
+        upload_expiry: timedelta,
+    ) -> None:
         self.database = database
         self.files = files
         self.max_upload_bytes = max_upload_bytes
+        self.policy_key = derive_key(key, "presigned-upload-policy")
+        self.urls = urls
+        self.clock = clock
+        self.upload_expiry = upload_expiry
 
     def may_publish(self, caller: Caller, org: str, registry: str) -> None:
         """Refuses a publish before a byte of the upload is stored."""
@@ -57,6 +104,140 @@ class PackageService:
             return self._publish_staged(caller, org, registry, staged, filename)
         finally:
             self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def presign(self, caller: Caller, org: str, registry: str) -> PresignedUpload:
+        """A signed policy for one upload to our upload target, bound to this registry
+        (so its organization), this caller's token, the size limit and an expiry. Nothing
+        is stored until the file arrives."""
+        caller.require(Scope.WRITE_PACKAGES)
+        found = _publishable(visible_registry(self.database, caller, org, registry))
+        self.discard_expired_uploads()
+        upload_id = new_id()
+        expires = self.clock() + self.upload_expiry
+        policy, signature = sign(
+            self.policy_key,
+            {
+                "upload": str(upload_id),
+                "organization": str(found.organization_id),
+                "registry": str(found.id),
+                "user": str(caller.user_id),
+                "token": str(caller.token_id),
+                "max_bytes": self.max_upload_bytes,
+                "expires": int(expires.timestamp()),
+            },
+        )
+        return PresignedUpload(
+            self.urls.upload_target(), f"{upload_id}/{FILENAME_VARIABLE}", policy, signature
+        )
+
+    def authorize_upload(self, fields: Mapping[str, str], filename: str) -> "UploadGrant":
+        """What the policy in a presigned upload's fields allows (refused unless it is
+        ours, unchanged and unexpired): asked when the file's part begins, before a byte
+        of the file is kept."""
+        claims = self._upload_claims(fields, filename)
+        return UploadGrant(
+            upload_id=uuid.UUID(claims["upload"]),
+            registry_id=uuid.UUID(claims["registry"]),
+            user_id=uuid.UUID(claims["user"]),
+            token_id=uuid.UUID(claims["token"]),
+            filename=filename,
+            max_bytes=min(int(claims["max_bytes"]), self.max_upload_bytes),
+            expires_at=datetime.fromtimestamp(int(claims["expires"]), UTC),
+        )
+
+    def keep_upload(self, grant: "UploadGrant", staged: StagedFile) -> None:
+        """Records a file staged under a grant, for its finalize; else discards it."""
+        try:
+            with self.database.writing() as session:
+                StagedUploadRepository(session).add(
+                    StagedUpload(
+                        id=grant.upload_id,
+                        registry_id=grant.registry_id,
+                        uploaded_by_id=grant.user_id,
+                        token_id=grant.token_id,
+                        filename=grant.filename,
+                        staged_name=staged.path.name,
+                        size=staged.size,
+                        sha256=staged.sha256,
+                        sha512=staged.sha512,
+                        expires_at=grant.expires_at,
+                    )
+                )
+        except BaseException as error:
+            self.files.discard(staged)
+            if is_foreign_key_violation(error):  # the registry (or its user) is gone
+                raise NotFound("registry") from error
+            if isinstance(error, IntegrityError):
+                raise AppError("This upload policy has already been used", 409) from error
+            raise
+
+    def _upload_claims(self, fields: Mapping[str, str], filename: str) -> dict[str, str]:
+        missing = [name for name in ("key", "policy", "signature") if name not in fields]
+        if missing:
+            raise AppError(f"The upload is not authorized: no {', '.join(missing)} field", 403)
+        claims = verify(self.policy_key, fields["policy"], fields["signature"])
+        if claims is None:
+            raise AppError("The upload is not authorized: the policy's signature is wrong", 403)
+        if int(claims["expires"]) <= self.clock().timestamp():
+            raise AppError("The upload is not authorized: the policy has expired", 403)
+        template = f"{claims['upload']}/{FILENAME_VARIABLE}"
+        if fields["key"] not in (template, template.replace(FILENAME_VARIABLE, filename)):
+            raise AppError("The upload is not authorized: the key is not the policy's", 403)
+        if not UPLOAD_FILENAME.fullmatch(filename):
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "file",
+                        "invalid",
+                        "must be named as a wheel or sdist is (letters, digits, '.', '_', "
+                        "'-', '+' or '!')",
+                    )
+                ]
+            )
+        return claims
+
+    def publish_uploaded(
+        self, caller: Caller, org: str, registry: str, package_url: str
+    ) -> tuple[Package, RegistryRow]:
+        """Publishes a staged upload of this caller's in this registry, named by the URL
+        go-buildkite joins from ``form.url`` and ``key``; consumed once. The URL is only
+        parsed and compared with our own: never fetched."""
+        caller.require(Scope.WRITE_PACKAGES)
+        named = self.urls.staged_upload(package_url)
+        if named is None:
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "package_url",
+                        "invalid",
+                        "must be the URL of a file uploaded to this server's upload target "
+                        "(see …/packages/upload)",
+                    )
+                ]
+            )
+        upload_id, filename = named
+        found = _publishable(visible_registry(self.database, caller, org, registry))
+        with self.database.writing() as session:
+            taken = StagedUploadRepository(session).take(
+                upload_id, found.id, caller.token_id, filename
+            )
+        if taken is None:
+            raise NotFound("staged upload")
+        staged = self.files.staged(taken.staged_name, taken.size, taken.sha256, taken.sha512)
+        try:
+            if taken.expires_at <= self.clock():
+                raise AppError("The staged upload has expired: upload the file again", 422)
+            return self._publish_staged(caller, org, registry, staged, filename)
+        finally:
+            self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def discard_expired_uploads(self) -> int:
+        """Removes staged uploads past their expiry, rows and files; how many."""
+        with self.database.writing() as session:
+            names = StagedUploadRepository(session).take_expired(self.clock())
+        for name in names:
+            self.files.discard(self.files.staged(name, 0, "", ""))
+        return len(names)
 
     def _publish_staged(
         self, caller: Caller, org: str, registry: str, staged: StagedFile, filename: str

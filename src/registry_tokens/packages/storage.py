@@ -11,6 +11,7 @@ owner-only (0600), and so is every directory made for them (0700).
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from typing import BinaryIO
 from registry_tokens.kit.files import create_private_file, private_directory
 
 CHUNK = 1024 * 1024
+_STAGED_NAME = re.compile(r"[0-9a-f]{32}\.part")
 # Where the sweep moves unowned files, inside the storage directory and never swept itself.
 QUARANTINE = ".quarantine"
 
@@ -50,6 +52,36 @@ class StagedFile:
     sha512: str
 
 
+class Staging:
+    """A file being written to ``tmp/``: hashed as it goes, refused one byte past its limit
+    (``ValueError``). ``finish`` makes it durable; ``abandon`` removes it."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._sha256, self._sha512 = hashlib.sha256(), hashlib.sha512()
+        self._target = os.fdopen(create_private_file(path), "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise ValueError(f"the file is larger than {self.max_bytes} bytes")
+        self._sha256.update(chunk)
+        self._sha512.update(chunk)
+        self._target.write(chunk)
+
+    def finish(self) -> StagedFile:
+        self._target.flush()
+        os.fsync(self._target.fileno())
+        self._target.close()
+        return StagedFile(self.path, self.size, self._sha256.hexdigest(), self._sha512.hexdigest())
+
+    def abandon(self) -> None:
+        self._target.close()
+        self.path.unlink(missing_ok=True)
+
+
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -57,24 +89,25 @@ class FileStore:
 
     def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile:
         """Copies an upload into ``tmp/`` while hashing it; raises ``ValueError`` if too big."""
-        private_directory(self.tmp)
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
-        sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
+        staging = self.staging(max_bytes)
         try:
-            with os.fdopen(create_private_file(path), "wb") as target:
-                while chunk := source.read(CHUNK):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ValueError(f"the file is larger than {max_bytes} bytes")
-                    sha256.update(chunk)
-                    sha512.update(chunk)
-                    target.write(chunk)
-                target.flush()
-                os.fsync(target.fileno())
+            while chunk := source.read(CHUNK):
+                staging.write(chunk)
+            return staging.finish()
         except BaseException:
-            path.unlink(missing_ok=True)
+            staging.abandon()
             raise
-        return StagedFile(path, size, sha256.hexdigest(), sha512.hexdigest())
+
+    def staging(self, max_bytes: int) -> "Staging":
+        """A file to stage chunk by chunk, as a body streams in."""
+        private_directory(self.tmp)
+        return Staging(self.tmp / f"{uuid.uuid4().hex}.part", max_bytes)
+
+    def staged(self, name: str, size: int, sha256: str, sha512: str) -> StagedFile:
+        """A file staged earlier (a presigned upload's), by the name ``stage`` gave it."""
+        if not _STAGED_NAME.fullmatch(name):
+            raise ValueError(f"not a staged file's name: {name!r}")
+        return StagedFile(self.tmp / name, size, sha256, sha512)
 
     def stage_copy(self, sha256: str, package_id: uuid.UUID, sha512: str) -> StagedFile:
         """Stages another package's file for a new package: a hard link in ``tmp/`` (the
