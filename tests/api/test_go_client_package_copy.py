@@ -182,7 +182,7 @@ def test_copy_sends_what_go_sends_and_decodes_into_package(
     assert uuid.UUID(copy.id).version == 7
     assert copy.id != source["id"]
     assert (copy.name, copy.version) == ("copied-pkg", "1.2.0")
-    assert copy.variant is None
+    assert copy.variant == "py3-none-any"  # the wheel's tags, as its file name spells them
     assert copy.url == (
         f"{package_server.base_url}/{go.package_path(tenant.org, copying.target, copy.id)}"
     )
