@@ -495,7 +495,7 @@ def test_per_page_over_100_means_100(client: httpx.Client, tenant: Tenant) -> No
         "/v2",
         "/v2/packages/organizations/acme/registries/reg/tokens/id/extra",
         "/v2/packages/organizations/acme/registries/reg/no-such-collection",
-        "/v2/organizations",
+        "/v2/organizations/acme/pipelines",
         "/v3/user",
         "/%ff%fe",
     ],
