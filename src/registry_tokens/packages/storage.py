@@ -78,8 +78,12 @@ class Staging:
         return StagedFile(self.path, self.size, self._sha256.hexdigest(), self._sha512.hexdigest())
 
     def abandon(self) -> None:
-        self._target.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self._target.close()  # flushes what is buffered: on a full disk, that fails too
+        except OSError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
 
 
 class FileStore:
