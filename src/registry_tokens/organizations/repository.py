@@ -19,37 +19,27 @@ class MemberOrganization(NamedTuple):
     role: str
 
 
+# The user's memberships, with their organizations.
+_MEMBERSHIPS = select(
+    Organization.id.label("id"),
+    Organization.slug.label("slug"),
+    Organization.name.label("name"),
+    Organization.created_at.label("created_at"),
+    OrganizationMembership.role.label("role"),
+).join(OrganizationMembership, OrganizationMembership.organization_id == Organization.id)
+_OF_USER = OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type)
+
 # "Which organization of this slug does this user belong to, and as what?" Every
 # organization- or registry-scoped request asks it (authorization, rate limits).
 MEMBER_ORGANIZATION = Query(
-    select(
-        Organization.id.label("id"),
-        Organization.slug.label("slug"),
-        Organization.name.label("name"),
-        Organization.created_at.label("created_at"),
-        OrganizationMembership.role.label("role"),
-    )
-    .join(OrganizationMembership, OrganizationMembership.organization_id == Organization.id)
-    .where(
-        Organization.slug == bindparam("organization_slug"),
-        OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type),
-    ),
+    _MEMBERSHIPS.where(Organization.slug == bindparam("organization_slug"), _OF_USER),
     MemberOrganization,
 )
 
 # "Which organizations does this user belong to?", by name: the organizations list (a
 # user belongs to a handful, so the token's limits and the page are applied to the rows).
 MEMBER_ORGANIZATIONS = Query(
-    select(
-        Organization.id.label("id"),
-        Organization.slug.label("slug"),
-        Organization.name.label("name"),
-        Organization.created_at.label("created_at"),
-        OrganizationMembership.role.label("role"),
-    )
-    .join(OrganizationMembership, OrganizationMembership.organization_id == Organization.id)
-    .where(OrganizationMembership.user_id == bindparam("user_id", type_=Organization.id.type))
-    .order_by(Organization.name, Organization.slug),
+    _MEMBERSHIPS.where(_OF_USER).order_by(Organization.name, Organization.slug),
     MemberOrganization,
 )
 
