@@ -317,3 +317,14 @@ def test_a_publish_with_two_file_parts_is_refused(
     )
     assert_error(response, 422, "was sent 2 times")
     before.assert_unchanged()
+
+    # A file and a presigned upload's package_url: neither is published.
+    response = package_client.post(
+        packages_path(owner.org, owner.registry),
+        headers=owner.auth(),
+        data={"package_url": f"{package_server.base_url}/uploads/packages/x/{first.name}"},
+        files={"file": (first.name, first.read_bytes(), "application/octet-stream")},
+    )
+    assert_error(response, 422, "can't be sent with `file`")
+    assert response.json()["errors"] == [{"field": "package_url", "code": "invalid"}]
+    before.assert_unchanged()

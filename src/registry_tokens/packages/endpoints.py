@@ -116,6 +116,17 @@ async def publish_package(
                 package_urls[0],
             )
             return PackageOut.of(package, found, rest.urls)
+        if package_urls:  # both: which one was meant to be published?
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "package_url",
+                        "invalid",
+                        "can't be sent with `file`: send the file, or the `package_url` of "
+                        "a presigned upload, not both",
+                    )
+                ]
+            )
         if len(sent) > 1:  # one would be published and the others silently dropped
             raise ValidationFailed(
                 [
