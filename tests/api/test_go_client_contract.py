@@ -297,6 +297,9 @@ def _reject_constant(name: str) -> object:
 
 
 def _decode_value(hint: Any, value: object, path: str) -> Any:
+    """``encoding/json`` into the Go types the contract tests' structs use: ``string``,
+    ``bool``, ``int64``, ``time.Time`` and ``*Timestamp``, pointers (``X | None``), slices,
+    ``map[string]any`` / ``map[string]string`` and structs."""
     if hint is str:
         if value is None:
             return ""
@@ -309,11 +312,31 @@ def _decode_value(hint: Any, value: object, path: str) -> Any:
         if isinstance(value, bool):
             return value
         raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go bool")
+    if hint is int:  # int64
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go int64")
+        return value
+    if hint is datetime:  # time.Time, not a pointer: null leaves the zero time
+        return datetime.min if value is None else go_parse_timestamp(value, path)
     origin = get_origin(hint)
-    if origin is types.UnionType:
-        # The only pointers in these structs are *Timestamp.
-        assert [arg for arg in get_args(hint) if arg is not type(None)] == [datetime], hint
-        return None if value is None else go_parse_timestamp(value, path)
+    if origin is types.UnionType:  # a pointer: null is nil
+        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        if value is None:
+            return None
+        if inner is datetime:  # *Timestamp
+            return go_parse_timestamp(value, path)
+        return _decode_value(inner, value, path)
+    if origin is dict:  # map[string]any, or map[string]string
+        _key, element = get_args(hint)
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or (
+            element is str and not all(isinstance(item, str) for item in value.values())
+        ):
+            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go map")
+        return dict(value)
     if origin is list:
         (element,) = get_args(hint)
         if value is None:
@@ -324,6 +347,11 @@ def _decode_value(hint: Any, value: object, path: str) -> Any:
     if isinstance(hint, type) and is_dataclass(hint):
         return _decode_struct(hint, value, path)
     raise AssertionError(f"no Go type for {hint!r}")
+
+
+def go_decode(hint: Any, value: object, path: str = "$") -> Any:
+    """``value`` (decoded JSON) as ``encoding/json`` would unmarshal it into ``hint``."""
+    return _decode_value(hint, value, path)
 
 
 def _decode_struct(struct: type[T], value: object, path: str) -> T:

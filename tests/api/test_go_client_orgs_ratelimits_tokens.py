@@ -26,12 +26,11 @@ DELETE ``v2/access-token`` with ``Do(req, nil)`` (any 2xx).
 import json
 import math
 import time
-import types
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -41,15 +40,14 @@ from tests.api.test_go_client_contract import (
     AccessToken,
     AccessTokenUser,
     GoClient,
-    GoDecodeError,
     GoErrorResponse,
     GoResponse,
     Organization,
     Pages,
     assert_go_request,
     go_add_options,
+    go_decode,
     go_decoder_decode,
-    go_parse_timestamp,
     graphql_id_of,
     recent,
     tag,
@@ -96,44 +94,10 @@ class RateLimit:
     scopes: RateLimitScopes | None = field(default=None, metadata=tag("scopes"))
 
 
-def _decode(hint: Any, value: object, path: str) -> Any:
-    if hint is int:  # int64
-        if value is None:
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
-            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go int64")
-        return value
-    if hint is bool:
-        if value is None:
-            return False
-        if not isinstance(value, bool):
-            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go bool")
-        return value
-    if hint is datetime:  # time.Time
-        return datetime.min if value is None else go_parse_timestamp(value, path)
-    if get_origin(hint) is types.UnionType:  # a pointer to a struct
-        (struct,) = [arg for arg in get_args(hint) if arg is not type(None)]
-        return None if value is None else _decode(struct, value, path)
-    assert isinstance(hint, type), hint
-    assert is_dataclass(hint), hint
-    if not isinstance(value, dict):
-        raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into Go struct {hint.__name__}")
-    decoded = hint()
-    hints = get_type_hints(hint)
-    tagged = {f.metadata["json"]: f.name for f in fields(cast(Any, hint))}
-    for key, item in value.items():
-        name = tagged.get(key) or next(
-            (n for t, n in tagged.items() if t.casefold() == key.casefold()), None
-        )
-        if name is not None:
-            setattr(decoded, name, _decode(hints[name], item, f"{path}.{key}"))
-    return decoded
-
-
 def rate_limit_get(go: GoClient, org: str) -> tuple[RateLimit, GoResponse]:
     """``RateLimitService.Get``."""
     result = go.do_without_body(go.new_request("GET", f"v2/organizations/{org}/rate_limit", None))
-    return _decode(RateLimit, go_decoder_decode(result.http.content), "$"), result
+    return go_decode(RateLimit, go_decoder_decode(result.http.content)), result
 
 
 def rest_of(status: RateLimit) -> RateLimitDetails:

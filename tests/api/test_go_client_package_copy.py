@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -29,12 +29,11 @@ from tests.api.test_go_client_contract import (
     GO_REQUEST_HEADERS_WITHOUT_BODY,
     GO_USER_AGENT,
     GoClient,
-    GoDecodeError,
     GoErrorResponse,
     GoResponse,
     Organization,
     PackageRegistry,
-    _decode_struct,
+    go_decode,
     go_decoder_decode,
     graphql_id_of,
     tag,
@@ -57,8 +56,8 @@ from tests.package_helpers import (
 
 @dataclass
 class Package:
-    """go-buildkite's ``Package`` but for ``Variant *string`` and ``Metadata map[string]any``,
-    which ``decode_package`` reads as ``encoding/json`` would."""
+    """go-buildkite's ``Package``, ``Variant *string`` and ``Metadata map[string]any``
+    included."""
 
     id: str = field(default="", metadata=tag("id"))
     name: str = field(default="", metadata=tag("name"))
@@ -72,19 +71,7 @@ class Package:
 
 
 def decode_package(value: object) -> Package:
-    if not isinstance(value, dict):
-        raise GoDecodeError(f"$: cannot unmarshal {value!r} into Go struct Package")
-    own = {"variant", "metadata"}
-    rest = {key: item for key, item in value.items() if key.casefold() not in own}
-    decoded = _decode_struct(Package, rest, "$")
-    variant = value.get("variant")
-    if variant is not None and not isinstance(variant, str):
-        raise GoDecodeError(f"$.variant: cannot unmarshal {variant!r} into a Go *string")
-    metadata = value.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise GoDecodeError(f"$.metadata: cannot unmarshal {metadata!r} into a Go map")
-    decoded.variant, decoded.metadata = variant, metadata
-    return decoded
+    return cast(Package, go_decode(Package, value))
 
 
 class PackagesClient(GoClient):

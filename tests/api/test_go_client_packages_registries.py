@@ -35,13 +35,11 @@ github.com/buildkite/go-buildkite:
     registry}``.
 """
 
-import types
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -49,14 +47,13 @@ import pytest
 
 from tests.api.test_go_client_contract import (
     GoClient,
-    GoDecodeError,
     GoErrorResponse,
     GoResponse,
     Organization,
     PackageRegistry,
     assert_go_request,
+    go_decode,
     go_decoder_decode,
-    go_parse_timestamp,
     graphql_id_of,
     tag,
 )
@@ -175,60 +172,12 @@ class RegistryPackages:
     )
 
 
-def _decode(hint: Any, value: object, path: str) -> Any:
-    """``encoding/json`` into the types these structs use (``*string`` and
-    ``map[string]any`` beside those of ``test_go_client_contract``)."""
-    if hint is str:
-        if value is None or isinstance(value, str):
-            return value or ""
-        raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go string")
-    if hint is bool:
-        if value is None or isinstance(value, bool):
-            return bool(value)
-        raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go bool")
-    origin = get_origin(hint)
-    if origin is types.UnionType:
-        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
-        if value is None:
-            return None
-        if inner is datetime:
-            return go_parse_timestamp(value, path)
-        return _decode(inner, value, path)
-    if origin is dict:  # map[string]any: any JSON object
-        if not isinstance(value, dict):
-            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go map")
-        return value
-    if origin is list:
-        (element,) = get_args(hint)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into a Go slice")
-        return [_decode(element, item, f"{path}[{n}]") for n, item in enumerate(value)]
-    if isinstance(hint, type) and is_dataclass(hint):
-        decoded = hint()
-        if value is None:
-            return decoded
-        if not isinstance(value, dict):
-            raise GoDecodeError(f"{path}: cannot unmarshal {value!r} into Go struct {hint}")
-        hints = get_type_hints(hint)
-        tagged = {f.metadata["json"]: f.name for f in fields(cast(Any, hint))}
-        for key, item in value.items():
-            name = tagged.get(key) or next(
-                (n for t, n in tagged.items() if t.casefold() == key.casefold()), None
-            )
-            if name is not None:
-                setattr(decoded, name, _decode(hints[name], item, f"{path}.{key}"))
-        return decoded
-    raise AssertionError(f"no Go type for {hint!r}")
-
-
 class GoPackagesClient(GoClient):
     """``PackageRegistriesService`` and ``PackagesService`` of the same client."""
 
     def decoded(self, request: httpx.Request, into: Any) -> tuple[Any, GoResponse]:
         result = self.do_without_body(request)  # checkResponse: errors raise
-        return _decode(into, go_decoder_decode(result.http.content), "$"), result
+        return go_decode(into, go_decoder_decode(result.http.content)), result
 
     @staticmethod
     def registries(org: str) -> str:

@@ -28,6 +28,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -40,7 +41,7 @@ from tests.api.test_go_client_contract import (
     GoErrorResponse,
     Organization,
     PackageRegistry,
-    _decode_struct,
+    go_decode,
     go_decoder_decode,
     header_names,
     tag,
@@ -70,8 +71,8 @@ class PackagePresignedUpload:
 
 @dataclass
 class Package:
-    """``Package`` less ``variant`` (``*string``) and ``metadata`` (``map[string]any``),
-    which :func:`decode_package` checks by hand."""
+    """go-buildkite's ``Package``, ``Variant *string`` and ``Metadata map[string]any``
+    included."""
 
     id: str = field(default="", metadata=tag("id"))
     name: str = field(default="", metadata=tag("name"))
@@ -80,29 +81,21 @@ class Package:
     web_url: str = field(default="", metadata=tag("web_url"))
     organization: Organization = field(default_factory=Organization, metadata=tag("organization"))
     registry: PackageRegistry = field(default_factory=PackageRegistry, metadata=tag("registry"))
+    variant: str | None = field(default=None, metadata=tag("variant"))
+    metadata: dict[str, Any] | None = field(default=None, metadata=tag("metadata"))
 
 
 def decode_presigned(raw: bytes) -> PackagePresignedUpload:
     value = go_decoder_decode(raw)
     assert isinstance(value, dict), value
     assert isinstance(value.get("form"), dict), value
-    data = value["form"].get("data")
-    # map[string]string: an object of strings (null is a nil map).
-    assert data is None or (
-        isinstance(data, dict) and all(isinstance(v, str) for v in data.values())
-    ), data
-    form = {k: v for k, v in value["form"].items() if k.casefold() != "data"}
-    decoded = _decode_struct(PackagePresignedUpload, dict(value, form=form), "$")
-    decoded.form.data = dict(data or {})
-    return decoded
+    return cast(PackagePresignedUpload, go_decode(PackagePresignedUpload, value))
 
 
 def decode_package(raw: bytes) -> Package:
     value = go_decoder_decode(raw)
     assert isinstance(value, dict), value
-    assert value.get("variant") is None or isinstance(value["variant"], str)  # *string
-    assert value.get("metadata") is None or isinstance(value["metadata"], dict)  # map
-    return _decode_struct(Package, value, "$")
+    return cast(Package, go_decode(Package, value))
 
 
 # --- bkmultipart.Streamer and net/url, as Go writes them ---------------------------------
