@@ -5,14 +5,13 @@ registry, leaving no file behind.
 """
 
 import random
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from tests.distributions import build_wheel
+from tests.e2e.races import Attempt, race_registry_deletion
 from tests.e2e.test_pip_install import (
     NAME,
     VERSION,
@@ -31,7 +30,6 @@ from tests.package_helpers import (
     packages_path,
     published,
     registries_path,
-    registry_path,
 )
 
 ROUNDS = 5
@@ -86,31 +84,14 @@ def test_pip_installs_a_copy_with_its_registrys_token_after_the_source_is_delete
 def _race(
     server: ServerProcess, tenant: Tenant, sources: list[str], slug: str, delays: list[float]
 ) -> list[str]:
-    """Copies every source package into registry ``slug`` while it is deleted, all released
-    at once (each after its own small delay): what each copy answered."""
-    secret = tenant.tokens["rw"]
-    start = threading.Barrier(len(sources) + 1)
+    """Copies every source package into registry ``slug`` while it is deleted: what each
+    copy answered."""
 
-    def copier(number: int) -> str:
-        with server.client(timeout=60) as client:
-            start.wait()
-            threading.Event().wait(delays[number])
-            path = copy_path(tenant.org, tenant.registry, sources[number], slug)
-            response = client.post(path, headers=bearer(secret))
-            return f"{response.status_code} {response.json().get('message', '')}"
+    def copying(source: str) -> Attempt:
+        path = copy_path(tenant.org, tenant.registry, source, slug)
+        return lambda client, secret: client.post(path, headers=bearer(secret))
 
-    def deleter() -> int:
-        with server.client(timeout=60) as client:
-            start.wait()
-            threading.Event().wait(delays[-1])
-            path = registry_path(tenant.org, slug)
-            return client.delete(path, headers=bearer(secret)).status_code
-
-    with ThreadPoolExecutor(len(sources) + 1) as pool:
-        copies = [pool.submit(copier, number) for number in range(len(sources))]
-        deletion = pool.submit(deleter)
-        assert deletion.result() == 200
-        return [future.result() for future in copies]
+    return race_registry_deletion(server, tenant, slug, [copying(s) for s in sources], delays)
 
 
 def test_copies_racing_their_target_registrys_deletion_leave_no_file(tmp_path: Path) -> None:

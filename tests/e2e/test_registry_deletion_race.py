@@ -7,18 +7,15 @@ PostgreSQL run the transactions side by side; SQLite's writers take turns).
 """
 
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.distributions import build_wheel
+from tests.e2e.races import Attempt, race_registry_deletion
 from tests.harness import Seeder, ServerProcess, Tenant, running_server
 from tests.package_helpers import (
     admin_tenant,
-    bearer,
     publish,
     registries_path,
-    registry_path,
 )
 
 ROUNDS = 6
@@ -28,30 +25,12 @@ PUBLISHERS = 8
 def _race(
     server: ServerProcess, tenant: Tenant, slug: str, wheels: list[Path], delays: list[float]
 ) -> list[str]:
-    """Publishes every wheel into the registry while it is deleted, all released at once
-    (each after its own small delay): what each publish answered."""
-    secret = tenant.tokens["rw"]
-    start = threading.Barrier(len(wheels) + 1)
+    """Publishes every wheel into the registry while it is deleted: what each answered."""
 
-    def publisher(number: int) -> str:
-        with server.client(timeout=60) as client:
-            start.wait()
-            threading.Event().wait(delays[number])
-            response = publish(client, tenant.org, slug, secret, wheels[number])
-            return f"{response.status_code} {response.json().get('message', '')}"
+    def publishing(wheel: Path) -> Attempt:
+        return lambda client, secret: publish(client, tenant.org, slug, secret, wheel)
 
-    def deleter() -> int:
-        with server.client(timeout=60) as client:
-            start.wait()
-            threading.Event().wait(delays[-1])
-            path = registry_path(tenant.org, slug)
-            return client.delete(path, headers=bearer(secret)).status_code
-
-    with ThreadPoolExecutor(len(wheels) + 1) as pool:
-        publishes = [pool.submit(publisher, number) for number in range(len(wheels))]
-        deletion = pool.submit(deleter)
-        assert deletion.result() == 200
-        return [future.result() for future in publishes]
+    return race_registry_deletion(server, tenant, slug, [publishing(w) for w in wheels], delays)
 
 
 def test_publishes_racing_a_registry_deletion_get_200_or_404_and_leave_no_file(
