@@ -23,6 +23,7 @@ from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import rate_limit_router
 from registry_tokens.auth.endpoints import router as access_token_router
+from registry_tokens.console import routes as console
 from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
@@ -89,9 +90,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         secret_scanning_router,
     ):
         app.include_router(router)
-    # The package protocols: plain Starlette routes beside the API, outside OpenAPI, and
-    # matched first (their paths, ``/{org}/{registry}/pypi/…``, are never the API's).
-    app.router.routes[0:0] = pypi.routes()
+    # The package protocols and the console: plain Starlette routes beside the API,
+    # outside OpenAPI, and matched first (their paths, ``/{org}/{registry}/pypi/…`` and
+    # the console's under WEB_URL, are never the API's).
+    app.router.routes[0:0] = [*pypi.routes(), *console.routes(settings.web_base)]
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,

@@ -8,12 +8,14 @@ from registry_tokens.packages.models import Package, StagedUpload
 from registry_tokens.ratelimits.models import RateLimitCounter
 from registry_tokens.registries.models import Registry
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
+from registry_tokens.sessions.models import ConsoleSession
 from registry_tokens.users.models import User
 
 __all__ = [
     "ApiAccessToken",
     "ApiAccessTokenOrganization",
     "AuditEvent",
+    "ConsoleSession",
     "Base",
     "Organization",
     "OrganizationMembership",

@@ -1,5 +1,5 @@
 """The services of one process, built once from settings and shared by every door (the
-REST API, the package protocols, the CLI): where the house is assembled."""
+REST API, the package protocols, the console, the CLI): where the house is assembled."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -19,6 +19,7 @@ from registry_tokens.registry_tokens.access import InstallAccess
 from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.registry_tokens.service import RegistryTokenService
 from registry_tokens.secret_scanning.service import SecretScanningService
+from registry_tokens.sessions.service import SessionService
 from registry_tokens.settings import Settings
 from registry_tokens.users.service import UserService
 
@@ -38,6 +39,7 @@ class Services:
     audit: AuditService
     secret_scanning: SecretScanningService
     rate_limits: RateLimitPolicy
+    sessions: SessionService
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utcnow) -> "Services":
@@ -48,6 +50,7 @@ class Services:
         auth = AuthService(database, key, rate_limits)
         registry_tokens = RegistryTokenService(database, key, clock)
         urls = Urls(settings.api_base, settings.web_base)
+        users = UserService(database)
         packages = PackageService(
             database,
             FileStore(settings.package_storage_path),
@@ -75,7 +78,7 @@ class Services:
             database=database,
             urls=urls,
             auth=auth,
-            users=UserService(database),
+            users=users,
             organizations=OrganizationService(database),
             registries=RegistryService(
                 database,
@@ -99,6 +102,15 @@ class Services:
                 clock,
             ),
             rate_limits=rate_limits,
+            sessions=SessionService(
+                database,
+                users,
+                rate_limits,
+                key,
+                clock,
+                idle=timedelta(seconds=settings.console_session_idle_seconds),
+                lifetime=timedelta(seconds=settings.console_session_max_seconds),
+            ),
         )
 
     def by_type(self) -> dict[type, object]:

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10, gt=0)
     keep_alive_timeout_seconds: int = Field(default=5, ge=1)
     max_connections: int = Field(default=1000, ge=1)
+    # The web console: a session ends after this long without a request, and after
+    # this long in any case; sign-in attempts per client address and per account (named,
+    # whether it exists or not) in each window of sign_in_window_seconds (0 turns one off).
+    console_session_idle_seconds: int = Field(default=3600, ge=60)
+    console_session_max_seconds: int = Field(default=12 * 3600, ge=60)
+    sign_in_attempts_per_client: int = Field(default=20, ge=0)
+    sign_in_attempts_per_account: int = Field(default=10, ge=0)
+    sign_in_window_seconds: int = Field(default=900, ge=1)
     log_level: str = "info"
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)

@@ -1,4 +1,5 @@
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -7,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
 from registry_tokens.db.queries import Query
+from registry_tokens.organizations.models import Organization
 
 
 class ApiAccessTokenRepository:
@@ -59,4 +61,44 @@ API_CREDENTIAL = Query(
     .outerjoin(ApiAccessToken.organization_limits)
     .where(ApiAccessToken.secret_hash == bindparam("secret_hash")),
     ApiCredential,
+)
+
+
+class OwnTokenRow(NamedTuple):
+    id: uuid.UUID
+    description: str | None
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+    organization_slug: str | None
+
+
+@dataclass(frozen=True)
+class OwnToken:
+    """An API access token as its owner sees it in the console."""
+
+    id: uuid.UUID
+    description: str | None
+    scopes: list[str]
+    organizations: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+# "Which API access tokens does this user have?": one row per organization a token is
+# limited to (one, with no slug, when it is not limited), newest token first.
+OWN_TOKENS = Query(
+    select(
+        ApiAccessToken.id.label("id"),
+        ApiAccessToken.description.label("description"),
+        ApiAccessToken.scopes.label("scopes"),
+        ApiAccessToken.created_at.label("created_at"),
+        ApiAccessToken.revoked_at.label("revoked_at"),
+        Organization.slug.label("organization_slug"),
+    )
+    .outerjoin(ApiAccessToken.organization_limits)
+    .outerjoin(Organization, Organization.id == ApiAccessTokenOrganization.organization_id)
+    .where(ApiAccessToken.user_id == bindparam("user_id", type_=ApiAccessToken.user_id.type))
+    .order_by(ApiAccessToken.created_at.desc(), ApiAccessToken.id.desc(), Organization.slug),
+    OwnTokenRow,
 )

@@ -5,7 +5,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from registry_tokens.auth.models import ApiAccessToken
-from registry_tokens.auth.repository import API_CREDENTIAL, ApiAccessTokenRepository
+from registry_tokens.auth.repository import (
+    API_CREDENTIAL,
+    OWN_TOKENS,
+    ApiAccessTokenRepository,
+    OwnToken,
+)
 from registry_tokens.db import Database
 from registry_tokens.kit import validation
 from registry_tokens.kit.context import Caller, RequestContext, Scope
@@ -144,6 +149,46 @@ class AuthService:
                 if token.description == description and token.revoked_at is None:
                     token.revoked_at = utcnow()
         return self.issue(email, scopes, description=description)
+
+    def own_tokens(self, caller: Caller) -> list[OwnToken]:
+        """The caller's user's API access tokens, newest first, each with the slugs of the
+        organizations it is limited to (the console's "API access tokens" page)."""
+        tokens: dict[uuid.UUID, OwnToken] = {}
+        for row in self.database.fetch(OWN_TOKENS, user_id=caller.user_id):
+            token = tokens.setdefault(
+                row.id,
+                OwnToken(row.id, row.description, sorted(row.scopes), [], row.created_at,
+                         row.revoked_at),
+            )
+            if row.organization_slug is not None:
+                token.organizations.append(row.organization_slug)
+        return list(tokens.values())
+
+    def issue_own(
+        self,
+        caller: Caller,
+        scopes: Iterable[str],
+        organization_slugs: Iterable[str],
+        description: str | None,
+    ) -> IssuedApiAccessToken:
+        """A new API access token for the caller's own user, limited to organizations the
+        user belongs to (another one is "not found", as everywhere)."""
+        with self.database.reading() as session:
+            user = UserRepository(session).get(caller.user_id)
+        if user is None:
+            raise Unauthenticated()
+        slugs = list(dict.fromkeys(organization_slugs))
+        for slug in slugs:
+            visible_organization(self.database, caller, slug)
+        return self.issue(user.email, scopes, organization_slugs=slugs, description=description)
+
+    def revoke_own(self, caller: Caller, token_id: uuid.UUID) -> ApiAccessToken:
+        """Revokes one of the caller's user's tokens; anyone else's is "not found"."""
+        with self.database.reading() as session:
+            token = ApiAccessTokenRepository(session).get(token_id)
+        if token is None or token.user_id != caller.user_id:
+            raise NotFound("API access token")
+        return self.revoke(token_id)
 
     def issue(
         self,

@@ -59,6 +59,7 @@ class ValidationFailed(AppError):
         message = "Validation failed: " + ", ".join(p.sentence() for p in problems)
         errors = [{"field": p.field, "code": p.code} for p in problems]
         super().__init__(message, 422, extra={"errors": errors})
+        self.problems = problems
 
 
 def already_taken(field: str) -> ValidationFailed:

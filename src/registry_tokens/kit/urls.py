@@ -65,6 +65,54 @@ class Urls:
     def package_web(self, org: str, registry: str, package_id: uuid.UUID) -> str:
         return f"{self.registry_web(org, registry)}/packages/{package_id}"
 
+    # The console's other pages (``web_url`` names only the three above).
+
+    def home_web(self) -> str:
+        return f"{self.web}/"
+
+    def sign_in_web(self) -> str:
+        return f"{self.web}/sign-in"
+
+    def sign_out_web(self) -> str:
+        return f"{self.web}/sign-out"
+
+    def organizations_web(self) -> str:
+        return f"{self.web}/organizations"
+
+    def registries_web(self, org: str) -> str:
+        return f"{self.organization_web(org)}/registries"
+
+    def audit_log_web(self, org: str) -> str:
+        return f"{self.organization_web(org)}/audit-log"
+
+    def registry_settings_web(self, org: str, registry: str) -> str:
+        return f"{self.registry_web(org, registry)}/settings"
+
+    def registry_delete_web(self, org: str, registry: str) -> str:
+        return f"{self.registry_web(org, registry)}/delete"
+
+    def package_download_web(self, org: str, registry: str, package_id: uuid.UUID) -> str:
+        return f"{self.package_web(org, registry, package_id)}/download"
+
+    def package_delete_web(self, org: str, registry: str, package_id: uuid.UUID) -> str:
+        return f"{self.package_web(org, registry, package_id)}/delete"
+
+    def registry_tokens_web(self, org: str, registry: str) -> str:
+        return f"{self.registry_web(org, registry)}/tokens"
+
+    def registry_token_web(self, org: str, registry: str, token_id: uuid.UUID) -> str:
+        return f"{self.registry_tokens_web(org, registry)}/{token_id}"
+
+    def access_tokens_web(self) -> str:
+        return f"{self.web}/access-tokens"
+
+    def static_web(self, name: str) -> str:
+        return f"{self.web}/console-static/{name}"
+
+    def pypi_index(self, org: str, registry: str) -> str:
+        """Where pip finds a registry's packages (``--index-url``)."""
+        return f"{self.api}/{quote(org)}/{quote(registry)}/pypi/simple/"
+
     def upload_target(self) -> str:
         """Where a presigned upload's file is posted (outside ``/v2``: no credentials)."""
         return f"{self.api}{UPLOAD_TARGET_PATH}"

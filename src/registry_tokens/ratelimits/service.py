@@ -185,9 +185,16 @@ def _decide(
 class RateLimitPolicy:
     """Which subjects a request counts against, under the configured limits."""
 
-    def __init__(self, settings: Settings, limiter: RateLimiter) -> None:
+    def __init__(
+        self, settings: Settings, limiter: RateLimiter, sign_in_limiter: RateLimiter | None = None
+    ) -> None:
         self.settings = settings
         self.limiter = limiter
+        # The console's sign-ins count in windows of their own (longer than the API's),
+        # in the same store.
+        self.sign_in_limiter = sign_in_limiter or RateLimiter(
+            limiter.store, settings.sign_in_window_seconds, limiter.clock
+        )
 
     @classmethod
     def build(cls, settings: Settings, database: Database) -> "RateLimitPolicy":
@@ -231,6 +238,17 @@ class RateLimitPolicy:
         (429, ``RateLimited``, once the token's refusals fill the window)."""
         return await self.limiter.hit(
             [Subject("refused_token", str(token_id), self.settings.refusals_recorded_per_token)]
+        )
+
+    async def for_sign_in(self, address: str, account: str) -> Allowances | None:
+        """Counts a console sign-in attempt against the client's address and against the
+        account it names (``account``: a digest of the email, whether or not anyone has
+        it, so the count tells nothing): 429 past either limit."""
+        return await self.sign_in_limiter.hit(
+            [
+                Subject("sign_in_client", address, self.settings.sign_in_attempts_per_client),
+                Subject("sign_in_account", account, self.settings.sign_in_attempts_per_account),
+            ]
         )
 
     async def organization_status(self, organization_id: uuid.UUID) -> RateLimitStatus:

@@ -1,0 +1,47 @@
+"""What the console tells people to paste to install from a registry."""
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from registry_tokens.kit.urls import Urls
+from registry_tokens.registries.repository import RegistryRow
+
+PLACEHOLDER = "$REGISTRY_TOKEN"
+
+
+@dataclass(frozen=True)
+class InstallLines:
+    """How a package client installs from one registry: ``snippets`` are (label, text)
+    pairs, each shown in its own copyable block."""
+
+    client: str
+    index_url: str
+    snippets: list[tuple[str, str]]
+
+
+def install_lines(urls: Urls, registry: RegistryRow, *, secret: str | None) -> InstallLines | None:
+    """The lines for this registry's client, with ``secret`` in them (shown once, on the
+    page that shows it) or a ``$REGISTRY_TOKEN`` placeholder; ``None`` for ecosystems no
+    client installs from here yet."""
+    if registry.ecosystem != "python":
+        return None
+    index = urls.pypi_index(registry.organization_slug, registry.slug)
+    if registry.public and secret is None:
+        with_credentials = index
+    else:
+        with_credentials = _with_password(index, secret or PLACEHOLDER)
+    return InstallLines(
+        client="pip",
+        index_url=index,
+        snippets=[
+            ("Install with pip", f'pip install --index-url "{with_credentials}" <package>'),
+            ("Or in pip.conf (pip config debug shows where)", f"[global]\nindex-url = {with_credentials}\n"),
+        ],
+    )
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with user ``buildkite`` and the password in it (as pip reads them)."""
+    parts = urlsplit(url)
+    secret = password if password == PLACEHOLDER else quote(password, safe="")
+    return urlunsplit(parts._replace(netloc=f"buildkite:{secret}@{parts.netloc}"))

@@ -1,0 +1,789 @@
+"""The console's pages: thin handlers that read a form, call the same services as the
+REST API (with the person signed in as the caller), and render a template.
+
+Every page is wrapped by :func:`console.http.page` (sessions, CSRF, headers, errors).
+"""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from registry_tokens.audit.service import EventFilters, EventType
+from registry_tokens.console.http import (
+    STATIC_DIRECTORY,
+    Visit,
+    error_page,
+    iso,
+    page,
+    safe_next,
+    secure,
+)
+from registry_tokens.console.installing import install_lines
+from registry_tokens.kit.context import Scope
+from registry_tokens.kit.cursor import Cursor
+from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
+from registry_tokens.kit.pagination import MAX_PER_PAGE, PageRequest
+from registry_tokens.kit.validation import validated
+from registry_tokens.organizations.models import Role
+from registry_tokens.organizations.repository import MemberOrganization
+from registry_tokens.ratelimits.service import RateLimited
+from registry_tokens.registries.oidc_policy import shown as shown_policy
+from registry_tokens.registries.requests import Ecosystem, RegistryCreate, RegistryUpdate
+from registry_tokens.registry_tokens.schemas import (
+    RegistryTokenCreate,
+    RegistryTokenRotate,
+    RegistryTokenUpdate,
+)
+from registry_tokens.registry_tokens.service import MAX_GRACE_PERIOD_SECONDS
+from registry_tokens.sessions.service import SignInRefused
+
+PER_PAGE = 30
+# The rotate form's choices: how long the old secret keeps working.
+GRACE_PERIODS = [
+    (0, "None: the old secret stops now"),
+    (300, "5 minutes"),
+    (3600, "1 hour"),
+    (86400, "1 day"),
+    (MAX_GRACE_PERIOD_SECONDS, "7 days"),
+]
+
+
+# Sign-in and sign-out.
+
+
+@page(signed_in=False)
+async def home(visit: Visit) -> Response:
+    return visit.redirect(visit.urls.organizations_web())
+
+
+@page(signed_in=False)
+async def sign_in_form(visit: Visit) -> Response:
+    return _sign_in_page(visit, email="", error=None, status=200)
+
+
+@page(signed_in=False)
+async def sign_in(visit: Visit) -> Response:
+    sessions = visit.services.sessions
+    nonce = visit.request.cookies.get(visit.cookies.sign_in)
+    if not nonce or not sessions.tokens_match(
+        sessions.sign_in_csrf_token(nonce), visit.field("csrf_token")
+    ):
+        return _sign_in_page(
+            visit,
+            email=visit.field("email")[:320],
+            error="This sign-in form is too old or was not sent from this page. "
+            "Please try again.",
+            status=403,
+        )
+    email, password = visit.field("email"), visit.field("password")
+    try:
+        cookie = await sessions.sign_in(email, password, visit.context)
+    except SignInRefused as refused:
+        return _sign_in_page(visit, email=email[:320], error=refused.message, status=401)
+    except RateLimited as limited:
+        minutes = -(-int(limited.headers.get("Retry-After", "60")) // 60)
+        return _sign_in_page(
+            visit,
+            email=email[:320],
+            error=f"Too many sign-in attempts. Try again in {minutes} minute"
+            + ("s." if minutes != 1 else "."),
+            status=429,
+            headers={"Retry-After": limited.headers.get("Retry-After", "60")},
+        )
+    response = visit.redirect(safe_next(visit, visit.field("next")))
+    visit.cookies.set(response, visit.cookies.session, cookie)
+    visit.cookies.clear(response, visit.cookies.sign_in)
+    return response
+
+
+def _sign_in_page(
+    visit: Visit,
+    *,
+    email: str,
+    error: str | None,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    import secrets
+
+    nonce = secrets.token_urlsafe(24)
+    next_target = visit.field("next") or visit.query("next") or ""
+    response = visit.render(
+        "sign_in.html",
+        status=status,
+        headers=headers,
+        title="Sign in",
+        email=email,
+        error=error,
+        next_target=next_target if len(next_target) <= 2048 else "",
+        csrf_token=visit.services.sessions.sign_in_csrf_token(nonce),
+    )
+    visit.cookies.set(response, visit.cookies.sign_in, nonce)
+    return response
+
+
+@page()
+async def sign_out(visit: Visit) -> Response:
+    cookie = visit.request.cookies.get(visit.cookies.session)
+    await visit.services.database.write(visit.services.sessions.sign_out, cookie)
+    response = visit.redirect(visit.urls.sign_in_web(), notice="signed-out")
+    visit.cookies.clear(response, visit.cookies.session)
+    return response
+
+
+# Organizations and registries.
+
+
+@page()
+async def organizations(visit: Visit) -> Response:
+    found = visit.services.organizations.list(visit.signed_in.caller, PageRequest(1, MAX_PER_PAGE))
+    return visit.render("organizations.html", title="Organizations", organizations=found.items)
+
+
+@page()
+async def organization(visit: Visit) -> Response:
+    return await _organization_page(visit, form=None, problems=[], status=200)
+
+
+async def _organization_page(
+    visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
+) -> Response:
+    org = _param(visit, "org")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    number = _page_number(visit)
+    registries = await services.database.read(
+        services.registries.list, caller, org, PageRequest(number, PER_PAGE)
+    )
+    return visit.render(
+        "organization.html",
+        status=status,
+        title=member.name,
+        org=member,
+        is_admin=member.role == Role.ADMIN.value,
+        registries=registries,
+        ecosystems=[ecosystem.value for ecosystem in Ecosystem],
+        form=form or {"name": "", "ecosystem": "python", "description": "", "public": False},
+        problems=problems,
+    )
+
+
+@page()
+async def create_registry(visit: Visit) -> Response:
+    org = _param(visit, "org")
+    form = {
+        "name": visit.field("name"),
+        "ecosystem": visit.field("ecosystem"),
+        "description": visit.field("description") or None,
+        "public": visit.field("public") == "on",
+    }
+    try:
+        body = validated(RegistryCreate, form)
+        created = await visit.services.database.write(
+            visit.services.registries.create_for, visit.signed_in.caller, org, body
+        )
+    except ValidationFailed as failed:
+        return await _organization_page(visit, form=form, problems=failed.problems, status=422)
+    return visit.redirect(visit.urls.registry_web(org, created.slug), notice="registry-created")
+
+
+@page()
+async def registry(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    cursor = Cursor.parse(visit.query("before"), visit.query("after"), PER_PAGE)
+    window, found = await services.database.read(
+        services.packages.list, caller, org, slug, name=None, cursor=cursor
+    )
+    return visit.render(
+        "registry.html",
+        title=found.name,
+        org=member,
+        registry=found,
+        packages=window,
+        install=install_lines(visit.urls, found, secret=None),
+        is_admin=member.role == Role.ADMIN.value,
+    )
+
+
+@page()
+async def registry_settings(visit: Visit) -> Response:
+    return await _settings_page(visit, form=None, problems=[], status=200)
+
+
+async def _settings_page(
+    visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
+) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found = await services.database.read(services.registries.get, caller, org, slug)
+    shown = form or {
+        "name": found.name,
+        "description": found.description or "",
+        "emoji": found.emoji or "",
+        "color": found.color or "",
+        "public": found.public,
+        "oidc_policy": shown_policy(found.oidc_policy) or "",
+    }
+    return visit.render(
+        "registry_settings.html",
+        status=status,
+        title=f"{found.name}: settings",
+        org=member,
+        registry=found,
+        form=shown,
+        problems=problems,
+        is_admin=member.role == Role.ADMIN.value,
+    )
+
+
+@page()
+async def update_registry(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    form: dict[str, Any] = {
+        "name": visit.field("name"),
+        "description": visit.field("description") or None,
+        "emoji": visit.field("emoji") or None,
+        "color": visit.field("color") or None,
+        "public": visit.field("public") == "on",
+        "oidc_policy": visit.field("oidc_policy").strip() or None,
+    }
+    try:
+        body = validated(RegistryUpdate, form)
+        await visit.services.database.write(
+            visit.services.registries.update, visit.signed_in.caller, org, slug, body
+        )
+    except ValidationFailed as failed:
+        shown = {key: "" if value is None else value for key, value in form.items()}
+        return await _settings_page(visit, form=shown, problems=failed.problems, status=422)
+    return visit.redirect(visit.urls.registry_web(org, slug), notice="registry-updated")
+
+
+@page()
+async def confirm_registry_deletion(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found = await services.database.read(services.registries.get, caller, org, slug)
+    if member.role != Role.ADMIN.value:
+        raise AppError("Only organization admins can manage registries", 403)
+    return visit.render(
+        "confirm.html",
+        title=f"Delete {found.name}?",
+        org=member,
+        registry=found,
+        question=f"Delete the registry {found.name}?",
+        consequence="Every package in it and every registry token of it is deleted with it. "
+        "Installs from it stop at once. This cannot be undone.",
+        action=visit.urls.registry_delete_web(org, slug),
+        confirm_label="Delete registry",
+        cancel=visit.urls.registry_settings_web(org, slug),
+    )
+
+
+@page()
+async def delete_registry(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    await visit.services.database.write(
+        visit.services.registries.delete, visit.signed_in.caller, org, slug, visit.context
+    )
+    return visit.redirect(visit.urls.organization_web(org), notice="registry-deleted")
+
+
+# Packages.
+
+
+@page()
+async def package(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found, registry_row = await services.database.read(
+        services.packages.get, caller, org, slug, _param(visit, "package_id")
+    )
+    return visit.render(
+        "package.html",
+        title=f"{found.name} {found.version}",
+        org=member,
+        registry=registry_row,
+        package=found,
+    )
+
+
+@page()
+async def download_package(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    services = visit.services
+    found, registry_row = await services.database.read(
+        services.packages.get, visit.signed_in.caller, org, slug, _param(visit, "package_id")
+    )
+    _, path = await services.database.read(
+        services.packages.file, registry_row, str(found.id), found.filename
+    )
+    response = FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=found.filename,
+        content_disposition_type="attachment",
+    )
+    secure(response)
+    return response
+
+
+@page()
+async def confirm_package_deletion(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found, registry_row = await services.database.read(
+        services.packages.get, caller, org, slug, _param(visit, "package_id")
+    )
+    return visit.render(
+        "confirm.html",
+        title=f"Delete {found.filename}?",
+        org=member,
+        registry=registry_row,
+        question=f"Delete {found.filename}?",
+        consequence="Installs that need this file will fail. This cannot be undone.",
+        action=visit.urls.package_delete_web(org, slug, found.id),
+        confirm_label="Delete package",
+        cancel=visit.urls.package_web(org, slug, found.id),
+    )
+
+
+@page()
+async def delete_package(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    await visit.services.database.write(
+        visit.services.packages.delete,
+        visit.signed_in.caller,
+        org,
+        slug,
+        _param(visit, "package_id"),
+    )
+    return visit.redirect(visit.urls.registry_web(org, slug), notice="package-deleted")
+
+
+# Registry tokens.
+
+
+@page()
+async def tokens(visit: Visit) -> Response:
+    return await _tokens_page(visit, form=None, problems=[], status=200)
+
+
+async def _tokens_page(
+    visit: Visit, *, form: dict[str, str] | None, problems: list[FieldProblem], status: int
+) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found, listed = await services.database.read(
+        services.registry_tokens.list, caller, org, slug, PageRequest(_page_number(visit), PER_PAGE)
+    )
+    return visit.render(
+        "tokens.html",
+        status=status,
+        title=f"{found.name}: tokens",
+        org=member,
+        registry=found,
+        tokens=listed,
+        form=form or {"description": "", "expires_at": "", "allowed_cidrs": ""},
+        problems=problems,
+    )
+
+
+@page()
+async def create_token(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    form = _token_form(visit)
+    try:
+        body = validated(RegistryTokenCreate, _token_fields(form, creating=True))
+        created = await visit.services.database.write(
+            visit.services.registry_tokens.create,
+            visit.signed_in.caller,
+            org,
+            slug,
+            body.changes(),
+            visit.context,
+        )
+    except ValidationFailed as failed:
+        return await _tokens_page(visit, form=form, problems=failed.problems, status=422)
+    return await _secret_page(visit, created.registry, created.token.id, created.secret, "created")
+
+
+@page()
+async def token(visit: Visit) -> Response:
+    return await _token_page(visit, form=None, problems=[], status=200)
+
+
+async def _token_page(
+    visit: Visit, *, form: dict[str, str] | None, problems: list[FieldProblem], status: int
+) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found = await services.database.read(
+        services.registry_tokens.get, caller, org, slug, _param(visit, "token_id")
+    )
+    current = found.token
+    return visit.render(
+        "token.html",
+        status=status,
+        title=f"Token {current.description}",
+        org=member,
+        registry=found.registry,
+        token=current,
+        form=form
+        or {
+            "description": current.description,
+            "expires_at": _local(current.expires_at),
+            "allowed_cidrs": "\n".join(current.allowed_cidrs or []),
+        },
+        problems=problems,
+        grace_periods=GRACE_PERIODS,
+        iso=iso,
+    )
+
+
+@page()
+async def update_token(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    form = _token_form(visit)
+    try:
+        body = validated(RegistryTokenUpdate, _token_fields(form, creating=False))
+        await visit.services.database.write(
+            visit.services.registry_tokens.update,
+            visit.signed_in.caller,
+            org,
+            slug,
+            _param(visit, "token_id"),
+            body.changes(),
+            visit.context,
+        )
+    except ValidationFailed as failed:
+        return await _token_page(visit, form=form, problems=failed.problems, status=422)
+    return visit.redirect(visit.urls.registry_tokens_web(org, slug), notice="token-updated")
+
+
+@page()
+async def rotate_token(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    grace = visit.field("grace_period_seconds")
+    try:
+        body = validated(
+            RegistryTokenRotate,
+            {"grace_period_seconds": int(grace) if grace.isdigit() and len(grace) < 10 else grace},
+        )
+        rotated = await visit.services.database.write(
+            visit.services.registry_tokens.rotate,
+            visit.signed_in.caller,
+            org,
+            slug,
+            _param(visit, "token_id"),
+            body.grace_period_seconds,
+            visit.context,
+        )
+    except ValidationFailed as failed:
+        return await _token_page(visit, form=None, problems=failed.problems, status=422)
+    return await _secret_page(visit, rotated.registry, rotated.token.id, rotated.secret, "rotated")
+
+
+@page()
+async def confirm_token_deletion(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    found = await services.database.read(
+        services.registry_tokens.get, caller, org, slug, _param(visit, "token_id")
+    )
+    action = visit.urls.registry_token_web(org, slug, found.token.id) + "/delete"
+    return visit.render(
+        "confirm.html",
+        title=f"Delete token {found.token.description}?",
+        org=member,
+        registry=found.registry,
+        question=f"Delete the registry token {found.token.description}?",
+        consequence="Every install that uses it fails from now on, including its secrets "
+        "still in a rotation's grace period. This cannot be undone.",
+        action=action,
+        confirm_label="Delete token",
+        cancel=visit.urls.registry_tokens_web(org, slug),
+    )
+
+
+@page()
+async def delete_token(visit: Visit) -> Response:
+    org, slug = _param(visit, "org"), _param(visit, "registry")
+    await visit.services.database.write(
+        visit.services.registry_tokens.delete,
+        visit.signed_in.caller,
+        org,
+        slug,
+        _param(visit, "token_id"),
+        visit.context,
+    )
+    return visit.redirect(visit.urls.registry_tokens_web(org, slug), notice="token-deleted")
+
+
+async def _secret_page(
+    visit: Visit, registry_row: Any, token_id: uuid.UUID, secret: str, done: str
+) -> Response:
+    org = registry_row.organization_slug
+    member = await visit.services.database.read(
+        visit.services.organizations.get, visit.signed_in.caller, org
+    )
+    found = await visit.services.database.read(
+        visit.services.registry_tokens.get,
+        visit.signed_in.caller,
+        org,
+        registry_row.slug,
+        str(token_id),
+    )
+    return visit.render(
+        "token_secret.html",
+        shows_secret=True,
+        title="Copy the token's secret now",
+        org=member,
+        registry=registry_row,
+        token=found.token,
+        done=done,
+        secret=secret,
+        install=install_lines(visit.urls, registry_row, secret=secret),
+    )
+
+
+def _token_form(visit: Visit) -> dict[str, str]:
+    return {
+        "description": visit.field("description"),
+        "expires_at": visit.field("expires_at").strip(),
+        "allowed_cidrs": visit.field("allowed_cidrs"),
+    }
+
+
+def _token_fields(form: dict[str, str], *, creating: bool) -> dict[str, Any]:
+    """The form as the API's request body: an empty expiry or CIDR list means none."""
+    cidrs = [part for part in form["allowed_cidrs"].replace(",", " ").split() if part]
+    fields: dict[str, Any] = {
+        "description": form["description"],
+        "expires_at": _utc(form["expires_at"]) if form["expires_at"] else None,
+        "allowed_cidrs": cidrs or None,
+    }
+    if creating:
+        return {name: value for name, value in fields.items() if value is not None}
+    return fields
+
+
+def _utc(value: str) -> str:
+    """A ``datetime-local`` value (no zone: the form says UTC) as RFC 3339."""
+    if len(value) == len("2030-01-01T00:00"):
+        value += ":00"
+    if not value.upper().endswith("Z") and "+" not in value[10:] and "-" not in value[10:]:
+        value += "Z"
+    return value
+
+
+def _local(value: datetime | None) -> str:
+    """What a ``datetime-local`` input shows for a stored time (UTC, to the second)."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S") if value is not None else ""
+
+
+# The audit log.
+
+
+@page()
+async def audit_log(visit: Visit) -> Response:
+    org = _param(visit, "org")
+    caller = visit.signed_in.caller
+    services = visit.services
+    member = await services.database.read(services.organizations.get, caller, org)
+    registry_filter = visit.query("registry") or None
+    token_filter = visit.query("token") or None
+    type_filter = visit.query("event_type") or None
+    problems: list[FieldProblem] = []
+    token_id: uuid.UUID | None = None
+    if token_filter:
+        try:
+            token_id = uuid.UUID(token_filter)
+        except ValueError:
+            problems.append(FieldProblem("token", "invalid", "must be a registry token's id"))
+    registries = await services.database.read(
+        services.registries.list, caller, org, PageRequest(1, MAX_PER_PAGE)
+    )
+    window = None
+    if not problems:
+        try:
+            window = await services.database.read(
+                services.audit.list,
+                caller,
+                org,
+                EventFilters(registry=registry_filter, token=token_id, event_type=type_filter),
+                Cursor.parse(visit.query("before"), visit.query("after"), PER_PAGE),
+            )
+        except ValidationFailed as failed:
+            problems = failed.problems
+        except NotFound:
+            problems = [FieldProblem("registry", "invalid", "is not a registry of this organization")]
+    filters = {"registry": registry_filter, "token": token_filter, "event_type": type_filter}
+    return visit.render(
+        "audit_log.html",
+        status=422 if problems else 200,
+        title=f"{member.name}: audit log",
+        org=member,
+        events=window,
+        registries=registries.items,
+        event_types=[event.value for event in EventType],
+        filters={key: value or "" for key, value in filters.items()},
+        kept={key: value for key, value in filters.items() if value},
+        problems=problems,
+    )
+
+
+# API access tokens.
+
+
+@page()
+async def access_tokens(visit: Visit) -> Response:
+    return await _access_tokens_page(visit, form=None, problems=[], status=200)
+
+
+async def _access_tokens_page(
+    visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
+) -> Response:
+    caller = visit.signed_in.caller
+    services = visit.services
+    own = await services.database.read(services.auth.own_tokens, caller)
+    memberships = services.organizations.list(caller, PageRequest(1, MAX_PER_PAGE)).items
+    return visit.render(
+        "access_tokens.html",
+        status=status,
+        title="API access tokens",
+        tokens=own,
+        scopes=[scope.value for scope in Scope],
+        organizations=memberships,
+        form=form or {"description": "", "scopes": [], "organizations": []},
+        problems=problems,
+    )
+
+
+@page()
+async def create_access_token(visit: Visit) -> Response:
+    form = {
+        "description": visit.field("description"),
+        "scopes": visit.fields("scopes"),
+        "organizations": visit.fields("organizations"),
+    }
+    try:
+        issued = await visit.services.database.write(
+            visit.services.auth.issue_own,
+            visit.signed_in.caller,
+            form["scopes"],
+            form["organizations"],
+            form["description"] or None,
+        )
+    except ValidationFailed as failed:
+        return await _access_tokens_page(visit, form=form, problems=failed.problems, status=422)
+    return visit.render(
+        "access_token_secret.html",
+        shows_secret=True,
+        title="Copy the API access token now",
+        token=issued.token,
+        scopes=issued.token.scopes,
+        organizations=form["organizations"],
+        secret=issued.secret,
+    )
+
+
+@page()
+async def revoke_access_token(visit: Visit) -> Response:
+    try:
+        token_id = uuid.UUID(_param(visit, "token_id"))
+    except ValueError:
+        raise NotFound("API access token") from None
+    await visit.services.database.write(
+        visit.services.auth.revoke_own, visit.signed_in.caller, token_id
+    )
+    return visit.redirect(visit.urls.access_tokens_web(), notice="access-token-revoked")
+
+
+# Helpers.
+
+
+def _param(visit: Visit, name: str) -> str:
+    value = visit.request.path_params[name]
+    assert isinstance(value, str)
+    return value
+
+
+def _page_number(visit: Visit) -> int:
+    raw = visit.query("page") or "1"
+    if not raw.isdigit() or len(raw) > 7 or int(raw) < 1:
+        raise ValidationFailed([FieldProblem("page", "invalid", "must be a positive integer")])
+    return int(raw)
+
+
+def _unused(_: BaseModel | MemberOrganization | timedelta) -> None:
+    """(Types the module names in annotations only.)"""
+
+
+@page(signed_in=False)
+async def not_found(visit: Visit) -> Response:
+    return error_page(visit, NotFound("page"))
+
+
+def routes(web_url: str) -> list[BaseRoute]:
+    """Every console page, under the path of ``WEB_URL`` (usually ``/``)."""
+    registry_path = "/organizations/{org}/packages/registries/{registry}"
+    pages: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        Route("/sign-in", sign_in_form, methods=["GET"]),
+        Route("/sign-in", sign_in, methods=["POST"]),
+        Route("/sign-out", sign_out, methods=["POST"]),
+        Route("/access-tokens", access_tokens, methods=["GET"]),
+        Route("/access-tokens", create_access_token, methods=["POST"]),
+        Route("/access-tokens/{token_id}/revoke", revoke_access_token, methods=["POST"]),
+        Route("/organizations", organizations, methods=["GET"]),
+        Route("/organizations/{org}", organization, methods=["GET"]),
+        Route("/organizations/{org}/registries", create_registry, methods=["POST"]),
+        Route("/organizations/{org}/audit-log", audit_log, methods=["GET"]),
+        Route(registry_path, registry, methods=["GET"]),
+        Route(registry_path + "/settings", registry_settings, methods=["GET"]),
+        Route(registry_path + "/settings", update_registry, methods=["POST"]),
+        Route(registry_path + "/delete", confirm_registry_deletion, methods=["GET"]),
+        Route(registry_path + "/delete", delete_registry, methods=["POST"]),
+        Route(registry_path + "/packages/{package_id}", package, methods=["GET"]),
+        Route(registry_path + "/packages/{package_id}/download", download_package, methods=["GET"]),
+        Route(
+            registry_path + "/packages/{package_id}/delete",
+            confirm_package_deletion,
+            methods=["GET"],
+        ),
+        Route(registry_path + "/packages/{package_id}/delete", delete_package, methods=["POST"]),
+        Route(registry_path + "/tokens", tokens, methods=["GET"]),
+        Route(registry_path + "/tokens", create_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}", token, methods=["GET"]),
+        Route(registry_path + "/tokens/{token_id}", update_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}/rotate", rotate_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}/delete", confirm_token_deletion, methods=["GET"]),
+        Route(registry_path + "/tokens/{token_id}/delete", delete_token, methods=["POST"]),
+        Mount("/console-static", StaticFiles(directory=STATIC_DIRECTORY), name="console-static"),
+    ]
+    prefix = urlsplit(web_url).path.rstrip("/")
+    return [Mount(prefix, routes=pages)] if prefix else pages
