@@ -200,7 +200,9 @@ def server_env(
     workdir: Path, database_url: str, base_url: str, env: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The configuration of a test server: a fresh key, rate limits off unless ``env``
-    sets them, package files under ``workdir``."""
+    sets them, package files under ``workdir``. ``{base_url}`` in a value of ``env`` is
+    the server's own address (e.g. a ``WEB_URL`` that is the server's, for the console)."""
+    given = {name: value.replace("{base_url}", base_url) for name, value in (env or {}).items()}
     return {
         "REGISTRY_TOKENS_DATABASE_URL": database_url,
         "REGISTRY_TOKENS_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
@@ -210,7 +212,7 @@ def server_env(
         "REGISTRY_TOKENS_RATE_LIMIT_PER_USER": "0",
         "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT": "0",
         "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(workdir / "packages"),
-        **(env or {}),
+        **given,
     }
 
 

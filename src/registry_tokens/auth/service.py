@@ -157,8 +157,9 @@ class AuthService:
         for row in self.database.fetch(OWN_TOKENS, user_id=caller.user_id):
             token = tokens.setdefault(
                 row.id,
-                OwnToken(row.id, row.description, sorted(row.scopes), [], row.created_at,
-                         row.revoked_at),
+                OwnToken(
+                    row.id, row.description, sorted(row.scopes), [], row.created_at, row.revoked_at
+                ),
             )
             if row.organization_slug is not None:
                 token.organizations.append(row.organization_slug)

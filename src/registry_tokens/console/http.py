@@ -5,6 +5,7 @@ the status the API would answer.
 """
 
 import functools
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -175,12 +176,15 @@ def iso(value: datetime | None) -> str:
 
 
 Handler = Callable[[Visit], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def page(*, signed_in: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def page(
+    *, signed_in: bool = True
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wraps a console handler in the pipeline (module docstring)."""
 
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def wrap(handler: Handler) -> Endpoint:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             services: Services = request.app.state.services
@@ -229,7 +233,8 @@ def _refuse_forgeries(visit: Visit) -> None:
     if visit.request.headers.get("sec-fetch-site") == "cross-site":
         raise Forged()
     if visit.who is not None and not visit.services.sessions.tokens_match(
-        visit.who.csrf_token, visit.form.get("csrf_token")  # type: ignore[arg-type]
+        visit.who.csrf_token,
+        visit.form.get("csrf_token"),  # type: ignore[arg-type]
     ):
         raise Forged()
 
@@ -292,8 +297,6 @@ def error_page(visit: Visit, exc: Exception) -> HTMLResponse:
 
 
 def _message_of(body: bytes | memoryview) -> str:
-    import json
-
     try:
         document = json.loads(bytes(body))
     except ValueError:

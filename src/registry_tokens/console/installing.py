@@ -35,7 +35,10 @@ def install_lines(urls: Urls, registry: RegistryRow, *, secret: str | None) -> I
         index_url=index,
         snippets=[
             ("Install with pip", f'pip install --index-url "{with_credentials}" <package>'),
-            ("Or in pip.conf (pip config debug shows where)", f"[global]\nindex-url = {with_credentials}\n"),
+            (
+                "Or in pip.conf (pip config debug shows where)",
+                f"[global]\nindex-url = {with_credentials}\n",
+            ),
         ],
     )
 

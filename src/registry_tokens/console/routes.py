@@ -5,11 +5,10 @@ Every page is wrapped by :func:`console.http.page` (sessions, CSRF, headers, err
 """
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -18,7 +17,6 @@ from registry_tokens.audit.service import EventFilters, EventType
 from registry_tokens.console.http import (
     STATIC_DIRECTORY,
     Visit,
-    error_page,
     iso,
     page,
     safe_next,
@@ -31,7 +29,6 @@ from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, Validat
 from registry_tokens.kit.pagination import MAX_PER_PAGE, PageRequest
 from registry_tokens.kit.validation import validated
 from registry_tokens.organizations.models import Role
-from registry_tokens.organizations.repository import MemberOrganization
 from registry_tokens.ratelimits.service import RateLimited
 from registry_tokens.registries.oidc_policy import shown as shown_policy
 from registry_tokens.registries.requests import Ecosystem, RegistryCreate, RegistryUpdate
@@ -77,8 +74,7 @@ async def sign_in(visit: Visit) -> Response:
         return _sign_in_page(
             visit,
             email=visit.field("email")[:320],
-            error="This sign-in form is too old or was not sent from this page. "
-            "Please try again.",
+            error="This sign-in form is too old or was not sent from this page. Please try again.",
             status=403,
         )
     email, password = visit.field("email"), visit.field("password")
@@ -640,7 +636,9 @@ async def audit_log(visit: Visit) -> Response:
         except ValidationFailed as failed:
             problems = failed.problems
         except NotFound:
-            problems = [FieldProblem("registry", "invalid", "is not a registry of this organization")]
+            problems = [
+                FieldProblem("registry", "invalid", "is not a registry of this organization")
+            ]
     filters = {"registry": registry_filter, "token": token_filter, "event_type": type_filter}
     return visit.render(
         "audit_log.html",
@@ -685,18 +683,16 @@ async def _access_tokens_page(
 
 @page()
 async def create_access_token(visit: Visit) -> Response:
-    form = {
-        "description": visit.field("description"),
-        "scopes": visit.fields("scopes"),
-        "organizations": visit.fields("organizations"),
-    }
+    description, scopes = visit.field("description"), visit.fields("scopes")
+    organizations = visit.fields("organizations")
+    form = {"description": description, "scopes": scopes, "organizations": organizations}
     try:
         issued = await visit.services.database.write(
             visit.services.auth.issue_own,
             visit.signed_in.caller,
-            form["scopes"],
-            form["organizations"],
-            form["description"] or None,
+            scopes,
+            organizations,
+            description or None,
         )
     except ValidationFailed as failed:
         return await _access_tokens_page(visit, form=form, problems=failed.problems, status=422)
@@ -706,7 +702,7 @@ async def create_access_token(visit: Visit) -> Response:
         title="Copy the API access token now",
         token=issued.token,
         scopes=issued.token.scopes,
-        organizations=form["organizations"],
+        organizations=organizations,
         secret=issued.secret,
     )
 
@@ -737,15 +733,6 @@ def _page_number(visit: Visit) -> int:
     if not raw.isdigit() or len(raw) > 7 or int(raw) < 1:
         raise ValidationFailed([FieldProblem("page", "invalid", "must be a positive integer")])
     return int(raw)
-
-
-def _unused(_: BaseModel | MemberOrganization | timedelta) -> None:
-    """(Types the module names in annotations only.)"""
-
-
-@page(signed_in=False)
-async def not_found(visit: Visit) -> Response:
-    return error_page(visit, NotFound("page"))
 
 
 def routes(web_url: str) -> list[BaseRoute]:

@@ -1,0 +1,517 @@
+"""The console's pages in process: what they show, whom to, and what their forms change,
+through the same services (and rules) as the REST API."""
+
+import hashlib
+import re
+import uuid
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from registry_tokens.kit.pagination import PageRequest
+from tests.console.conftest import csrf_of, post_form, sign_in, web_path
+from tests.distributions import build_wheel
+from tests.harness import InProcessServer, Seeder, Tenant
+from tests.package_helpers import bearer, create_registry_token, published
+
+SECURITY_HEADERS = {
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+}
+
+
+def assert_secure_page(response_headers: dict[str, str] | object, *, secret: bool) -> None:
+    headers = response_headers  # httpx.Headers
+    policy = headers["content-security-policy"]  # type: ignore[index]
+    assert "frame-ancestors 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value  # type: ignore[index]
+    assert headers["cache-control"] == ("no-store" if secret else "private, no-cache")  # type: ignore[index]
+
+
+def no_inline_script(html: str) -> None:
+    for tag in re.findall(r"<script[^>]*>", html):
+        assert "src=" in tag, tag
+    assert " on" not in " ".join(re.findall(r"<[a-z]+ [^>]*\bon[a-z]+=", html))
+    assert "style=" not in html
+
+
+def test_signed_out_pages_go_to_sign_in_and_back(browser: TestClient, member: Tenant) -> None:
+    page = browser.get(web_path(member.org, member.registry) + "/tokens?page=1")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/sign-in?next=")
+    form = browser.get(page.headers["location"])
+    assert form.status_code == 200
+    assert_secure_page(form.headers, secret=False)
+    no_inline_script(form.text)
+    answer = browser.post(
+        "/sign-in",
+        data={
+            "email": member.email,
+            "password": "correct horse battery staple",
+            "csrf_token": csrf_of(form.text),
+            "next": web_path(member.org, member.registry) + "/tokens?page=1",
+        },
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == web_path(member.org, member.registry) + "/tokens?page=1"
+    assert "HttpOnly" in answer.headers["set-cookie"]
+    assert "SameSite=lax" in answer.headers["set-cookie"]
+
+
+def test_next_never_leaves_the_console(browser: TestClient, member: Tenant) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"):
+        form = browser.get("/sign-in")
+        answer = browser.post(
+            "/sign-in",
+            data={
+                "email": member.email,
+                "password": "correct horse battery staple",
+                "csrf_token": csrf_of(form.text),
+                "next": target,
+            },
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/organizations", target
+
+
+def test_organizations_and_registries_of_a_member(browser: TestClient, member: Tenant) -> None:
+    sign_in(browser, member.email)
+    page = browser.get("/organizations")
+    assert page.status_code == 200
+    assert f"Org {member.org}" in page.text
+    assert_secure_page(page.headers, secret=False)
+    no_inline_script(page.text)
+    organization = browser.get(web_path(member.org))
+    assert organization.status_code == 200
+    assert web_path(member.org, member.registry) in organization.text
+    # A member sees no "create a registry" form (admins do).
+    assert "Create a registry" not in organization.text
+    assert "<main" in organization.text
+    assert 'aria-label="Breadcrumb"' in organization.text
+
+
+def test_a_member_cannot_create_a_registry_even_with_a_forged_form(
+    browser: TestClient, member: Tenant, console_seeder: Seeder
+) -> None:
+    sign_in(browser, member.email)
+    answer = post_form(
+        browser,
+        web_path(member.org),
+        web_path(member.org) + "/registries",
+        {"name": "Forged", "ecosystem": "python"},
+    )
+    assert answer.status_code == 403
+    assert "Only organization admins" in answer.text
+    registries = console_seeder.services.registries.list(
+        console_seeder.services.auth.identify(member.tokens["rw"]),  # type: ignore[arg-type]
+        member.org,
+        PageRequest(),
+    )
+    assert [registry.slug for registry in registries.items] == [member.registry]
+
+
+def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admin: Tenant) -> None:
+    sign_in(browser, admin.email)
+    name = f"Console {uuid.uuid4().hex[:6]}"
+    created = post_form(
+        browser,
+        web_path(admin.org),
+        web_path(admin.org) + "/registries",
+        {"name": name, "ecosystem": "python", "description": "made in a browser"},
+    )
+    assert created.status_code == 303
+    slug = name.lower().replace(" ", "-")
+    assert created.headers["location"] == web_path(admin.org, slug) + "?notice=registry-created"
+    page = browser.get(created.headers["location"])
+    assert "Registry created." in page.text
+    assert "pip install --index-url" in page.text
+    assert f"/{admin.org}/{slug}/pypi/simple/" in page.text
+
+    invalid = post_form(
+        browser,
+        web_path(admin.org),
+        web_path(admin.org) + "/registries",
+        {"name": "", "ecosystem": "python"},
+    )
+    assert invalid.status_code == 422
+    assert "Name can&#39;t be blank" in invalid.text
+
+    saved = post_form(
+        browser,
+        web_path(admin.org, slug) + "/settings",
+        web_path(admin.org, slug) + "/settings",
+        {"name": name, "description": "changed", "color": "#ff0000", "public": "on"},
+    )
+    assert saved.status_code == 303
+    assert "changed" in browser.get(web_path(admin.org, slug)).text
+    bad_color = post_form(
+        browser,
+        web_path(admin.org, slug) + "/settings",
+        web_path(admin.org, slug) + "/settings",
+        {"name": name, "color": "red"},
+    )
+    assert bad_color.status_code == 422
+
+    confirm = browser.get(web_path(admin.org, slug) + "/delete")
+    assert confirm.status_code == 200
+    assert "cannot be undone" in confirm.text
+    deleted = browser.post(
+        web_path(admin.org, slug) + "/delete", data={"csrf_token": csrf_of(confirm.text)}
+    )
+    assert deleted.status_code == 303
+    assert browser.get(web_path(admin.org, slug)).status_code == 404
+
+
+def test_another_organizations_pages_are_not_found(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    other = console_seeder.tenant()
+    token = create_registry_token(
+        console_server.client(), other.org, other.registry, other.tokens["rw"]
+    )
+    sign_in(browser, member.email)
+    base = web_path(other.org, other.registry)
+    for path in (
+        web_path(other.org),
+        web_path(other.org) + "/audit-log",
+        base,
+        base + "/settings",
+        base + "/delete",
+        base + "/tokens",
+        f"{base}/tokens/{token['id']}",
+        f"{base}/tokens/{token['id']}/delete",
+        f"{base}/packages/{uuid.uuid4()}",
+    ):
+        page = browser.get(path)
+        assert page.status_code == 404, path
+        assert "Page not found" in page.text
+        assert other.org not in page.text or path in page.text
+    # A forged post with this person's own CSRF token changes nothing there either.
+    own = browser.get(web_path(member.org, member.registry) + "/tokens")
+    for action in (base + "/tokens", f"{base}/tokens/{token['id']}/delete"):
+        answer = browser.post(
+            action, data={"description": "forged", "csrf_token": csrf_of(own.text)}
+        )
+        assert answer.status_code == 404, action
+    listed = console_server.client().get(
+        f"/v2/packages/organizations/{other.org}/registries/{other.registry}/tokens",
+        headers=bearer(other.tokens["rw"]),
+    )
+    assert [item["description"] for item in listed.json()] == ["pip"]
+
+
+def test_forms_without_the_sessions_csrf_token_are_refused(
+    browser: TestClient, member: Tenant, console_server: InProcessServer
+) -> None:
+    sign_in(browser, member.email)
+    action = web_path(member.org, member.registry) + "/tokens"
+    for data, headers in (
+        ({"description": "no token"}, {}),
+        ({"description": "wrong token", "csrf_token": "0" * 64}, {}),
+        ({"description": "empty token", "csrf_token": ""}, {}),
+    ):
+        answer = browser.post(action, data=data, headers=headers)
+        assert answer.status_code == 403, data
+        assert "not sent from this console" in answer.text
+    page = browser.get(action)
+    right = csrf_of(page.text)
+    cross = browser.post(
+        action,
+        data={"description": "cross", "csrf_token": right},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert cross.status_code == 403
+    fetched = browser.post(
+        action,
+        data={"description": "cross", "csrf_token": right},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert fetched.status_code == 403
+    listed = console_server.client().get(
+        f"/v2/packages/organizations/{member.org}/registries/{member.registry}/tokens",
+        headers=bearer(member.tokens["rw"]),
+    )
+    assert listed.json() == []
+    # Another session's token is not this one's.
+    with console_server.client() as second:
+        sign_in(second, member.email)
+        theirs = csrf_of(second.get(action).text)
+    assert theirs != right
+    assert browser.post(action, data={"description": "x", "csrf_token": theirs}).status_code == 403
+
+
+def test_sign_in_form_needs_its_own_cookie(browser: TestClient, member: Tenant) -> None:
+    page = browser.get("/sign-in")
+    token = csrf_of(page.text)
+    browser.cookies.clear()
+    answer = browser.post(
+        "/sign-in",
+        data={
+            "email": member.email,
+            "password": "correct horse battery staple",
+            "csrf_token": token,
+        },
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers or "session=" not in answer.headers["set-cookie"]
+
+
+def test_a_token_secret_is_shown_once_then_never(
+    browser: TestClient, member: Tenant, console_server: InProcessServer
+) -> None:
+    sign_in(browser, member.email)
+    tokens_page = web_path(member.org, member.registry) + "/tokens"
+    created = post_form(
+        browser,
+        tokens_page,
+        tokens_page,
+        {
+            "description": "CI of the web app",
+            "expires_at": "2099-01-02T03:04",
+            "allowed_cidrs": "10.0.0.0/8\n127.0.0.1/32",
+        },
+    )
+    assert created.status_code == 200
+    assert_secure_page(created.headers, secret=True)
+    secret = re.search(r"bkpt_[0-9A-Za-z]{36}", created.text)
+    assert secret is not None
+    assert created.text.count(secret[0]) >= 2  # the secret, and the pip lines with it
+    assert f"buildkite:{secret[0]}@" in created.text
+    assert "[global]" in created.text
+    # Not in the URL: the page is the answer to the post, and nothing redirected.
+    assert secret[0] not in str(created.url)
+
+    listed = browser.get(tokens_page)
+    assert "CI of the web app" in listed.text
+    assert "2099-01-02 03:04:00 UTC" in listed.text
+    assert "10.0.0.0/8" in listed.text
+    token_id = re.search(r'id="token-([0-9a-f-]{36})"', listed.text)
+    assert token_id is not None
+    pages = [
+        tokens_page,
+        f"{tokens_page}/{token_id[1]}",
+        f"{tokens_page}/{token_id[1]}/delete",
+        web_path(member.org, member.registry),
+        web_path(member.org) + "/audit-log",
+    ]
+    for path in pages:
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert secret[0] not in page.text, path
+        assert "bkpt_" not in page.text, path
+
+    rotated = post_form(
+        browser,
+        f"{tokens_page}/{token_id[1]}",
+        f"{tokens_page}/{token_id[1]}/rotate",
+        {"grace_period_seconds": "0"},
+    )
+    assert rotated.status_code == 200
+    assert_secure_page(rotated.headers, secret=True)
+    new_secret = re.search(r"bkpt_[0-9A-Za-z]{36}", rotated.text)
+    assert new_secret is not None
+    assert new_secret[0] != secret[0]
+    for path in pages:
+        assert "bkpt_" not in browser.get(path).text, path
+    audit = browser.get(web_path(member.org) + "/audit-log")
+    assert "REGISTRY_TOKEN_CREATED" in audit.text
+    assert "REGISTRY_TOKEN_ROTATED" in audit.text
+
+
+def test_token_forms_answer_bad_input_with_the_apis_words(
+    browser: TestClient, member: Tenant
+) -> None:
+    sign_in(browser, member.email)
+    tokens_page = web_path(member.org, member.registry) + "/tokens"
+    for fields, words in (
+        ({"description": ""}, "Description can&#39;t be blank"),
+        ({"description": "x" * 256}, "Description is too long"),
+        ({"description": "ok", "expires_at": "2001-01-01T00:00"}, "Expires at"),
+        ({"description": "ok", "expires_at": "yesterday"}, "Expires at"),
+        ({"description": "ok", "allowed_cidrs": "10.0.0.0/33"}, "Allowed cidrs"),
+        ({"description": "ok\x00"}, "Description"),
+    ):
+        answer = post_form(browser, tokens_page, tokens_page, fields)
+        assert answer.status_code == 422, (fields, answer.text[:300])
+        assert words in answer.text, fields
+        assert 'role="alert"' in answer.text
+        assert 'aria-invalid="true"' in answer.text
+        assert "bkpt_" not in answer.text
+    assert "No tokens yet." in browser.get(tokens_page).text
+    assert browser.get(tokens_page + "?page=abc").status_code == 422
+    assert browser.get(tokens_page + "/not-a-uuid").status_code == 404
+
+
+def test_edit_and_delete_a_token(
+    browser: TestClient, member: Tenant, console_server: InProcessServer
+) -> None:
+    token = create_registry_token(
+        console_server.client(), member.org, member.registry, member.tokens["rw"], "old name"
+    )
+    sign_in(browser, member.email)
+    page = f"{web_path(member.org, member.registry)}/tokens/{token['id']}"
+    edited = post_form(
+        browser, page, page, {"description": "new name", "allowed_cidrs": "192.168.0.0/16"}
+    )
+    assert edited.status_code == 303
+    listed = browser.get(edited.headers["location"])
+    assert "new name" in listed.text
+    assert "192.168.0.0/16" in listed.text
+    assert "Registry token saved." in listed.text
+    deleted = post_form(browser, page + "/delete", page + "/delete", {})
+    assert deleted.status_code == 303
+    assert "it no longer works" in browser.get(deleted.headers["location"]).text
+    assert browser.get(page).status_code == 404
+    api = console_server.client().get(
+        f"/v2/packages/organizations/{member.org}/registries/{member.registry}/tokens/{token['id']}",
+        headers=bearer(member.tokens["rw"]),
+    )
+    assert api.status_code == 404
+
+
+def test_packages_are_listed_downloaded_and_deleted(
+    browser: TestClient, member: Tenant, console_server: InProcessServer, tmp_path: Path
+) -> None:
+    wheel = build_wheel(tmp_path, "console-pkg", "1.2.3")
+    body = published(
+        console_server.client(), member.org, member.registry, member.tokens["rw"], wheel
+    )
+    sign_in(browser, member.email)
+    registry_page = browser.get(web_path(member.org, member.registry))
+    assert "console-pkg" in registry_page.text
+    assert "1.2.3" in registry_page.text
+    package_page = browser.get(body["web_url"].removeprefix(console_server.base_url))
+    assert package_page.status_code == 200
+    assert wheel.name in package_page.text
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() in package_page.text
+    download = browser.get(body["web_url"].removeprefix(console_server.base_url) + "/download")
+    assert download.status_code == 200
+    assert download.content == wheel.read_bytes()
+    assert "attachment" in download.headers["content-disposition"]
+    path = body["web_url"].removeprefix(console_server.base_url)
+    deleted = post_form(browser, path + "/delete", path + "/delete", {})
+    assert deleted.status_code == 303
+    assert browser.get(path).status_code == 404
+    assert browser.get(path + "/download").status_code == 404
+
+
+def test_every_web_url_the_api_returns_opens_its_page(
+    browser: TestClient, admin: Tenant, console_server: InProcessServer, tmp_path: Path
+) -> None:
+    api = console_server.client()
+    published(
+        api, admin.org, admin.registry, admin.tokens["rw"], build_wheel(tmp_path, "weburl", "1.0")
+    )
+    auth = bearer(admin.tokens["rw"])
+    documents = [
+        api.get(f"/v2/organizations/{admin.org}", headers=auth).json(),
+        *api.get(f"/v2/packages/organizations/{admin.org}/registries", headers=auth).json(),
+        *api.get(
+            f"/v2/packages/organizations/{admin.org}/registries/{admin.registry}/packages",
+            headers=auth,
+        ).json()["items"],
+    ]
+    web_urls: set[str] = set()
+
+    def collect(value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "web_url" and isinstance(item, str):
+                    web_urls.add(item)
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    collect(documents)
+    assert len(web_urls) >= 3
+    for url in web_urls:
+        assert url.startswith(console_server.base_url), url
+        signed_out = browser.get(url.removeprefix(console_server.base_url))
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"].startswith("/sign-in?next=")
+    sign_in(browser, admin.email)
+    for url in web_urls:
+        page = browser.get(url.removeprefix(console_server.base_url))
+        assert page.status_code == 200, url
+
+
+def test_api_access_tokens_are_created_shown_once_and_revoked(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    other = console_seeder.tenant()  # an organization the member does not belong to
+    sign_in(browser, member.email)
+    created = post_form(
+        browser,
+        "/access-tokens",
+        "/access-tokens",
+        {
+            "description": "laptop",
+            "scopes": ["read_registries", "read_user"],
+            "organizations": [member.org],
+        },
+    )
+    assert created.status_code == 200
+    assert_secure_page(created.headers, secret=True)
+    secret = re.search(r"bkua_[0-9A-Za-z]{36}", created.text)
+    assert secret is not None
+    api = console_server.client()
+    orgs = api.get("/v2/organizations", headers=bearer(secret[0]))
+    assert [org["slug"] for org in orgs.json()] == [member.org]
+    listing = browser.get("/access-tokens")
+    assert "laptop" in listing.text
+    assert "bkua_" not in listing.text
+    assert "read_user" in listing.text
+
+    refused = post_form(
+        browser,
+        "/access-tokens",
+        "/access-tokens",
+        {"description": "elsewhere", "scopes": ["read_registries"], "organizations": [other.org]},
+    )
+    assert refused.status_code == 404
+    no_scope = post_form(browser, "/access-tokens", "/access-tokens", {"description": "none"})
+    assert no_scope.status_code == 422
+    assert "Scopes can&#39;t be blank" in no_scope.text
+
+    token_id = re.search(r'action="[^"]*/access-tokens/([0-9a-f-]{36})/revoke"', listing.text)
+    assert token_id is not None
+    someone_elses = console_seeder.services.auth.identify(other.tokens["rw"])
+    assert someone_elses is not None
+    not_mine = post_form(
+        browser, "/access-tokens", f"/access-tokens/{someone_elses.token_id}/revoke", {}
+    )
+    assert not_mine.status_code == 404
+    assert api.get("/v2/organizations", headers=bearer(other.tokens["rw"])).status_code == 200
+    revoked = post_form(browser, "/access-tokens", f"/access-tokens/{token_id[1]}/revoke", {})
+    assert revoked.status_code == 303
+    assert api.get("/v2/organizations", headers=bearer(secret[0])).status_code == 401
+
+
+def test_audit_log_filters_and_pages(
+    browser: TestClient, member: Tenant, console_server: InProcessServer
+) -> None:
+    api = console_server.client()
+    for number in range(35):
+        create_registry_token(api, member.org, member.registry, member.tokens["rw"], f"t{number}")
+    sign_in(browser, member.email)
+    log = web_path(member.org) + "/audit-log"
+    first = browser.get(log)
+    assert first.status_code == 200
+    assert first.text.index(">t34<") < first.text.index(">t33<")  # newest first
+    assert ">t4<" not in first.text
+    older = re.search(r'href="\?(after=[0-9a-f-]{36})" rel="next"', first.text)
+    assert older is not None
+    second = browser.get(f"{log}?{older[1]}")
+    assert ">t4<" in second.text
+    assert ">t34<" not in second.text
+    filtered = browser.get(f"{log}?event_type=REGISTRY_TOKEN_DELETED")
+    assert "No events match these filters." in filtered.text
+    assert browser.get(f"{log}?event_type=NOPE").status_code == 422
+    assert browser.get(f"{log}?registry=nope").status_code == 422
+    assert browser.get(f"{log}?token=nope").status_code == 422
+    assert browser.get(f"{log}?before=nope").status_code == 422

@@ -1,0 +1,279 @@
+"""The web console in a real browser (Debian's headless Chromium, tests/browser.py) against
+a real server: a person signs in, creates a registry, sees a publish, creates a registry
+token and reads its secret once, installs with real pip using it, sees "last used" change,
+rotates, deletes, and reads the audit log. Each page is saved as a screenshot
+(``tests/screenshots/console-*.png``; a few are in the README, from ``docs/screenshots/``).
+"""
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.browser import LoopbackOnly, narrow, screenshot, wide
+from tests.distributions import build_wheel
+from tests.harness import Seeder, ServerProcess, Tenant, running_server
+from tests.package_helpers import admin_tenant, basic, bearer, published, simple_path
+
+PASSWORD = "correct horse battery staple"
+NAME, VERSION = "console-hello", "1.0.0"
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server whose console is at its own address (``WEB_URL`` = ``API_URL``)."""
+    with running_server(
+        tmp_path_factory.mktemp("console"), env={"REGISTRY_TOKENS_WEB_URL": "{base_url}"}
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def console_seeder(console: ServerProcess) -> Seeder:
+    return Seeder(console)
+
+
+@pytest.fixture
+def person(console_seeder: Seeder) -> Tenant:
+    tenant = admin_tenant(
+        console_seeder,
+        scopes=("read_registries", "write_registries", "read_packages", "write_packages"),
+    )
+    console_seeder.services.users.set_password(tenant.email, PASSWORD)
+    return tenant
+
+
+def wait_for(browser: WebDriver, css: str) -> WebElement:
+    return WebDriverWait(browser, 30).until(
+        expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def submit(browser: WebDriver, button_text: str) -> None:
+    """Presses the button by its text, and waits for the page it leads to."""
+    button = browser.find_element(By.XPATH, f"//button[normalize-space()='{button_text}']")
+    button.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(button))
+
+
+def fill(browser: WebDriver, label: str, value: str) -> None:
+    """Types into the field a label names, as a person (or a screen reader) finds it."""
+    label_element = browser.find_element(
+        By.XPATH, f"//label[starts-with(normalize-space(), '{label}')]"
+    )
+    field = browser.find_element(By.ID, label_element.get_attribute("for") or "")
+    field.clear()
+    field.send_keys(value)
+
+
+def sign_in(browser: WebDriver, email: str) -> None:
+    fill(browser, "Email", email)
+    fill(browser, "Password", PASSWORD)
+    submit(browser, "Sign in")
+
+
+def no_overflow(browser: WebDriver) -> None:
+    """Nothing on the page is wider than the window (no sideways scrolling of the page)."""
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    ), browser.current_url
+
+
+def pip_install(index_url: str, target: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--retries",
+            "0",
+            "--target",
+            str(target),
+            "--index-url",
+            index_url,
+            NAME,
+        ],
+        env={"PATH": "/usr/bin:/bin", "PIP_CONFIG_FILE": "/dev/null", "HOME": str(target)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
+    browser: WebDriver,
+    browser_proxy: LoopbackOnly,
+    console: ServerProcess,
+    person: Tenant,
+    tmp_path: Path,
+) -> None:
+    base = console.base_url
+    # Signed out, a page sends the person to sign in, and back to it afterwards.
+    browser.get(f"{base}/organizations/{person.org}")
+    wait_for(browser, "input[name=email]")
+    assert urlsplit(browser.current_url).path == "/sign-in"
+    assert browser.switch_to.active_element.get_attribute("name") == "email"  # autofocus
+    screenshot(browser, "console-sign-in")
+    sign_in(browser, person.email)
+    assert urlsplit(browser.current_url).path == f"/organizations/{person.org}"
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Org {person.org}"
+    screenshot(browser, "console-organization")
+
+    # Create a registry with the organization page's form.
+    name = f"Web {uuid.uuid4().hex[:6]}"
+    slug = name.lower().replace(" ", "-")
+    fill(browser, "Name", name)
+    fill(browser, "Description", "made in a browser")
+    submit(browser, "Create registry")
+    registry_path = f"/organizations/{person.org}/packages/registries/{slug}"
+    assert urlsplit(browser.current_url).path == registry_path
+    assert "Registry created." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert browser.switch_to.active_element.get_attribute("role") == "status"  # focus moved
+    assert "No packages published yet." in browser.page_source
+
+    # A publish (through the API) is shown on the registry page.
+    with httpx.Client(base_url=base, timeout=60) as api:
+        wheel = build_wheel(tmp_path, NAME, VERSION, value="from the console")
+        package = published(api, person.org, slug, person.tokens["rw"], wheel)
+    browser.refresh()
+    row = wait_for(browser, "table tbody tr")
+    assert NAME in row.text
+    assert VERSION in row.text
+    assert wheel.name in row.text
+    assert f"{base}/{person.org}/{slug}/pypi/simple/" in browser.page_source
+    screenshot(browser, "console-registry")
+
+    # The Tokens page: create one, read its secret once.
+    browser.find_element(By.LINK_TEXT, "Tokens").click()
+    wait_for(browser, "#tokens-heading")
+    assert "No tokens yet." in browser.page_source
+    fill(browser, "Description", "CI of the web app")
+    fill(browser, "Allowed networks", "127.0.0.1/32")
+    submit(browser, "Create token")
+    secret = wait_for(browser, "pre#secret").text.strip()
+    assert secret.startswith("bkpt_")
+    assert len(secret) == 41
+    heading = browser.find_element(By.TAG_NAME, "h1")
+    assert browser.switch_to.active_element == heading  # focus on what the action made
+    copy = browser.find_element(By.CSS_SELECTOR, "button[data-copy=secret]")
+    assert copy.is_displayed()  # the script shows it where copying works
+    pip_lines = browser.find_element(By.ID, "install-1").text
+    assert f"buildkite:{secret}@" in pip_lines
+    screenshot(browser, "console-token-secret")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    assert secret not in browser.page_source
+    last_used = browser.find_element(By.CSS_SELECTOR, "td.last-used").text
+    assert last_used == "never"
+
+    # Real pip installs with the secret; the Tokens page then shows when and from where.
+    host = urlsplit(base).netloc
+    index = f"http://buildkite:{secret}@{host}{simple_path(person.org, slug)}"
+    installed = pip_install(index, tmp_path / "site")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (tmp_path / "site" / "console_hello").exists() or any(
+        (tmp_path / "site").glob("console_hello*")
+    )
+    browser.refresh()
+    last_used = wait_for(browser, "td.last-used").text
+    assert "UTC" in last_used, last_used
+    assert "127.0.0.1" in last_used, last_used
+    assert secret not in browser.page_source
+    screenshot(browser, "console-tokens")
+    narrow(browser)
+    no_overflow(browser)
+    screenshot(browser, "console-tokens-narrow")
+    wide(browser)
+
+    # Rotate with no grace: a new secret, shown once; the old one stops at once.
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Edit").click()
+    wait_for(browser, "#rotate-heading")
+    screenshot(browser, "console-token")
+    Select(browser.find_element(By.NAME, "grace_period_seconds")).select_by_value("0")
+    submit(browser, "Rotate secret")
+    rotated = wait_for(browser, "pre#secret").text.strip()
+    assert rotated.startswith("bkpt_")
+    assert rotated != secret
+    simple = f"{base}{simple_path(person.org, slug)}"
+    assert httpx.get(simple, headers=basic(secret)).status_code == 401
+    assert httpx.get(simple, headers=basic(rotated)).status_code == 200
+
+    # Delete, with a confirmation: the secret stops working.
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Delete").click()
+    wait_for(browser, "form.actions")
+    assert "cannot be undone" in browser.page_source
+    screenshot(browser, "console-token-delete")
+    submit(browser, "Delete token")
+    assert "it no longer works" in wait_for(browser, "[role=status]").text
+    assert httpx.get(simple, headers=basic(rotated)).status_code == 401
+    assert rotated not in browser.page_source
+
+    # The audit log shows all of it, newest first.
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    wait_for(browser, "table")
+    events = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "tbody th[scope=row]")]
+    assert events[:3] == [
+        "REGISTRY_TOKEN_DELETED",
+        "REGISTRY_TOKEN_ROTATED",
+        "REGISTRY_TOKEN_CREATED",
+    ], events
+    assert secret not in browser.page_source
+    assert rotated not in browser.page_source
+    screenshot(browser, "console-audit-log")
+
+    # The package's page (its web_url) and the API access tokens page.
+    browser.get(package["web_url"])
+    assert wait_for(browser, "h1").text == f"{NAME} {VERSION}"
+    screenshot(browser, "console-package")
+    browser.get(f"{base}/access-tokens")
+    wait_for(browser, "#create-heading")
+    screenshot(browser, "console-access-tokens")
+    narrow(browser)
+    no_overflow(browser)
+    wide(browser)
+
+    # Every web_url of the API's answers opens its page; signed out, the sign-in page.
+    with httpx.Client(base_url=base, timeout=30) as api:
+        auth = bearer(person.tokens["rw"])
+        web_urls = {
+            api.get(f"/v2/organizations/{person.org}", headers=auth).json()["web_url"],
+            api.get(
+                f"/v2/packages/organizations/{person.org}/registries/{slug}", headers=auth
+            ).json()["web_url"],
+            package["web_url"],
+            package["organization"]["web_url"],
+            package["registry"]["web_url"],
+        }
+    titles = {}
+    for url in sorted(web_urls):
+        browser.get(url)
+        titles[url] = wait_for(browser, "h1").text
+        assert urlsplit(browser.current_url).path == urlsplit(url).path
+    assert set(titles.values()) == {f"Org {person.org}", name, f"{NAME} {VERSION}"}
+    submit(browser, "Sign out")
+    assert "You have signed out." in wait_for(browser, "[role=status]").text
+    for url in sorted(web_urls):
+        browser.get(url)
+        wait_for(browser, "input[name=email]")
+        assert urlsplit(browser.current_url).path == "/sign-in"
+
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
