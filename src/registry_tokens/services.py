@@ -75,7 +75,7 @@ class Services:
             database=database,
             urls=urls,
             auth=auth,
-            users=UserService(database),
+            users=UserService(database, clock),
             organizations=OrganizationService(database),
             registries=RegistryService(
                 database,
