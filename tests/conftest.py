@@ -15,6 +15,9 @@ from hypothesis import settings
 
 from tests.harness import Seeder, Server, Tenant, in_process_server
 
+# The browser fixtures (``browser``, ``browser_proxy``) for every folder's tests.
+pytest_plugins = ["tests.browser"]
+
 # CI runs the property and fuzz tests with fixed seeds, so a result is reproducible and a
 # submission is judged on its change; locally they explore new inputs on every run.
 settings.register_profile("ci", derandomize=True, database=None)

@@ -50,7 +50,7 @@ class Services:
         auth = AuthService(database, key, rate_limits)
         registry_tokens = RegistryTokenService(database, key, clock)
         urls = Urls(settings.api_base, settings.web_base)
-        users = UserService(database)
+        users = UserService(database, clock)
         packages = PackageService(
             database,
             FileStore(settings.package_storage_path),

@@ -12,5 +12,7 @@ class User(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     avatar_url: Mapped[str | None] = mapped_column(String(2048))
-    password_hash: Mapped[str | None] = mapped_column(String(255))
-    password_changed_at: Mapped[datetime | None] = mapped_column()
+    # The console's sign-in: an argon2id hash in PHC string form (parameters and salt
+    # included), or null for a user who has no password and so cannot sign in.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
