@@ -159,6 +159,16 @@ def chromium_options(proxy: str) -> webdriver.ChromeOptions:
         "--lang=en-US",
     ):
         options.add_argument(argument)
+    # The password manager, which would check a password typed into the console's sign-in
+    # against Google's leak database.
+    options.add_experimental_option(
+        "prefs",
+        {
+            "credentials_enable_service": False,
+            "profile.password_manager_enabled": False,
+            "profile.password_manager_leak_detection": False,
+        },
+    )
     return options
 
 

@@ -3,7 +3,7 @@ passwords, and a client that keeps cookies like a browser (``tests/e2e/test_cons
 drives a real one)."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -70,13 +70,14 @@ def sign_in(browser: TestClient, email: str, password: str = PASSWORD) -> None:
 
 
 def post_form(
-    browser: TestClient, page_path: str, action: str, data: dict[str, str | list[str]]
+    browser: TestClient, page_path: str, action: str, data: Mapping[str, str | list[str]]
 ) -> httpx.Response:
     """Posts ``data`` to ``action`` with the CSRF token of the page at ``page_path``, as
     submitting that page's form does."""
     page = browser.get(page_path)
     assert page.status_code == 200, page.text
-    return browser.post(action, data={**data, "csrf_token": csrf_of(page.text)})
+    answer: httpx.Response = browser.post(action, data={**data, "csrf_token": csrf_of(page.text)})
+    return answer
 
 
 def web_path(org: str, registry: str | None = None) -> str:

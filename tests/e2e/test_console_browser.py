@@ -62,7 +62,7 @@ def wait_for(browser: WebDriver, css: str) -> WebElement:
 
 def submit(browser: WebDriver, button_text: str) -> None:
     """Presses the button by its text, and waits for the page it leads to."""
-    button = browser.find_element(By.XPATH, f"//button[normalize-space()='{button_text}']")
+    button = browser.find_element(By.XPATH, f"//button[starts-with(normalize-space(), '{button_text}')]")
     button.click()
     WebDriverWait(browser, 30).until(expected_conditions.staleness_of(button))
 
@@ -85,9 +85,15 @@ def sign_in(browser: WebDriver, email: str) -> None:
 
 def no_overflow(browser: WebDriver) -> None:
     """Nothing on the page is wider than the window (no sideways scrolling of the page)."""
+    wider = browser.execute_script(
+        "return [...document.querySelectorAll('body *')]"
+        ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5"
+        " && !e.closest('.scroll'))"
+        ".map(e => e.tagName + '.' + e.className + '#' + e.id)"
+    )
     assert browser.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth"
-    ), browser.current_url
+    ), (browser.current_url, wider)
 
 
 def pip_install(index_url: str, target: Path) -> subprocess.CompletedProcess[str]:
@@ -157,7 +163,11 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert NAME in row.text
     assert VERSION in row.text
     assert wheel.name in row.text
-    assert f"{base}/{person.org}/{slug}/pypi/simple/" in browser.page_source
+    install = browser.find_element(By.ID, "install-1").text
+    assert (
+        f"buildkite:$REGISTRY_TOKEN@{urlsplit(base).netloc}/{person.org}/{slug}/pypi/simple/"
+        in install
+    )
     screenshot(browser, "console-registry")
 
     # The Tokens page: create one, read its secret once.
@@ -230,12 +240,31 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     # The audit log shows all of it, newest first.
     browser.find_element(By.LINK_TEXT, "Audit log").click()
     wait_for(browser, "table")
-    events = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "tbody th[scope=row]")]
-    assert events[:3] == [
+
+    def events_shown() -> list[str]:
+        return [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "tbody th[scope=row]")]
+
+    # Refused installs are written by a background writer within a moment: reload till then.
+    def all_written(_: WebDriver) -> bool:
+        if len(events_shown()) >= 5:
+            return True
+        browser.refresh()
+        return False
+
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(all_written)
+    events = events_shown()
+    # With the two refused installs: the old secret after the rotation, the new one after
+    # the deletion.
+    assert events == [
+        "REGISTRY_TOKEN_USE_REFUSED",
         "REGISTRY_TOKEN_DELETED",
+        "REGISTRY_TOKEN_USE_REFUSED",
         "REGISTRY_TOKEN_ROTATED",
         "REGISTRY_TOKEN_CREATED",
     ], events
+    reasons = browser.find_element(By.CSS_SELECTOR, "tbody").text
+    assert "reason: revoked" in reasons, reasons
+    assert "reason: rotated_out" in reasons, reasons
     assert secret not in browser.page_source
     assert rotated not in browser.page_source
     screenshot(browser, "console-audit-log")
