@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from starlette.testclient import TestClient
 
 from registry_tokens.app import create_app
 from registry_tokens.db import migrate
+from registry_tokens.kit.timestamps import utcnow
 from registry_tokens.organizations.models import Role
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
@@ -249,14 +251,18 @@ class InProcessServer:
 
 @contextmanager
 def in_process_server(
-    workdir: Path, database_url: str | None = None, *, env: dict[str, str] | None = None
+    workdir: Path,
+    database_url: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Iterator[InProcessServer]:
     """``running_server``'s configuration, served in process: the app on a fresh database
-    (unless given), migrated as ``serve`` migrates it."""
+    (unless given), migrated as ``serve`` migrates it; its services read ``clock``."""
     if database_url is None:
         with (
             scratch_database(workdir) as scratch_url,
-            in_process_server(workdir, scratch_url, env=env) as server,
+            in_process_server(workdir, scratch_url, env=env, clock=clock) as server,
         ):
             yield server
         return
@@ -264,7 +270,7 @@ def in_process_server(
     base_url = f"http://127.0.0.1:{free_port()}"
     full_env = server_env(workdir, database_url, base_url, env)
     settings = _settings_from_env(full_env)
-    services = Services.build(settings)
+    services = Services.build(settings, clock)
     try:
         migrate.upgrade(services.database)
         app = create_app(settings, services)

@@ -62,7 +62,9 @@ def wait_for(browser: WebDriver, css: str) -> WebElement:
 
 def submit(browser: WebDriver, button_text: str) -> None:
     """Presses the button by its text, and waits for the page it leads to."""
-    button = browser.find_element(By.XPATH, f"//button[starts-with(normalize-space(), '{button_text}')]")
+    button = browser.find_element(
+        By.XPATH, f"//button[starts-with(normalize-space(), '{button_text}')]"
+    )
     button.click()
     WebDriverWait(browser, 30).until(expected_conditions.staleness_of(button))
 

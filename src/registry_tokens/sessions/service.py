@@ -101,6 +101,9 @@ class SessionService:
             sessions.remove_stale(now - self.idle, now - self.lifetime)
             sessions.add(
                 ConsoleSession(
+                    # The service's clock, not the id's: idle and lifetime are measured
+                    # on the one clock every check reads.
+                    created_at=now,
                     user_id=user_id,
                     secret_hash=hash_secret(self.key, secret),
                     last_seen_at=now,

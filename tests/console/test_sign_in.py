@@ -1,0 +1,235 @@
+"""Signing in to the console: one answer for every refusal, attempts limited per address
+and per account, sessions that end when idle, when too old, on sign-out and on a new
+password, and cookies that cannot be forged."""
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from registry_tokens.users.service import UserService
+from tests.console.conftest import PASSWORD, csrf_of, sign_in, web_path
+from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
+
+IDLE = timedelta(seconds=600)
+LIFETIME = timedelta(seconds=3600)
+
+
+class Clock:
+    """The time every service of a test server reads; the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def attempt(browser: TestClient, email: str, password: str) -> tuple[int, str]:
+    form = browser.get("/sign-in")
+    answer = browser.post(
+        "/sign-in", data={"email": email, "password": password, "csrf_token": csrf_of(form.text)}
+    )
+    return answer.status_code, answer.text
+
+
+def message(page: str) -> str:
+    found = re.search(r'id="sign-in-error">([^<]*)<', page)
+    assert found is not None, page
+    return found[1]
+
+
+def test_an_unknown_email_and_a_wrong_password_get_the_same_answer(
+    browser: TestClient, member: Tenant, console_seeder: Seeder
+) -> None:
+    without_password = console_seeder.tenant()  # a user who never set one
+    answers = [
+        attempt(browser, member.email, "wrong password, long enough"),
+        attempt(browser, "nobody-at-all@example.test", PASSWORD),
+        attempt(browser, without_password.email, PASSWORD),
+        attempt(browser, "not an email", PASSWORD),
+        attempt(browser, member.email, ""),
+        attempt(browser, member.email, "x" * 5000),
+    ]
+    assert {status for status, _ in answers} == {401}
+    assert {message(page) for _, page in answers} == {"Incorrect email or password"}
+    assert "registry_tokens_session" not in browser.cookies
+    # The password is never written back into the page.
+    assert all("wrong password" not in page for _, page in answers)
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[InProcessServer]:
+    with in_process_server(
+        tmp_path,
+        env={
+            "REGISTRY_TOKENS_WEB_URL": "{base_url}",
+            "REGISTRY_TOKENS_SIGN_IN_ATTEMPTS_PER_ACCOUNT": "3",
+            "REGISTRY_TOKENS_SIGN_IN_ATTEMPTS_PER_CLIENT": "6",
+        },
+    ) as server:
+        yield server
+
+
+def test_sign_in_attempts_are_limited_per_account_and_per_address(
+    limited: InProcessServer,
+) -> None:
+    seeder = Seeder(limited)
+    first, second = seeder.tenant(), seeder.tenant()
+    for tenant in (first, second):
+        seeder.services.users.set_password(tenant.email, PASSWORD)
+    with limited.client() as browser:
+        # The account: three attempts, then even the right password waits.
+        for _ in range(3):
+            assert attempt(browser, first.email, "not the password!")[0] == 401
+        status, page = attempt(browser, first.email, PASSWORD)
+        assert status == 429
+        assert "Too many sign-in attempts" in page
+        # Another account from the same address: the address has had 4 of its 6.
+        assert attempt(browser, second.email, "not the password!")[0] == 401
+        assert attempt(browser, second.email, PASSWORD)[0] == 303
+        status, page = attempt(browser, second.email, PASSWORD)
+        assert status == 429
+        # An unknown email counts like a known one (the limit tells nothing either).
+    with limited.client() as browser:
+        form = browser.get("/sign-in")
+        answer = browser.post(
+            "/sign-in",
+            data={
+                "email": "nobody@example.test",
+                "password": "x",
+                "csrf_token": csrf_of(form.text),
+            },
+        )
+        assert answer.status_code == 429
+        assert int(answer.headers["retry-after"]) > 0
+
+
+def test_an_unknown_account_is_limited_like_a_known_one(limited: InProcessServer) -> None:
+    with limited.client() as browser:
+        statuses = [attempt(browser, "ghost@example.test", "whatever it is")[0] for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed(tmp_path: Path, clock: Clock) -> Iterator[InProcessServer]:
+    with in_process_server(
+        tmp_path,
+        env={
+            "REGISTRY_TOKENS_WEB_URL": "{base_url}",
+            "REGISTRY_TOKENS_CONSOLE_SESSION_IDLE_SECONDS": str(int(IDLE.total_seconds())),
+            "REGISTRY_TOKENS_CONSOLE_SESSION_MAX_SECONDS": str(int(LIFETIME.total_seconds())),
+        },
+        clock=clock,
+    ) as server:
+        yield server
+
+
+def signed_in_person(server: InProcessServer) -> tuple[Seeder, Tenant]:
+    seeder = Seeder(server)
+    tenant = seeder.tenant()
+    seeder.services.users.set_password(tenant.email, PASSWORD)
+    return seeder, tenant
+
+
+def test_a_session_ends_after_its_idle_time_to_the_millisecond(
+    timed: InProcessServer, clock: Clock
+) -> None:
+    _, tenant = signed_in_person(timed)
+    page = web_path(tenant.org)
+    with timed.client() as browser:
+        sign_in(browser, tenant.email)
+        clock.now += IDLE
+        assert browser.get(page).status_code == 200  # exactly the idle time: still on
+        clock.now += IDLE  # seen again just now, so idle counts from then
+        assert browser.get(page).status_code == 200
+        clock.now += IDLE + timedelta(milliseconds=1)
+        gone = browser.get(page)
+        assert gone.status_code == 303
+        assert gone.headers["location"].startswith("/sign-in?next=")
+        assert 'registry_tokens_session=""' in gone.headers["set-cookie"]
+
+
+def test_a_session_ends_at_its_lifetime_however_busy(timed: InProcessServer, clock: Clock) -> None:
+    _, tenant = signed_in_person(timed)
+    with timed.client() as browser:
+        sign_in(browser, tenant.email)
+        cookie = browser.cookies["registry_tokens_session"]
+        started = clock.now
+        while clock.now - started + IDLE / 2 <= LIFETIME:
+            clock.now += IDLE / 2
+            assert browser.get("/organizations").status_code == 200
+        clock.now = started + LIFETIME + timedelta(milliseconds=1)
+        assert browser.get("/organizations").status_code == 303
+    # The same cookie, replayed, opens nothing: the session is gone.
+    with timed.client() as replay:
+        replay.cookies.set("registry_tokens_session", cookie)
+        clock.now = started
+        assert replay.get("/organizations").status_code == 303
+
+
+def test_signing_out_and_a_new_password_end_sessions(timed: InProcessServer, clock: Clock) -> None:
+    seeder, tenant = signed_in_person(timed)
+    with timed.client() as browser, timed.client() as other:
+        sign_in(browser, tenant.email)
+        sign_in(other, tenant.email)
+        cookie = browser.cookies["registry_tokens_session"]
+        page = browser.get("/organizations")
+        out = browser.post("/sign-out", data={"csrf_token": csrf_of(page.text)})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/sign-in?notice=signed-out"
+        browser.cookies.set("registry_tokens_session", cookie)  # kept by a thief
+        assert browser.get("/organizations").status_code == 303
+        assert other.get("/organizations").status_code == 200  # only that session ended
+
+        clock.now += timedelta(seconds=1)
+        # (on the test's clock, as the server's own services would)
+        UserService(seeder.services.database, clock).set_password(
+            tenant.email, "a brand new password"
+        )
+        assert other.get("/organizations").status_code == 303
+        assert attempt(other, tenant.email, PASSWORD)[0] == 401
+        sign_in(other, tenant.email, "a brand new password")
+        assert other.get("/organizations").status_code == 200
+
+
+def test_a_sign_out_needs_the_csrf_token(browser: TestClient, member: Tenant) -> None:
+    sign_in(browser, member.email)
+    assert browser.post("/sign-out").status_code == 403
+    assert browser.get("/organizations").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "",
+        "garbage",
+        "a.b",
+        "x" * 10_000,
+        "\x7f.\x7f",
+        "0" * 43 + "." + "0" * 64,
+        ".",
+    ],
+)
+def test_forged_cookies_open_nothing(browser: TestClient, member: Tenant, cookie: str) -> None:
+    browser.cookies.set("registry_tokens_session", cookie)
+    answer = browser.get(web_path(member.org))
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/sign-in")
+
+
+def test_a_cookie_signed_for_another_secret_opens_nothing(
+    browser: TestClient, member: Tenant
+) -> None:
+    sign_in(browser, member.email)
+    secret, _, signature = browser.cookies["registry_tokens_session"].rpartition(".")
+    browser.cookies.set("registry_tokens_session", secret[:-1] + "A" + "." + signature)
+    assert browser.get("/organizations").status_code == 303
