@@ -115,7 +115,7 @@ _DISABLED_FEATURES = (
 )
 
 
-def chromium_options(proxy: str) -> webdriver.ChromeOptions:
+def chromium_options(proxy: str, *, javascript: bool = True) -> webdriver.ChromeOptions:
     """Headless Chromium in a desktop-sized window, whose only way off the loopback is
     ``proxy``."""
     options = webdriver.ChromeOptions()
@@ -167,6 +167,8 @@ def chromium_options(proxy: str) -> webdriver.ChromeOptions:
             "credentials_enable_service": False,
             "profile.password_manager_enabled": False,
             "profile.password_manager_leak_detection": False,
+            # 2: blocked, as for a person who turned JavaScript off.
+            **({} if javascript else {"profile.default_content_setting_values.javascript": 2}),
         },
     )
     return options
@@ -185,14 +187,16 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(proxy: LoopbackOnly | None = None) -> Iterator[WebDriver]:
+def chromium(proxy: LoopbackOnly | None = None, *, javascript: bool = True) -> Iterator[WebDriver]:
     """A headless Chromium with a fresh profile, quit afterwards whatever happens; its
     non-loopback requests go to ``proxy`` (a refusing proxy of its own if none)."""
     require_browser()
     os.environ.setdefault("SE_OFFLINE", "true")  # never Selenium Manager's downloads
     with loopback_only() if proxy is None else nullcontext(proxy) as used:
         service = Service(executable_path=str(CHROMEDRIVER))
-        driver = webdriver.Chrome(options=chromium_options(used.address), service=service)
+        driver = webdriver.Chrome(
+            options=chromium_options(used.address, javascript=javascript), service=service
+        )
         try:
             driver.set_page_load_timeout(60)
             wide(driver)

@@ -21,7 +21,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.browser import LoopbackOnly, narrow, screenshot, wide
+from tests.browser import LoopbackOnly, chromium, narrow, screenshot, wide
 from tests.distributions import build_wheel
 from tests.harness import Seeder, ServerProcess, Tenant, running_server
 from tests.package_helpers import admin_tenant, basic, bearer, published, simple_path
@@ -307,4 +307,34 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
         wait_for(browser, "input[name=email]")
         assert urlsplit(browser.current_url).path == "/sign-in"
 
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
+
+
+def test_the_console_works_without_javascript(
+    browser_proxy: LoopbackOnly, console: ServerProcess, person: Tenant
+) -> None:
+    """Every page is plain HTML and forms: with JavaScript off a person signs in, creates
+    a token and reads its secret (only the copy button, which needs a script, is gone)."""
+    with chromium(browser_proxy, javascript=False) as browser:
+        browser.get(
+            f"{console.base_url}/organizations/{person.org}/packages/registries/{person.registry}/tokens"
+        )
+        wait_for(browser, "input[name=email]")
+        sign_in(browser, person.email)
+        wait_for(browser, "#tokens-heading")
+        fill(browser, "Description", "no script")
+        submit(browser, "Create token")
+        secret = wait_for(browser, "pre#secret").text.strip()
+        assert secret.startswith("bkpt_")
+        # The page's script never ran: the copy button it would show stays hidden.
+        copy = browser.find_element(By.CSS_SELECTOR, "button[data-copy=secret]")
+        assert not copy.is_displayed()
+        simple = f"{console.base_url}{simple_path(person.org, person.registry)}"
+        assert httpx.get(simple, headers=basic(secret)).status_code == 200
+        browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+        wait_for(browser, "#tokens-heading")
+        browser.find_element(By.PARTIAL_LINK_TEXT, "Delete").click()
+        submit(browser, "Delete token")
+        assert "it no longer works" in wait_for(browser, "[role=status]").text
+        assert httpx.get(simple, headers=basic(secret)).status_code == 401
     assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
