@@ -4,6 +4,7 @@ REST API (with the person signed in as the caller), and render a template.
 Every page is wrapped by :func:`console.http.page` (sessions, CSRF, headers, errors).
 """
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -106,8 +107,6 @@ def _sign_in_page(
     status: int,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    import secrets
-
     nonce = secrets.token_urlsafe(24)
     next_target = visit.field("next") or visit.query("next") or ""
     response = visit.render(
@@ -138,7 +137,10 @@ async def sign_out(visit: Visit) -> Response:
 
 @page()
 async def organizations(visit: Visit) -> Response:
-    found = visit.services.organizations.list(visit.signed_in.caller, PageRequest(1, MAX_PER_PAGE))
+    services = visit.services
+    found = await services.database.read(
+        services.organizations.list, visit.signed_in.caller, PageRequest(1, MAX_PER_PAGE)
+    )
     return visit.render("organizations.html", title="Organizations", organizations=found.items)
 
 
@@ -668,14 +670,16 @@ async def _access_tokens_page(
     caller = visit.signed_in.caller
     services = visit.services
     own = await services.database.read(services.auth.own_tokens, caller)
-    memberships = services.organizations.list(caller, PageRequest(1, MAX_PER_PAGE)).items
+    memberships = await services.database.read(
+        services.organizations.list, caller, PageRequest(1, MAX_PER_PAGE)
+    )
     return visit.render(
         "access_tokens.html",
         status=status,
         title="API access tokens",
         tokens=own,
         scopes=[scope.value for scope in Scope],
-        organizations=memberships,
+        organizations=memberships.items,
         form=form or {"description": "", "scopes": [], "organizations": []},
         problems=problems,
     )
