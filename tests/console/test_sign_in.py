@@ -233,3 +233,87 @@ def test_a_cookie_signed_for_another_secret_opens_nothing(
     secret, _, signature = browser.cookies["registry_tokens_session"].rpartition(".")
     browser.cookies.set("registry_tokens_session", secret[:-1] + "A" + "." + signature)
     assert browser.get("/organizations").status_code == 303
+
+
+def test_over_https_the_cookies_are_secure_and_host_only(tmp_path: Path) -> None:
+    with in_process_server(
+        tmp_path, env={"REGISTRY_TOKENS_WEB_URL": "https://console.example.test"}
+    ) as server:
+        _, tenant = signed_in_person(server)
+        with server.client() as browser:
+            form = browser.get("/sign-in")
+            nonce_cookie = form.headers["set-cookie"]
+            assert nonce_cookie.startswith("__Host-sign_in=")
+            for attribute in ("HttpOnly", "Path=/", "SameSite=lax", "Secure"):
+                assert attribute in nonce_cookie
+            cookie = nonce_cookie.split(";", 1)[0]  # httpx keeps Secure ones off http
+            fields = {"email": tenant.email, "password": PASSWORD, "csrf_token": csrf_of(form.text)}
+            answer = browser.post(
+                "/sign-in",
+                data={
+                    "email": tenant.email,
+                    "password": PASSWORD,
+                    "csrf_token": csrf_of(form.text),
+                },
+                headers={
+                    "Cookie": f"__Host-sign_in={nonce}",
+                    "Origin": "https://console.example.test",
+                },
+            )
+            assert answer.status_code == 303, answer.text
+            session = next(
+                value
+                for name, value in answer.headers.multi_items()
+                if name == "set-cookie" and value.startswith("__Host-session=")
+            )
+            for attribute in ("HttpOnly", "Path=/", "SameSite=lax", "Secure"):
+                assert attribute in session
+            # A post from the plain-http origin of the same host is another origin.
+            cross = browser.post(
+                "/sign-in",
+                data={
+                    "email": tenant.email,
+                    "password": PASSWORD,
+                    "csrf_token": csrf_of(form.text),
+                },
+                headers={
+                    "Cookie": f"__Host-sign_in={nonce}",
+                    "Origin": "http://console.example.test",
+                },
+            )
+            assert cross.status_code == 403
+
+
+def test_a_console_under_a_path_keeps_to_it(tmp_path: Path) -> None:
+    with in_process_server(
+        tmp_path, env={"REGISTRY_TOKENS_WEB_URL": "{base_url}/console"}
+    ) as server:
+        _, tenant = signed_in_person(server)
+        with server.client() as browser:
+            assert browser.get("/sign-in").status_code == 404  # not the console's path
+            page = browser.get(f"/console/organizations/{tenant.org}")
+            assert page.status_code == 303
+            assert page.headers["location"] == (
+                f"/console/sign-in?next=%2Fconsole%2Forganizations%2F{tenant.org}"
+            )
+            form = browser.get("/console/sign-in")
+            assert "Path=/console" in form.headers["set-cookie"]
+            assert 'href="' + server.base_url + '/console/console-static/console.css"' in form.text
+            assert browser.get("/console/console-static/console.css").status_code == 200
+            answer = browser.post(
+                "/console/sign-in",
+                data={
+                    "email": tenant.email,
+                    "password": PASSWORD,
+                    "csrf_token": csrf_of(form.text),
+                    "next": f"/console/organizations/{tenant.org}",
+                },
+            )
+            assert answer.status_code == 303
+            assert answer.headers["location"] == f"/console/organizations/{tenant.org}"
+            assert browser.get(answer.headers["location"]).status_code == 200
+            api = browser.get(
+                f"/v2/organizations/{tenant.org}",
+                headers={"Authorization": f"Bearer {tenant.tokens['rw']}"},
+            )
+            assert api.json()["web_url"] == f"{server.base_url}/console/organizations/{tenant.org}"

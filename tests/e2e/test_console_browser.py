@@ -171,6 +171,11 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
         in install
     )
     screenshot(browser, "console-registry")
+    browser.find_element(By.LINK_TEXT, "Settings").click()
+    assert wait_for(browser, "#field-name").get_attribute("value") == name
+    screenshot(browser, "console-registry-settings")
+    browser.find_element(By.LINK_TEXT, "Packages").click()
+    wait_for(browser, "#packages-heading")
 
     # The Tokens page: create one, read its secret once.
     browser.find_element(By.LINK_TEXT, "Tokens").click()
@@ -275,6 +280,9 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     browser.get(package["web_url"])
     assert wait_for(browser, "h1").text == f"{NAME} {VERSION}"
     screenshot(browser, "console-package")
+    browser.get(f"{base}/organizations")
+    assert wait_for(browser, "h1").text == "Your organizations"
+    screenshot(browser, "console-organizations")
     browser.get(f"{base}/access-tokens")
     wait_for(browser, "#create-heading")
     screenshot(browser, "console-access-tokens")

@@ -74,19 +74,26 @@ _SAFE_NEXT = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
 
 @dataclass(frozen=True)
 class Cookies:
-    """The console's cookie names: ``__Host-`` (Secure, whole host, no Domain) over
-    https, where browsers hold them to it."""
+    """The console's cookie names. Over https they carry a prefix browsers hold them to:
+    ``__Host-`` (Secure, the whole host, no Domain) when the console is at the root,
+    ``__Secure-`` when ``WEB_URL`` has a path (``__Host-`` requires ``Path=/``)."""
 
     secure: bool
     path: str
 
     @property
+    def _prefix(self) -> str:
+        if not self.secure:
+            return "registry_tokens_"
+        return "__Host-" if self.path == "/" else "__Secure-"
+
+    @property
     def session(self) -> str:
-        return "__Host-session" if self.secure else "registry_tokens_session"
+        return f"{self._prefix}session"
 
     @property
     def sign_in(self) -> str:
-        return "__Host-sign_in" if self.secure else "registry_tokens_sign_in"
+        return f"{self._prefix}sign_in"
 
     def set(self, response: Response, name: str, value: str) -> None:
         response.set_cookie(
