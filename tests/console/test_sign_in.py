@@ -250,15 +250,8 @@ def test_over_https_the_cookies_are_secure_and_host_only(tmp_path: Path) -> None
             fields = {"email": tenant.email, "password": PASSWORD, "csrf_token": csrf_of(form.text)}
             answer = browser.post(
                 "/sign-in",
-                data={
-                    "email": tenant.email,
-                    "password": PASSWORD,
-                    "csrf_token": csrf_of(form.text),
-                },
-                headers={
-                    "Cookie": f"__Host-sign_in={nonce}",
-                    "Origin": "https://console.example.test",
-                },
+                data=fields,
+                headers={"Cookie": cookie, "Origin": "https://console.example.test"},
             )
             assert answer.status_code == 303, answer.text
             session = next(
@@ -271,15 +264,8 @@ def test_over_https_the_cookies_are_secure_and_host_only(tmp_path: Path) -> None
             # A post from the plain-http origin of the same host is another origin.
             cross = browser.post(
                 "/sign-in",
-                data={
-                    "email": tenant.email,
-                    "password": PASSWORD,
-                    "csrf_token": csrf_of(form.text),
-                },
-                headers={
-                    "Cookie": f"__Host-sign_in={nonce}",
-                    "Origin": "http://console.example.test",
-                },
+                data=fields,
+                headers={"Cookie": cookie, "Origin": "http://console.example.test"},
             )
             assert cross.status_code == 403
 
