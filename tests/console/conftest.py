@@ -20,8 +20,15 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture(scope="session")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    # Sign-in limits off, as the harness turns the REST ones off: every test here signs
+    # in from the same address (test_sign_in.py tests the limits on servers of their own).
     with in_process_server(
-        tmp_path_factory.mktemp("console"), env={"REGISTRY_TOKENS_WEB_URL": "{base_url}"}
+        tmp_path_factory.mktemp("console"),
+        env={
+            "REGISTRY_TOKENS_WEB_URL": "{base_url}",
+            "REGISTRY_TOKENS_SIGN_IN_ATTEMPTS_PER_CLIENT": "0",
+            "REGISTRY_TOKENS_SIGN_IN_ATTEMPTS_PER_ACCOUNT": "0",
+        },
     ) as started:
         yield started
 
