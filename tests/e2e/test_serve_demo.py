@@ -18,7 +18,7 @@ import httpx
 
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
-from tests.harness import BACKEND, free_port, scratch_database
+from tests.harness import BACKEND, free_port, scratch_database, wait_until_serving
 
 ORG_PATH = "/v2/organizations/my_great_org"
 TOKENS_PATH = "/v2/packages/organizations/my_great_org/registries/my-registry/tokens"
@@ -75,7 +75,7 @@ def serving_demo(workdir: Path, *args: str, env: dict[str, str] | None = None) -
             assert process.stdout is not None
             lines = _lines_until(process.stdout, "Console: ", workdir / "server.log")
             base_url = f"http://127.0.0.1:{port}"
-            _wait_until_serving(base_url, process, workdir / "server.log")
+            wait_until_serving(base_url, process, workdir / "server.log", timeout=120)
             yield Demo(base_url, lines, database_url, settings_env)
         finally:
             process.terminate()
@@ -99,18 +99,6 @@ def _lines_until(stream: IO[bytes], prefix: str, log: Path) -> list[str]:
             assert line, f"serve ended; printed {lines}; log:\n{log.read_text()}"
             lines.append(line.decode().rstrip("\n"))
     return lines
-
-
-def _wait_until_serving(base_url: str, process: "subprocess.Popen[bytes]", log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"serve exited:\n{log.read_text()}"
-        try:
-            httpx.head(f"{base_url}/openapi.json", timeout=2).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError(f"serve did not answer:\n{log.read_text()}")
 
 
 def test_serve_demo_prints_and_answers_urls_of_its_own_port(tmp_path: Path) -> None:
