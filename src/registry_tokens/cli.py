@@ -313,8 +313,9 @@ def set_password(
 
 def _read_password() -> str:
     """The password from standard input: asked for without echo on a terminal, else its
-    first line. At most one character more than any acceptable password is read, so a
-    stream without line breaks cannot make the command hold megabytes."""
+    first line. No more is read than the longest acceptable password and a line ending, so
+    a stream without line breaks cannot make the command hold megabytes (what was read
+    is then refused as too long)."""
     if sys.stdin.isatty():
         return getpass.getpass("Password: ")
     line = sys.stdin.readline(passwords.MAX_LENGTH + 2)
