@@ -3,8 +3,8 @@ Debian's own chromedriver (both installed by ``bin/browser``).
 
 - ``chromium()`` starts one (a context manager), ``browser`` is a fixture of a fresh one
   per test (its own profile: no cookies or storage shared between tests), and
-  ``narrow(driver)`` gives it a phone's window (390x844) instead of the desktop one
-  (1280x900).
+  ``narrow(driver)`` gives it a phone's viewport (390x844 CSS pixels) instead of the
+  desktop one (1280x900); ``wide(driver)`` goes back.
 - ``screenshot(driver, name)`` saves ``tests/screenshots/<name>.png`` (git ignores the
   folder; the few pictures the README shows are copied to ``docs/screenshots/``).
 
@@ -15,11 +15,10 @@ request ever leaves the machine, and a test can see it was kept in. Host names o
 localhost resolve to nothing (``--host-resolver-rules``), and Chromium's own traffic (sync,
 updates, metrics, safe browsing, translation, prefetching) is switched off.
 
-Selenium is given the paths of the browser and of the driver, so it never runs Selenium
-Manager to look for (or download) either; ``SE_OFFLINE`` makes sure of it.
+Selenium is given the path of the driver, so it never runs Selenium Manager, which
+would look for (and download) a browser and a driver of its own.
 """
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -191,7 +190,6 @@ def chromium(proxy: LoopbackOnly | None = None, *, javascript: bool = True) -> I
     """A headless Chromium with a fresh profile, quit afterwards whatever happens; its
     non-loopback requests go to ``proxy`` (a refusing proxy of its own if none)."""
     require_browser()
-    os.environ.setdefault("SE_OFFLINE", "true")  # never Selenium Manager's downloads
     with loopback_only() if proxy is None else nullcontext(proxy) as used:
         service = Service(executable_path=str(CHROMEDRIVER))
         driver = webdriver.Chrome(

@@ -113,16 +113,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 90  # a ceiling: a loaded machine starts workers slowly
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            try:
-                httpx.get(f"{self.base_url}/openapi.json", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+        wait_until_serving(self.base_url, self.process, self.log_path)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -133,6 +124,23 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+def wait_until_serving(
+    base_url: str, process: "subprocess.Popen[bytes]", log_path: Path, timeout: float = 90
+) -> None:
+    """Return once a started ``serve`` answers; raise with its log if it exits or takes
+    longer than ``timeout`` (a ceiling: a loaded machine starts workers slowly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
+        try:
+            httpx.get(f"{base_url}/openapi.json", timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
 
 
 @contextmanager

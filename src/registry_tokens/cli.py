@@ -3,6 +3,7 @@
 Admin commands call the same services as the HTTP handlers, never the HTTP API.
 """
 
+import getpass
 import json
 import os
 import sys
@@ -16,6 +17,8 @@ import uvicorn
 from registry_tokens.db import migrate
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.secrets import SecretKind, secret_kind
+from registry_tokens.kit.timestamps import format_timestamp
+from registry_tokens.kit.urls import listen_origin
 from registry_tokens.organizations.models import Role
 from registry_tokens.organizations.schemas import OrganizationOut
 from registry_tokens.packages.storage import Sweep
@@ -24,6 +27,7 @@ from registry_tokens.registries.service import Ecosystem
 from registry_tokens.server import BoundedHttpToolsProtocol
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings, SettingsError, ensure_secret_key
+from registry_tokens.users import passwords
 from registry_tokens.users.schemas import UserOut
 
 app = typer.Typer(
@@ -69,11 +73,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    with_demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="First seed the demo data (as `demo` does), give the demo user a new "
+            "console password, and print the token and the password.",
+        ),
+    ] = False,
 ) -> None:
     """Run the API server (applies pending migrations first)."""
+    _follow_the_server(host, port)
     settings = Settings()
     services = Services.build(settings)
     migrate.upgrade(services.database)
+    if with_demo:
+        seeded = _seed_demo(services, with_password=True)
+        typer.echo(f"{_demo_text(seeded)}\n")
     services.packages.discard_expired_uploads()  # before the sweep, which spares none
     _report(services.packages.sweep_orphans(), settings.package_storage_path)
     services.database.dispose()
@@ -97,6 +113,38 @@ def serve(
         # uvicorn counts the asking connection among those open: one more than the bound.
         limit_concurrency=settings.max_connections + 1,
     )
+
+
+# Each public base URL's variable, and the fields whose base it is.
+PUBLIC_URL_VARIABLES = {"REGISTRY_TOKENS_API_URL": "url", "REGISTRY_TOKENS_WEB_URL": "web_url"}
+
+
+def _follow_the_server(host: str, port: int) -> None:
+    """Point the public URLs that are not configured at the address ``serve`` listens on.
+
+    Without this, ``serve --port 8181`` would answer with ``url`` and ``web_url`` fields
+    naming the settings' default port, 8080, where nothing listens. The values go into this
+    process's environment, which is where the app's settings are read from, in this process
+    and in every worker uvicorn spawns (they inherit it). A wildcard host is reached
+    through some other address, which only the operator knows: the loopback is named, and
+    a warning says to set the variables.
+    """
+    unset = [name for name in PUBLIC_URL_VARIABLES if not os.environ.get(name, "").strip()]
+    if not unset:
+        return
+    origin = listen_origin(host, port)
+    for name in unset:
+        os.environ[name] = origin.url
+    if origin.wildcard:
+        one = len(unset) == 1
+        typer.echo(
+            f"warning: listening on every interface ({host}), but {' and '.join(unset)} "
+            f"{'is' if one else 'are'} not set, so the "
+            f"{' and '.join(PUBLIC_URL_VARIABLES[name] for name in unset)} fields name "
+            f"{origin.url}, which only this machine reaches; set {'it' if one else 'them'} "
+            "to the address clients use",
+            err=True,
+        )
 
 
 def _report(sweep: Sweep, storage: Path) -> None:
@@ -232,6 +280,50 @@ def revoke_api_token(
     _emit(as_json, document, f"revoked API access token {token.id}")
 
 
+@admin_app.command("set-password")
+def set_password(
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    generate: Annotated[
+        bool,
+        typer.Option("--generate", help="Make a random password, set it and print it once."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a user's console password, read from standard input (one line).
+
+    On a terminal the password is asked for without echo; otherwise the first line of
+    standard input is the password (its line ending removed), so it never appears in the
+    command line, the shell's history or the process list. With --generate nothing is
+    read: a random password is set and printed, this once.
+    """
+    password = passwords.generate_password() if generate else _read_password()
+    services = _migrated_services()
+    user = services.users.set_password(email, password)
+    assert user.password_changed_at is not None
+    document: dict[str, Any] = {
+        "email": user.email,
+        "password_changed_at": format_timestamp(user.password_changed_at),
+    }
+    text = f"password set for {user.email}"
+    if generate:
+        document["password"] = password
+        text += f"\npassword (shown once, store it now): {password}"
+    _emit(as_json, document, text)
+
+
+def _read_password() -> str:
+    """The password from standard input: asked for without echo on a terminal, else its
+    first line. No more is read than the longest acceptable password and a line ending, so
+    a stream without line breaks cannot make the command hold megabytes (what was read
+    is then refused as too long)."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    line = sys.stdin.readline(passwords.MAX_LENGTH + 2)
+    if not line:
+        raise _fail("no password on standard input (or use --generate)")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
 @app.command("check-token")
 def check_token(
     candidate: Annotated[str, typer.Argument(metavar="STRING", help="The suspected token.")],
@@ -264,9 +356,15 @@ def demo(as_json: JsonFlag = False) -> None:
 
     Running it again keeps the same organization, registry and user, and replaces the
     previous demo API token with a new one (secrets are shown only once, so the old one
-    cannot be printed again).
+    cannot be printed again). `serve --demo` does this too, and also gives the demo user
+    a new console password.
     """
-    services = _migrated_services()
+    seeded = _seed_demo(_migrated_services(), with_password=False)
+    _emit(as_json, seeded, _demo_text(seeded))
+
+
+def _seed_demo(services: Services, *, with_password: bool) -> dict[str, Any]:
+    """The demo data, and the secrets made for it this time, as one document."""
     organization = services.organizations.get_or_create(DEMO_ORG)
     registry = services.registries.get_or_create(DEMO_ORG, DEMO_REGISTRY, DEMO_REGISTRY)
     services.users.get_or_create(DEMO_USER_NAME, DEMO_USER_EMAIL)
@@ -287,7 +385,26 @@ def demo(as_json: JsonFlag = False) -> None:
         "registry": registry.slug,
         "curl": curl,
     }
-    _emit(as_json, document, f"export TOKEN={issued.secret}\n{curl}")
+    if with_password:
+        # Like the token, a new one each time: the old one cannot be shown again.
+        password = passwords.generate_password()
+        services.users.set_password(DEMO_USER_EMAIL, password)
+        document["console"] = {
+            "url": f"{services.urls.web}/",
+            "email": DEMO_USER_EMAIL,
+            "password": password,
+        }
+    return document
+
+
+def _demo_text(seeded: dict[str, Any]) -> str:
+    text = f"export TOKEN={seeded['token']}\n{seeded['curl']}"
+    if console := seeded.get("console"):
+        text += (
+            f"\nConsole: {console['url']} — sign in as {console['email']} "
+            f"with password {console['password']}"
+        )
+    return text
 
 
 def _api_token_document(

@@ -1,8 +1,10 @@
 """Every ``url`` and ``web_url`` we emit, built from the configured public bases."""
 
 import functools
+import ipaddress
 import re
 import uuid
+from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 from urllib.parse import quote as _quote
 
@@ -147,3 +149,29 @@ class Urls:
 def _origin(url: SplitResult) -> tuple[str, str | None, int | None]:
     scheme = url.scheme.lower()
     return scheme, url.hostname, url.port or _DEFAULT_PORTS.get(scheme)
+
+
+@dataclass(frozen=True)
+class ListenOrigin:
+    """The base URL of a server listening on ``host:port``, as this machine reaches it."""
+
+    url: str
+    # The host was a wildcard (every interface) and the URL names the loopback instead:
+    # right for this machine, wrong for every other.
+    wildcard: bool
+
+
+def listen_origin(host: str, port: int) -> ListenOrigin:
+    """``http://{host}:{port}`` for ``serve --host H --port P``: an IPv6 address in
+    brackets, a wildcard address (every interface: a URL naming it leads nowhere) as the
+    loopback of its family (``0.0.0.0`` as ``127.0.0.1``, ``::`` as ``[::1]``), a host
+    name as it is."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        return ListenOrigin(f"http://{host}:{port}", wildcard=False)  # e.g. localhost
+    wildcard = address.is_unspecified
+    if wildcard:
+        address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
+    shown = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    return ListenOrigin(f"http://{shown}:{port}", wildcard=wildcard)
