@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from registry_tokens.api.http import exception_response
-from registry_tokens.kit.context import RequestContext
+from registry_tokens.kit.context import Caller, RequestContext
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.timestamps import format_timestamp
 from registry_tokens.kit.urls import Urls
+from registry_tokens.organizations.repository import MemberOrganization
 from registry_tokens.services import Services
 from registry_tokens.sessions.service import SignedIn
 
@@ -69,6 +70,8 @@ NOTICES = {
     "token-deleted": "Registry token deleted: it no longer works.",
     "access-token-revoked": "API access token revoked: it no longer works.",
 }
+P = ParamSpec("P")
+T = TypeVar("T")
 _SAFE_NEXT = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
 
 
@@ -125,6 +128,27 @@ class Visit:
     def signed_in(self) -> SignedIn:
         assert self.who is not None  # pages that need one are wrapped by page(signed_in)
         return self.who
+
+    def path(self, name: str) -> str:
+        """A parameter of the page's path (``org``, ``registry``, ``token_id`` …)."""
+        return str(self.request.path_params[name])
+
+    async def read(
+        self, work: Callable[Concatenate[Caller, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """A service method that only reads, called as the person signed in."""
+        return await self.services.database.read(work, self.signed_in.caller, *args, **kwargs)
+
+    async def write(
+        self, work: Callable[Concatenate[Caller, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """A service method that may write, called as the person signed in."""
+        return await self.services.database.write(work, self.signed_in.caller, *args, **kwargs)
+
+    async def member(self) -> MemberOrganization:
+        """The organization of the page's path, as the person sees it (with their role),
+        or "not found" for one they do not belong to."""
+        return await self.read(self.services.organizations.get, self.path("org"))
 
     def field(self, name: str) -> str:
         value = self.form.get(name)

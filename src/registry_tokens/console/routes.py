@@ -138,9 +138,7 @@ async def sign_out(visit: Visit) -> Response:
 @page()
 async def organizations(visit: Visit) -> Response:
     services = visit.services
-    found = await services.database.read(
-        services.organizations.list, visit.signed_in.caller, PageRequest(1, MAX_PER_PAGE)
-    )
+    found = await visit.read(services.organizations.list, PageRequest(1, MAX_PER_PAGE))
     return visit.render("organizations.html", title="Organizations", organizations=found.items)
 
 
@@ -152,14 +150,11 @@ async def organization(visit: Visit) -> Response:
 async def _organization_page(
     visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
 ) -> Response:
-    org = _param(visit, "org")
-    caller = visit.signed_in.caller
+    org = visit.path("org")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
+    member = await visit.member()
     number = _page_number(visit)
-    registries = await services.database.read(
-        services.registries.list, caller, org, PageRequest(number, PER_PAGE)
-    )
+    registries = await visit.read(services.registries.list, org, PageRequest(number, PER_PAGE))
     return visit.render(
         "organization.html",
         status=status,
@@ -175,7 +170,7 @@ async def _organization_page(
 
 @page()
 async def create_registry(visit: Visit) -> Response:
-    org = _param(visit, "org")
+    org = visit.path("org")
     form = {
         "name": visit.field("name"),
         "ecosystem": visit.field("ecosystem"),
@@ -184,9 +179,7 @@ async def create_registry(visit: Visit) -> Response:
     }
     try:
         body = validated(RegistryCreate, form)
-        created = await visit.services.database.write(
-            visit.services.registries.create_for, visit.signed_in.caller, org, body
-        )
+        created = await visit.write(visit.services.registries.create_for, org, body)
     except ValidationFailed as failed:
         return await _organization_page(visit, form=form, problems=failed.problems, status=422)
     return visit.redirect(visit.urls.registry_web(org, created.slug), notice="registry-created")
@@ -194,14 +187,11 @@ async def create_registry(visit: Visit) -> Response:
 
 @page()
 async def registry(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
+    member = await visit.member()
     cursor = Cursor.parse(visit.query("before"), visit.query("after"), PER_PAGE)
-    window, found = await services.database.read(
-        services.packages.list, caller, org, slug, name=None, cursor=cursor
-    )
+    window, found = await visit.read(services.packages.list, org, slug, name=None, cursor=cursor)
     return visit.render(
         "registry.html",
         title=found.name,
@@ -221,11 +211,10 @@ async def registry_settings(visit: Visit) -> Response:
 async def _settings_page(
     visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
 ) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found = await services.database.read(services.registries.get, caller, org, slug)
+    member = await visit.member()
+    found = await visit.read(services.registries.get, org, slug)
     shown = form or {
         "name": found.name,
         "description": found.description or "",
@@ -248,7 +237,7 @@ async def _settings_page(
 
 @page()
 async def update_registry(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
+    org, slug = visit.path("org"), visit.path("registry")
     form: dict[str, Any] = {
         "name": visit.field("name"),
         "description": visit.field("description") or None,
@@ -259,9 +248,7 @@ async def update_registry(visit: Visit) -> Response:
     }
     try:
         body = validated(RegistryUpdate, form)
-        await visit.services.database.write(
-            visit.services.registries.update, visit.signed_in.caller, org, slug, body
-        )
+        await visit.write(visit.services.registries.update, org, slug, body)
     except ValidationFailed as failed:
         shown = {key: "" if value is None else value for key, value in form.items()}
         return await _settings_page(visit, form=shown, problems=failed.problems, status=422)
@@ -270,11 +257,10 @@ async def update_registry(visit: Visit) -> Response:
 
 @page()
 async def confirm_registry_deletion(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found = await services.database.read(services.registries.get, caller, org, slug)
+    member = await visit.member()
+    found = await visit.read(services.registries.get, org, slug)
     if member.role != Role.ADMIN.value:
         raise AppError("Only organization admins can manage registries", 403)
     return visit.render(
@@ -293,10 +279,8 @@ async def confirm_registry_deletion(visit: Visit) -> Response:
 
 @page()
 async def delete_registry(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    await visit.services.database.write(
-        visit.services.registries.delete, visit.signed_in.caller, org, slug, visit.context
-    )
+    org, slug = visit.path("org"), visit.path("registry")
+    await visit.write(visit.services.registries.delete, org, slug, visit.context)
     return visit.redirect(visit.urls.organization_web(org), notice="registry-deleted")
 
 
@@ -305,12 +289,11 @@ async def delete_registry(visit: Visit) -> Response:
 
 @page()
 async def package(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found, registry_row = await services.database.read(
-        services.packages.get, caller, org, slug, _param(visit, "package_id")
+    member = await visit.member()
+    found, registry_row = await visit.read(
+        services.packages.get, org, slug, visit.path("package_id")
     )
     return visit.render(
         "package.html",
@@ -323,10 +306,10 @@ async def package(visit: Visit) -> Response:
 
 @page()
 async def download_package(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    found, registry_row = await services.database.read(
-        services.packages.get, visit.signed_in.caller, org, slug, _param(visit, "package_id")
+    found, registry_row = await visit.read(
+        services.packages.get, org, slug, visit.path("package_id")
     )
     _, path = await services.database.read(
         services.packages.file, registry_row, str(found.id), found.filename
@@ -343,12 +326,11 @@ async def download_package(visit: Visit) -> Response:
 
 @page()
 async def confirm_package_deletion(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found, registry_row = await services.database.read(
-        services.packages.get, caller, org, slug, _param(visit, "package_id")
+    member = await visit.member()
+    found, registry_row = await visit.read(
+        services.packages.get, org, slug, visit.path("package_id")
     )
     return visit.render(
         "confirm.html",
@@ -365,13 +347,12 @@ async def confirm_package_deletion(visit: Visit) -> Response:
 
 @page()
 async def delete_package(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    await visit.services.database.write(
+    org, slug = visit.path("org"), visit.path("registry")
+    await visit.write(
         visit.services.packages.delete,
-        visit.signed_in.caller,
         org,
         slug,
-        _param(visit, "package_id"),
+        visit.path("package_id"),
     )
     return visit.redirect(visit.urls.registry_web(org, slug), notice="package-deleted")
 
@@ -387,12 +368,11 @@ async def tokens(visit: Visit) -> Response:
 async def _tokens_page(
     visit: Visit, *, form: dict[str, str] | None, problems: list[FieldProblem], status: int
 ) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found, listed = await services.database.read(
-        services.registry_tokens.list, caller, org, slug, PageRequest(_page_number(visit), PER_PAGE)
+    member = await visit.member()
+    found, listed = await visit.read(
+        services.registry_tokens.list, org, slug, PageRequest(_page_number(visit), PER_PAGE)
     )
     return visit.render(
         "tokens.html",
@@ -408,13 +388,12 @@ async def _tokens_page(
 
 @page()
 async def create_token(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
+    org, slug = visit.path("org"), visit.path("registry")
     form = _token_form(visit)
     try:
         body = validated(RegistryTokenCreate, _token_fields(form, creating=True))
-        created = await visit.services.database.write(
+        created = await visit.write(
             visit.services.registry_tokens.create,
-            visit.signed_in.caller,
             org,
             slug,
             body.changes(),
@@ -433,13 +412,10 @@ async def token(visit: Visit) -> Response:
 async def _token_page(
     visit: Visit, *, form: dict[str, str] | None, problems: list[FieldProblem], status: int
 ) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found = await services.database.read(
-        services.registry_tokens.get, caller, org, slug, _param(visit, "token_id")
-    )
+    member = await visit.member()
+    found = await visit.read(services.registry_tokens.get, org, slug, visit.path("token_id"))
     current = found.token
     return visit.render(
         "token.html",
@@ -462,16 +438,15 @@ async def _token_page(
 
 @page()
 async def update_token(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
+    org, slug = visit.path("org"), visit.path("registry")
     form = _token_form(visit)
     try:
         body = validated(RegistryTokenUpdate, _token_fields(form, creating=False))
-        await visit.services.database.write(
+        await visit.write(
             visit.services.registry_tokens.update,
-            visit.signed_in.caller,
             org,
             slug,
-            _param(visit, "token_id"),
+            visit.path("token_id"),
             body.changes(),
             visit.context,
         )
@@ -482,19 +457,18 @@ async def update_token(visit: Visit) -> Response:
 
 @page()
 async def rotate_token(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
+    org, slug = visit.path("org"), visit.path("registry")
     grace = visit.field("grace_period_seconds")
     try:
         body = validated(
             RegistryTokenRotate,
             {"grace_period_seconds": int(grace) if grace.isdigit() and len(grace) < 10 else grace},
         )
-        rotated = await visit.services.database.write(
+        rotated = await visit.write(
             visit.services.registry_tokens.rotate,
-            visit.signed_in.caller,
             org,
             slug,
-            _param(visit, "token_id"),
+            visit.path("token_id"),
             body.grace_period_seconds,
             visit.context,
         )
@@ -505,13 +479,10 @@ async def rotate_token(visit: Visit) -> Response:
 
 @page()
 async def confirm_token_deletion(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    caller = visit.signed_in.caller
+    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
-    found = await services.database.read(
-        services.registry_tokens.get, caller, org, slug, _param(visit, "token_id")
-    )
+    member = await visit.member()
+    found = await visit.read(services.registry_tokens.get, org, slug, visit.path("token_id"))
     action = visit.urls.registry_token_web(org, slug, found.token.id) + "/delete"
     return visit.render(
         "confirm.html",
@@ -529,13 +500,12 @@ async def confirm_token_deletion(visit: Visit) -> Response:
 
 @page()
 async def delete_token(visit: Visit) -> Response:
-    org, slug = _param(visit, "org"), _param(visit, "registry")
-    await visit.services.database.write(
+    org, slug = visit.path("org"), visit.path("registry")
+    await visit.write(
         visit.services.registry_tokens.delete,
-        visit.signed_in.caller,
         org,
         slug,
-        _param(visit, "token_id"),
+        visit.path("token_id"),
         visit.context,
     )
     return visit.redirect(visit.urls.registry_tokens_web(org, slug), notice="token-deleted")
@@ -545,12 +515,9 @@ async def _secret_page(
     visit: Visit, registry_row: Any, token_id: uuid.UUID, secret: str, done: str
 ) -> Response:
     org = registry_row.organization_slug
-    member = await visit.services.database.read(
-        visit.services.organizations.get, visit.signed_in.caller, org
-    )
-    found = await visit.services.database.read(
+    member = await visit.read(visit.services.organizations.get, org)
+    found = await visit.read(
         visit.services.registry_tokens.get,
-        visit.signed_in.caller,
         org,
         registry_row.slug,
         str(token_id),
@@ -608,10 +575,9 @@ def _local(value: datetime | None) -> str:
 
 @page()
 async def audit_log(visit: Visit) -> Response:
-    org = _param(visit, "org")
-    caller = visit.signed_in.caller
+    org = visit.path("org")
     services = visit.services
-    member = await services.database.read(services.organizations.get, caller, org)
+    member = await visit.member()
     registry_filter = visit.query("registry") or None
     token_filter = visit.query("token") or None
     type_filter = visit.query("event_type") or None
@@ -622,15 +588,12 @@ async def audit_log(visit: Visit) -> Response:
             token_id = uuid.UUID(token_filter)
         except ValueError:
             problems.append(FieldProblem("token", "invalid", "must be a registry token's id"))
-    registries = await services.database.read(
-        services.registries.list, caller, org, PageRequest(1, MAX_PER_PAGE)
-    )
+    registries = await visit.read(services.registries.list, org, PageRequest(1, MAX_PER_PAGE))
     window = None
     if not problems:
         try:
-            window = await services.database.read(
+            window = await visit.read(
                 services.audit.list,
-                caller,
                 org,
                 EventFilters(registry=registry_filter, token=token_id, event_type=type_filter),
                 Cursor.parse(visit.query("before"), visit.query("after"), PER_PAGE),
@@ -667,12 +630,9 @@ async def access_tokens(visit: Visit) -> Response:
 async def _access_tokens_page(
     visit: Visit, *, form: dict[str, Any] | None, problems: list[FieldProblem], status: int
 ) -> Response:
-    caller = visit.signed_in.caller
     services = visit.services
-    own = await services.database.read(services.auth.own_tokens, caller)
-    memberships = await services.database.read(
-        services.organizations.list, caller, PageRequest(1, MAX_PER_PAGE)
-    )
+    own = await visit.read(services.auth.own_tokens)
+    memberships = await visit.read(services.organizations.list, PageRequest(1, MAX_PER_PAGE))
     return visit.render(
         "access_tokens.html",
         status=status,
@@ -691,9 +651,8 @@ async def create_access_token(visit: Visit) -> Response:
     organizations = visit.fields("organizations")
     form = {"description": description, "scopes": scopes, "organizations": organizations}
     try:
-        issued = await visit.services.database.write(
+        issued = await visit.write(
             visit.services.auth.issue_own,
-            visit.signed_in.caller,
             scopes,
             organizations,
             description or None,
@@ -714,22 +673,14 @@ async def create_access_token(visit: Visit) -> Response:
 @page()
 async def revoke_access_token(visit: Visit) -> Response:
     try:
-        token_id = uuid.UUID(_param(visit, "token_id"))
+        token_id = uuid.UUID(visit.path("token_id"))
     except ValueError:
         raise NotFound("API access token") from None
-    await visit.services.database.write(
-        visit.services.auth.revoke_own, visit.signed_in.caller, token_id
-    )
+    await visit.write(visit.services.auth.revoke_own, token_id)
     return visit.redirect(visit.urls.access_tokens_web(), notice="access-token-revoked")
 
 
 # Helpers.
-
-
-def _param(visit: Visit, name: str) -> str:
-    value = visit.request.path_params[name]
-    assert isinstance(value, str)
-    return value
 
 
 def _page_number(visit: Visit) -> int:
