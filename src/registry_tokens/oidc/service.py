@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio.to_thread
 import jwt
-from jwt import PyJWK
 from sqlalchemy.exc import IntegrityError
 
 from registry_tokens.api.routes import PackageAccess
@@ -33,7 +32,7 @@ from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.secrets import hash_secret
 from registry_tokens.kit.urls import Urls
-from registry_tokens.oidc.keys import IssuerKeys, IssuerUnavailable, UnknownKey
+from registry_tokens.oidc.keys import IssuerKeys, IssuerUnavailable, SigningKey, UnknownKey
 from registry_tokens.oidc.policy import first_match, parsed
 from registry_tokens.oidc.repository import OidcTokenUseRepository
 from registry_tokens.oidc.schemas import (
@@ -194,11 +193,11 @@ class OidcService:
         )
 
     @staticmethod
-    def _checked(token: str, key: PyJWK, alg: str, identity: dict[str, Any]) -> dict[str, Any]:
+    def _checked(token: str, key: SigningKey, alg: str, identity: dict[str, Any]) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=key.key,
+                key=key.jwk.key,
                 algorithms=[alg],
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["iss", "aud", "exp", "iat"], "verify_aud": False},
@@ -353,15 +352,13 @@ def record_refusal(session: Any, use: OidcRefusedUse, registry_slug: str | None)
     )
 
 
-def _fits(alg: str, key: PyJWK) -> bool:
+def _fits(alg: str, key: SigningKey) -> bool:
     """Whether the issuer's key is of the type (and curve) the token's algorithm needs,
     and the algorithm the key names, if it names one."""
     kty, crv = ALGORITHMS[alg]
-    data: Mapping[str, Any] = key._jwk_data  # noqa: SLF001 (PyJWK keeps the JWK as given)
-    if key.key_type != kty or (crv is not None and data.get("crv") != crv):
+    if key.kty != kty or (crv is not None and key.crv != crv):
         return False
-    named = data.get("alg")
-    return named is None or named == alg
+    return key.alg is None or key.alg == alg
 
 
 def _name(identity: Mapping[str, Any]) -> str | None:
