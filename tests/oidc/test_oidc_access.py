@@ -55,9 +55,7 @@ def publish_with(client: httpx.Client, tenant: Tenant, token: str, path: Path) -
     )
 
 
-def refusal_reasons(
-    server: InProcessServer, client: httpx.Client, tenant: Tenant
-) -> list[str]:
+def refusal_reasons(server: InProcessServer, client: httpx.Client, tenant: Tenant) -> list[str]:
     return [
         event["data"]["reason"] for event in events(server, client, tenant, "OIDC_TOKEN_REFUSED")
     ]
@@ -172,9 +170,7 @@ def test_an_oidc_token_sees_only_its_own_registry_and_no_user_api(
     ):
         assert oidc_client.get(path, headers=bearer(token)).status_code == 401, path
     # Copying into another registry of the organization: that registry is not its own.
-    listed = oidc_client.get(
-        packages_path(registry_owner.org, other.slug), headers=bearer(token)
-    )
+    listed = oidc_client.get(packages_path(registry_owner.org, other.slug), headers=bearer(token))
     assert listed.status_code == 401  # its aud names the other registry
     assert listed.json()["message"].startswith("OIDC token refused")
 
@@ -197,9 +193,7 @@ def _install_refused(
 
 
 REFUSALS: dict[str, Any] = {
-    "wrong_signature": lambda issuer, aud: issuer.token(
-        aud, key=new_key(), kid=issuer.current.kid
-    ),
+    "wrong_signature": lambda issuer, aud: issuer.token(aud, key=new_key(), kid=issuer.current.kid),
     "alg_none": lambda issuer, aud: issuer.unsigned_token(aud),
     "hmac_with_the_public_key": lambda issuer, aud: issuer.hmac_token_with_public_key(aud),
     "wrong_iss": lambda issuer, aud: issuer.token(aud, iss="http://127.0.0.1:9/not-trusted"),
@@ -213,9 +207,7 @@ REFUSALS: dict[str, Any] = {
     "not_yet_valid_iat": lambda issuer, aud: issuer.token(
         aud, iat=int(time.time()) + 120, nbf=None, exp=int(time.time()) + 300
     ),
-    "lifetime_over_5_minutes": lambda issuer, aud: issuer.token(
-        aud, exp=int(time.time()) + 301
-    ),
+    "lifetime_over_5_minutes": lambda issuer, aud: issuer.token(aud, exp=int(time.time()) + 301),
     "no_matching_statement": lambda issuer, aud: issuer.token(aud, pipeline_slug="other"),
     "a_claim_in_not_in": lambda issuer, aud: issuer.token(aud, build_branch="experimental"),
     "no_exp": lambda issuer, aud: issuer.token(aud, exp=None),
