@@ -140,6 +140,7 @@ def local_issuer() -> Iterator[LocalIssuer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            body: dict[str, Any]
             if self.path == "/.well-known/openid-configuration":
                 issuer.discovery_requests += 1
                 body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}

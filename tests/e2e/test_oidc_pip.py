@@ -86,7 +86,8 @@ def test_a_job_publishes_with_one_oidc_token_and_pip_installs_with_another(
             "publish",
         ]
         reasons = _refusal_reasons(client, audit, owner.auth())
-        assert reasons and set(reasons) == {"no_matching_statement"}
+        assert reasons
+        assert set(reasons) == {"no_matching_statement"}
     assert experimental not in oidc_serve.log_path.read_text()  # never logged
 
 
