@@ -122,6 +122,14 @@ def test_a_statement_that_grants_write_packages_publishes_and_the_package_instal
     assert [item["name"] for item in listed.json()["items"]] == ["oidc-pkg"]
     used = events(oidc_server, oidc_client, registry_owner, "OIDC_TOKEN_USED")
     assert [event["data"]["action"] for event in used] == ["publish"]
+    # Its statement grants no delete_packages.
+    package = (
+        f"{packages_path(registry_owner.org, registry_owner.registry)}/{published.json()['id']}"
+    )
+    deleted = oidc_client.delete(package, headers=bearer(token))
+    assert deleted.status_code == 401, deleted.text
+    assert refusal_reasons(oidc_server, oidc_client, registry_owner) == ["scope_not_granted"]
+    assert oidc_client.get(package, headers=bearer(token)).status_code == 200
 
 
 def test_the_presigned_flow_publishes_with_the_same_token(
