@@ -23,6 +23,7 @@ from typing import Any
 import anyio.to_thread
 import jwt
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from registry_tokens.api.routes import PackageAccess
 from registry_tokens.audit.service import Actor, EventType, Subject, record
@@ -326,7 +327,7 @@ class OidcService:
         )
 
 
-def record_refusal(session: Any, use: OidcRefusedUse, registry_slug: str | None) -> None:
+def record_refusal(session: Session, use: OidcRefusedUse, registry_slug: str | None) -> None:
     """Adds a queued refusal to the session (``registry_tokens.refusals`` writes them)."""
     assert use.organization_id is not None
     record(

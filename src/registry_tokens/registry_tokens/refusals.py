@@ -11,6 +11,9 @@ all. A full queue drops new records (counted in ``dropped`` and logged), as does
 batch the database refuses. At most ``REFUSALS_RECORDED_PER_TOKEN`` refusals of one token
 are recorded per rate-limit window, across processes (counted in the shared rate-limit
 store, also off the request path); later ones in the window are refused unrecorded.
+
+Refused OIDC tokens (``oidc``) wait in the same queue and are written by the same thread;
+their count is kept per sender and organization, since a made-up token is new every time.
 """
 
 import asyncio
