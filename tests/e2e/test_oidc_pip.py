@@ -2,6 +2,9 @@
 with its OIDC token and real pip installs with another as the password, no stored secret
 anywhere."""
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -100,3 +103,23 @@ def _refusal_reasons(client: httpx.Client, audit: str, auth: dict[str, str]) -> 
             return reasons
         time.sleep(0.1)
     return []
+
+
+def test_an_issuer_that_is_not_https_stops_the_service_with_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "REGISTRY_TOKENS_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "REGISTRY_TOKENS_OIDC_ISSUERS": "https://agent.buildkite.com,http://issuer.example",
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("registry-tokens")), "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "REGISTRY_TOKENS_OIDC_ISSUERS: 'http://issuer.example' must be an https:// URL" in (
+        result.stderr
+    )
