@@ -112,7 +112,7 @@ def test_an_issuer_that_is_not_https_stops_the_service_with_a_clear_error(tmp_pa
         "REGISTRY_TOKENS_OIDC_ISSUERS": "https://agent.buildkite.com,http://issuer.example",
     }
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("registry-tokens")), "db", "upgrade"],
+        [sys.executable, "-m", "registry_tokens", "db", "upgrade"],
         env=env,
         capture_output=True,
         text=True,
