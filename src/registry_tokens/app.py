@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services
     app.state.settings = services.settings
     # What the REST door's dependencies look up (api.routes.provided).
-    app.state.provided = {**services.by_type(), Gate: services.auth}
+    app.state.provided = {**services.by_type(), Gate: services.gate}
     install_error_handlers(app)
     for router in (
         registry_tokens_router,

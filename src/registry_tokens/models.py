@@ -3,6 +3,7 @@
 from registry_tokens.audit.models import AuditEvent
 from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganization
 from registry_tokens.db.base import Base
+from registry_tokens.oidc.models import OidcTokenUse
 from registry_tokens.organizations.models import Organization, OrganizationMembership
 from registry_tokens.packages.models import Package, StagedUpload
 from registry_tokens.ratelimits.models import RateLimitCounter
@@ -17,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "ConsoleSession",
+    "OidcTokenUse",
     "Organization",
     "OrganizationMembership",
     "Package",

@@ -10,6 +10,8 @@ from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.kit.timestamps import utcnow
 from registry_tokens.kit.urls import Urls
+from registry_tokens.oidc.keys import IssuerKeys
+from registry_tokens.oidc.service import OidcGate, OidcService
 from registry_tokens.organizations.service import OrganizationService
 from registry_tokens.packages.service import PackageService
 from registry_tokens.packages.storage import FileStore
@@ -40,6 +42,8 @@ class Services:
     secret_scanning: SecretScanningService
     rate_limits: RateLimitPolicy
     sessions: SessionService
+    oidc: OidcService
+    gate: OidcGate
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utcnow) -> "Services":
@@ -60,6 +64,20 @@ class Services:
             clock=clock,
             upload_expiry=timedelta(seconds=settings.presigned_upload_expiry_seconds),
         )
+        # Its thread counts on a loop of its own, so with a store of its own (a Redis
+        # connection belongs to the loop that opened it).
+        refusals = RefusalLog(
+            database, RateLimitPolicy.build(settings, database), settings.refusal_queue_size
+        )
+        oidc = OidcService(
+            database,
+            urls,
+            key,
+            settings.oidc_issuer_urls,
+            IssuerKeys(settings.oidc_jwks_refresh_seconds, settings.oidc_fetch_timeout_seconds),
+            refusals.add_oidc,
+            clock,
+        )
         install = InstallAccess(
             database,
             auth,
@@ -67,11 +85,8 @@ class Services:
             clock,
             timedelta(seconds=settings.usage_write_interval_seconds),
             rate_limits,
-            # Its thread counts on a loop of its own, so with a store of its own (a Redis
-            # connection belongs to the loop that opened it).
-            RefusalLog(
-                database, RateLimitPolicy.build(settings, database), settings.refusal_queue_size
-            ),
+            refusals,
+            oidc,
         )
         return cls(
             settings=settings,
@@ -111,6 +126,8 @@ class Services:
                 idle=timedelta(seconds=settings.console_session_idle_seconds),
                 lifetime=timedelta(seconds=settings.console_session_max_seconds),
             ),
+            oidc=oidc,
+            gate=OidcGate(auth, oidc, database, rate_limits),
         )
 
     def by_type(self) -> dict[type, object]:

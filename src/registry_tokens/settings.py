@@ -6,12 +6,13 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from registry_tokens.kit.files import create_private_file, private_directory
 from registry_tokens.kit.network import Network, parse_networks
+from registry_tokens.kit.urls import oidc_issuer_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
 SECRET_KEY_FILE_NAME = "secret_key"
@@ -89,9 +90,31 @@ class Settings(BaseSettings):
     sign_in_attempts_per_client: int = Field(default=20, ge=0)
     sign_in_attempts_per_account: int = Field(default=10, ge=0)
     sign_in_window_seconds: int = Field(default=900, ge=1)
+    # OIDC: the issuers whose tokens may be presented (comma-separated URLs, https only but
+    # for an explicit http://127.0.0.1… or http://[::1]… one), how often an issuer's keys
+    # may be fetched again for a key id not seen yet, and how long a fetch may take.
+    oidc_issuers: str = "https://agent.buildkite.com,https://token.actions.githubusercontent.com"
+    oidc_jwks_refresh_seconds: int = Field(default=60, ge=1)
+    oidc_fetch_timeout_seconds: float = Field(default=5, gt=0, le=60)
     log_level: str = "info"
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)
+
+    @field_validator("oidc_issuers")
+    @classmethod
+    def _issuers_are_urls(cls, value: str) -> str:
+        """Refused when the service starts, not at the first token: an issuer named wrong
+        would otherwise only show as every OIDC install failing."""
+        for issuer in _split(value):
+            problem = oidc_issuer_problem(issuer)
+            if problem is not None:
+                raise SettingsError(f"REGISTRY_TOKENS_OIDC_ISSUERS: {issuer!r} {problem}")
+        return value
+
+    @property
+    def oidc_issuer_urls(self) -> tuple[str, ...]:
+        """The trusted issuers, as a token's ``iss`` must spell them (no trailing slash)."""
+        return tuple(dict.fromkeys(issuer.rstrip("/") for issuer in _split(self.oidc_issuers)))
 
     @property
     def is_sqlite(self) -> bool:
@@ -131,6 +154,10 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode("utf-8")
         return ensure_secret_key(self).encode("utf-8")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def ensure_secret_key(settings: Settings) -> str:

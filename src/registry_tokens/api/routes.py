@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry_tokens.api.http import error_responses
 from registry_tokens.db import Database
-from registry_tokens.kit.context import Caller, RequestContext
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.pagination import MAX_PAGE, Page
 from registry_tokens.kit.urls import Urls
 from registry_tokens.settings import Settings
@@ -23,11 +23,25 @@ from registry_tokens.settings import Settings
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class PackageAccess:
+    """What a Packages API route of one registry needs: the one place a credential that
+    is not an API access token (an OIDC token) may be accepted on the REST API."""
+
+    registry_slug: str
+    scope: Scope
+    action: str
+
+
 class Gate(Protocol):
     """Authenticates an API request and counts it against its rate limits."""
 
     async def admit(
-        self, authorization: str | None, organization_slug: str | None, context: RequestContext
+        self,
+        authorization: str | None,
+        organization_slug: str | None,
+        context: RequestContext,
+        package_access: PackageAccess | None = None,
     ) -> tuple[Caller, Mapping[str, str] | None]:
         """The caller and the ``RateLimit-*`` headers to send; raises 401 or 429 (whose
         headers then carry them)."""
@@ -84,14 +98,35 @@ async def rest(
     """Authenticates the request through the :class:`Gate` (``_credentials`` only
     documents the scheme in OpenAPI). One dependency: FastAPI's solving costs per
     dependency, on every request."""
+    return await _admitted(request, None)
+
+
+async def _admitted(request: Request, package_access: PackageAccess | None) -> Rest:
     provided: Mapping[type, object] = request.app.state.provided
     context = request_context(request)
     caller, headers = await cast(Gate, provided[Gate]).admit(
-        request.headers.get("authorization"), request.path_params.get("org"), context
+        request.headers.get("authorization"),
+        request.path_params.get("org"),
+        context,
+        package_access,
     )
     if headers:  # RateLimitHeaders adds them to the response, whatever it is
         request.state.rate_limit_headers = headers
     return Rest(caller, context, provided)
+
+
+def packages_rest(scope: Scope, action: str) -> Any:
+    """:func:`rest` for a Packages API route of ``{registry}`` needing ``scope``: an OIDC
+    token whose registry policy grants that scope is accepted here too."""
+
+    async def dependency(
+        request: Request,
+        _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    ) -> Rest:
+        access = PackageAccess(request.path_params["registry"], scope, action)
+        return await _admitted(request, access)
+
+    return Depends(dependency)
 
 
 async def _request_context(request: Request) -> RequestContext:

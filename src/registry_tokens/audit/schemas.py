@@ -50,7 +50,9 @@ class AuditEventOut(ResponseModel):
             occurred_at=event.created_at,
             actor=ActorOut(type=event.actor_type, id=event.actor_id, name=event.actor_name),
             subject=SubjectOut(
-                type="RegistryToken", id=event.registry_token_id, name=event.subject_name
+                type="OidcToken" if event.event_type.startswith("OIDC_") else "RegistryToken",
+                id=event.registry_token_id,
+                name=event.subject_name,
             ),
             registry=RegistryOfEvent(id=event.registry_id, slug=event.registry_slug),
             data=event.data,

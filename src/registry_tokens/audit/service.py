@@ -31,6 +31,8 @@ class EventType(StrEnum):
     REGISTRY_TOKEN_ROTATED = "REGISTRY_TOKEN_ROTATED"
     REGISTRY_TOKEN_USE_REFUSED = "REGISTRY_TOKEN_USE_REFUSED"
     REGISTRY_TOKEN_LEAK_REPORTED = "REGISTRY_TOKEN_LEAK_REPORTED"
+    OIDC_TOKEN_USED = "OIDC_TOKEN_USED"  # an OIDC token's first use
+    OIDC_TOKEN_REFUSED = "OIDC_TOKEN_REFUSED"
 
 
 class Refusal(StrEnum):
@@ -45,18 +47,19 @@ class Refusal(StrEnum):
 
 @dataclass(frozen=True)
 class Subject:
-    """The registry token an event is about, as the log keeps it (it outlives the token)."""
+    """The registry token (or OIDC token: no id, its subject as name) an event is about,
+    as the log keeps it (it outlives the token)."""
 
     organization_id: uuid.UUID
-    registry_id: uuid.UUID
-    registry_slug: str
-    token_id: uuid.UUID
-    name: str
+    registry_id: uuid.UUID | None
+    registry_slug: str | None
+    token_id: uuid.UUID | None
+    name: str | None
 
 
 @dataclass(frozen=True)
 class Actor:
-    type: str  # "user", "registry_token" or "secret_scanner"
+    type: str  # "user", "registry_token", "secret_scanner" or "oidc"
     id: uuid.UUID | None = None
     name: str | None = None
 
@@ -69,8 +72,8 @@ class EventFilters:
 
 
 def user_actor(session: Session, caller: Caller) -> Actor:
-    user = UserRepository(session).get(caller.user_id)
-    return Actor("user", caller.user_id, user.name if user else None)
+    user = UserRepository(session).get(caller.user)
+    return Actor("user", caller.user, user.name if user else None)
 
 
 def record(

@@ -94,7 +94,7 @@ class AuthService:
         if not self.rate_limits.counts_callers:
             return caller, None
         allowance = await self.rate_limits.for_caller(
-            caller.user_id, organization.id if organization is not None else None
+            caller.user, organization.id if organization is not None else None
         )
         return caller, allowance.headers() if allowance is not None else None
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from starlette.requests import HTTPConnection
 
-from registry_tokens.kit.errors import MissingScope
+from registry_tokens.kit.errors import MissingScope, Unauthenticated
 from registry_tokens.kit.network import Network, client_address
 
 
@@ -29,13 +29,23 @@ class Scope(StrEnum):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: an API access token and the user it acts for."""
+    """Who is calling: an API access token and the user it acts for, or an OIDC token
+    (``user_id`` ``None``), which acts for no user and in one registry only."""
 
     token_id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None
     scopes: frozenset[str]
     # None: every organization the user belongs to; else only these.
     organization_ids: frozenset[uuid.UUID] | None
+    # An OIDC token's registry: the only one it may see (None: any its user may).
+    registry_id: uuid.UUID | None = None
+
+    @property
+    def user(self) -> uuid.UUID:
+        """The user acting; an OIDC token has none, and so may do nothing a user must."""
+        if self.user_id is None:
+            raise Unauthenticated("An OIDC token can only be used for its registry's packages")
+        return self.user_id
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes:

@@ -34,6 +34,11 @@ class Urls:
         self.api = api_base.rstrip("/")
         self.web = web_base.rstrip("/")
 
+    def oidc_audience(self, org: str, registry: str) -> str:
+        """The ``aud`` an OIDC token for this registry must carry (Buildkite's is
+        ``https://packages.buildkite.com/{org}/{registry}``)."""
+        return f"{self.api}/{org}/{registry}"
+
     def organizations(self) -> str:
         return f"{self.api}/v2/organizations"
 
@@ -175,3 +180,24 @@ def listen_origin(host: str, port: int) -> ListenOrigin:
         address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
     shown = f"[{address.compressed}]" if address.version == 6 else address.compressed
     return ListenOrigin(f"http://{shown}:{port}", wildcard=wildcard)
+
+
+def oidc_issuer_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a trusted OIDC issuer (or the keys URL an issuer names), or
+    ``None``. Keys fetched over plain HTTP could be swapped by anyone on the path, so only
+    https is accepted, but for a loopback issuer named explicitly (tests, a local
+    issuer): ``http://127.0.0.1…`` or ``http://[::1]…``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry user info"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1"):
+        return "must be an https:// URL (plain http only for http://127.0.0.1… or http://[::1]…)"
+    return None

@@ -29,6 +29,8 @@ def member_organization(
 
     ``session``: ask inside that (write) transaction rather than in one of its own.
     """
+    if caller.user_id is None:  # an OIDC token is a member of nothing
+        return None
     rows = database.ask(
         MEMBER_ORGANIZATION, session, organization_slug=slug, user_id=caller.user_id
     )
@@ -70,7 +72,7 @@ class OrganizationService:
         is limited away from (the same rule as :func:`member_organization`)."""
         visible = [
             organization
-            for organization in self.database.fetch(MEMBER_ORGANIZATIONS, user_id=caller.user_id)
+            for organization in self.database.fetch(MEMBER_ORGANIZATIONS, user_id=caller.user)
             if caller.may_act_in(organization.id)
         ]
         return Page(

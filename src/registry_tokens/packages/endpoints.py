@@ -8,7 +8,8 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from registry_tokens.api.http import error_responses
-from registry_tokens.api.routes import DatabaseDep, RestDep, provided
+from registry_tokens.api.routes import DatabaseDep, Rest, packages_rest, provided
+from registry_tokens.kit.context import Scope
 from registry_tokens.kit.cursor import Cursor, cursor_links
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.multipart import (
@@ -30,6 +31,12 @@ from registry_tokens.packages.schemas import (
 )
 from registry_tokens.packages.service import PackageService, UploadGrant
 from registry_tokens.packages.storage import StagedFile, Staging
+
+# Each route's credential: an API access token, or an OIDC token its registry's policy
+# grants the scope (api.routes.packages_rest).
+PublishDep = Annotated[Rest, packages_rest(Scope.WRITE_PACKAGES, "publish")]
+ReadDep = Annotated[Rest, packages_rest(Scope.READ_PACKAGES, "read")]
+DeleteDep = Annotated[Rest, packages_rest(Scope.DELETE_PACKAGES, "delete")]
 
 
 class PackageIdConvertor(StringConvertor):
@@ -95,7 +102,7 @@ async def publish_package(
     org: str,
     registry: str,
     request: Request,
-    rest: RestDep,
+    rest: PublishDep,
 ) -> PackageOut:
     """The rest.caller is authorized before a byte of the body is read: the form is parsed
     (and spooled) here, after the rest.caller dependency, not by FastAPI before it."""
@@ -171,7 +178,7 @@ async def publish_package(
     response_model=PresignedUploadOut,
     responses=error_responses(401, 403, 404, 422, 503),
 )
-async def request_presigned_upload(org: str, registry: str, rest: RestDep) -> PresignedUploadOut:
+async def request_presigned_upload(org: str, registry: str, rest: PublishDep) -> PresignedUploadOut:
     presigned = await rest.database.write(
         rest.service(PackageService).presign, rest.caller, org, registry
     )
@@ -264,7 +271,7 @@ def _no_file() -> ValidationFailed:
 async def list_packages(
     org: str,
     registry: str,
-    rest: RestDep,
+    rest: ReadDep,
     name: Annotated[str | None, Query(max_length=255)] = None,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
@@ -292,7 +299,7 @@ async def get_package(
     org: str,
     registry: str,
     id: str,
-    rest: RestDep,
+    rest: ReadDep,
 ) -> PackageOut:
     package, found = await rest.database.read(
         rest.service(PackageService).get, rest.caller, org, registry, id
@@ -314,7 +321,7 @@ async def copy_package(
     org: str,
     registry: str,
     id: str,
-    rest: RestDep,
+    rest: PublishDep,
     to: Annotated[str, Query(min_length=1, max_length=255)],
 ) -> PackageOut:
     package, found = await rest.database.write(
@@ -338,7 +345,7 @@ async def delete_package(
     org: str,
     registry: str,
     id: str,
-    rest: RestDep,
+    rest: DeleteDep,
 ) -> Response:
     await rest.database.write(rest.service(PackageService).delete, rest.caller, org, registry, id)
     return Response(status_code=200)

@@ -29,10 +29,12 @@ class Package(IdMixin, Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     sha512: Mapped[str] = mapped_column(String(128))
-    uploaded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    # None: published with an OIDC token, which acts for no user (the audit log's
+    # OIDC_TOKEN_USED event names the job).
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
 
     package_registry: Mapped[Registry] = relationship(lazy="joined", innerjoin=True)
-    uploaded_by: Mapped[User] = relationship(lazy="raise")
+    uploaded_by: Mapped[User | None] = relationship(lazy="raise")
 
 
 class StagedUpload(IdMixin, Base):
@@ -44,8 +46,9 @@ class StagedUpload(IdMixin, Base):
     registry_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("registries.id", ondelete="CASCADE"), index=True
     )
-    # The caller the policy was signed for: only the same token may finalize it.
-    uploaded_by_id: Mapped[uuid.UUID] = mapped_column(
+    # The caller the policy was signed for: only the same token may finalize it (no user:
+    # an OIDC token's, whose token_id is derived from the token).
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     token_id: Mapped[uuid.UUID] = mapped_column()

@@ -60,7 +60,7 @@ class UploadGrant:
 
     upload_id: uuid.UUID
     registry_id: uuid.UUID
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None  # None: an OIDC token's upload
     token_id: uuid.UUID
     filename: str
     max_bytes: int
@@ -120,7 +120,7 @@ class PackageService:
                 "upload": str(upload_id),
                 "organization": str(found.organization_id),
                 "registry": str(found.id),
-                "user": str(caller.user_id),
+                "user": str(caller.user_id) if caller.user_id is not None else "",
                 "token": str(caller.token_id),
                 "max_bytes": self.max_upload_bytes,
                 "expires": int(expires.timestamp()),
@@ -138,7 +138,7 @@ class PackageService:
         return UploadGrant(
             upload_id=uuid.UUID(claims["upload"]),
             registry_id=uuid.UUID(claims["registry"]),
-            user_id=uuid.UUID(claims["user"]),
+            user_id=uuid.UUID(claims["user"]) if claims["user"] else None,
             token_id=uuid.UUID(claims["token"]),
             filename=filename,
             max_bytes=min(int(claims["max_bytes"]), self.max_upload_bytes),

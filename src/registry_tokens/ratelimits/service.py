@@ -229,6 +229,27 @@ class RateLimitPolicy:
         """
         return await self.limiter.hit(self._caller_subjects(user_id, organization_id))
 
+    async def for_oidc(self, organization_id: uuid.UUID, address: str) -> Allowances | None:
+        """An OIDC token acts for no user: it counts against its registry's organization
+        and the client's address."""
+        return await self.limiter.hit(
+            [*self._client_subjects(address), self._organization(organization_id)]
+        )
+
+    async def for_refused_oidc(self, organization_id: uuid.UUID, address: str) -> Allowances | None:
+        """Counts a refused OIDC token to be recorded in the organization's audit log, per
+        client address (a refused token may be made up anew for every request, so it is
+        the sender, not the token, that is bounded)."""
+        return await self.limiter.hit(
+            [
+                Subject(
+                    "refused_oidc",
+                    f"{organization_id}:{address}",
+                    self.settings.refusals_recorded_per_token,
+                )
+            ]
+        )
+
     async def for_client(self, address: str) -> Allowances | None:
         """Requests without a valid token count against the client's address."""
         return await self.limiter.hit(self._client_subjects(address))

@@ -117,6 +117,9 @@ class RegistryRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def get(self, registry_id: uuid.UUID) -> Registry | None:
+        return self.session.get(Registry, registry_id)
+
     def get_by_slug(self, organization_id: uuid.UUID, slug: str) -> Registry | None:
         return self.session.scalar(
             select(Registry).where(

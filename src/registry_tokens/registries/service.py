@@ -18,6 +18,7 @@ from registry_tokens.organizations.service import administered_organization, vis
 from registry_tokens.registries.models import Registry
 from registry_tokens.registries.repository import (
     MEMBER_REGISTRY,
+    REGISTRY_BY_SLUGS,
     REGISTRY_COUNT,
     REGISTRY_PAGE,
     RegistryRepository,
@@ -39,12 +40,22 @@ def visible_registry(
 
     ``session``: ask inside that (write) transaction rather than in one of its own.
     """
+    if caller.registry_id is not None:  # an OIDC token: its own registry, nothing else
+        found = database.ask(
+            REGISTRY_BY_SLUGS,
+            session,
+            organization_slug=organization_slug,
+            registry_slug=registry_slug,
+        )
+        if found and found[0].id == caller.registry_id:
+            return found[0]
+        raise NotFound("registry")
     rows = database.ask(
         MEMBER_REGISTRY,
         session,
         organization_slug=organization_slug,
         registry_slug=registry_slug,
-        user_id=caller.user_id,
+        user_id=caller.user,
     )
     if rows and caller.may_act_in(rows[0].organization_id):
         return rows[0]

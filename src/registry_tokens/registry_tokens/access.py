@@ -1,7 +1,8 @@
 """Who may install from a registry: the one decision behind every package-client request.
 
 Package clients present credentials as HTTP basic auth (user ``buildkite``, password a
-registry token or an API access token with ``read_packages``) or as a Bearer token.
+registry token, an API access token with ``read_packages`` or an OIDC token its registry's
+policy lets read) or as a Bearer token.
 Anything else gets 401 with a ``WWW-Authenticate: Basic`` challenge, whether or not the
 registry exists, so a client without access learns nothing about it.
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+import anyio.to_thread
 from sqlalchemy.exc import DBAPIError
 
 from registry_tokens.audit.service import Refusal
@@ -28,6 +30,8 @@ from registry_tokens.kit.network import address_allowed
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
 from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.kit.validation import is_organization_slug, is_registry_slug
+from registry_tokens.oidc.schemas import OidcRefused, VerifiedToken
+from registry_tokens.oidc.service import OidcGrant, OidcService, looks_like_jwt
 from registry_tokens.organizations.service import member_organization
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.repository import REGISTRY_BY_SLUGS, RegistryRow
@@ -43,10 +47,12 @@ logger = logging.getLogger("registry_tokens")
 
 
 class InstallUnauthorized(AppError):
-    def __init__(self) -> None:
+    def __init__(self, oidc: OidcRefused | None = None) -> None:
         super().__init__(
-            "Authentication required: use a registry token (or an API access token with "
-            "read_packages) as the password of user buildkite",
+            oidc.message
+            if oidc is not None
+            else "Authentication required: use a registry token (or an API access token with "
+            "read_packages, or an OIDC token) as the password of user buildkite",
             401,
             headers={"WWW-Authenticate": REALM},
         )
@@ -81,6 +87,10 @@ class InstallDecision:
     token: PresentedCredential | None = None
     refusal: Refusal | None = None
     record_use: bool = False
+    oidc: OidcGrant | None = None
+    oidc_refusal: OidcRefused | None = None
+    # The registry at the path whatever the decision: where an OIDC refusal is recorded.
+    found: RegistryRow | None = None
 
 
 class InstallAccess:
@@ -93,8 +103,10 @@ class InstallAccess:
         usage_interval: timedelta,
         rate_limits: RateLimitPolicy,
         refusals: RefusalLog,
+        oidc: OidcService,
     ) -> None:
         self.refusals = refusals
+        self.oidc = oidc
         self.database = database
         self.auth = auth
         self.secret_key = secret_key
@@ -112,11 +124,18 @@ class InstallAccess:
         refusal to record is queued for :class:`RefusalLog`, so a refusal costs the same
         whether or not the token was ever real, and no one can flood the audit log.
         """
-        decision = await self.database.read(self.decide, org, registry, authorization, context)
+        verified: VerifiedToken | OidcRefused | None = None
+        secret = presented_secret(authorization)
+        if secret is not None and looks_like_jwt(secret):
+            # Verified off the event loop: the issuer's keys may have to be fetched.
+            verified = await anyio.to_thread.run_sync(self._verify, secret)
+        decision = await self.database.read(
+            self.decide, org, registry, authorization, context, verified
+        )
         if decision.registry is None:  # counted first: a client over its limit gets 429,
             await self.rate_limits.for_client(context.client_ip or "unknown")  # unrecorded
             self.settle(decision)
-            raise InstallUnauthorized()
+            raise InstallUnauthorized(decision.oidc_refusal)
         if decision.record_use:
             try:
                 await self.database.write(self.settle, decision)
@@ -129,13 +148,21 @@ class InstallAccess:
         return decision.registry
 
     def decide(
-        self, org: str, registry: str, authorization: str | None, context: RequestContext
+        self,
+        org: str,
+        registry: str,
+        authorization: str | None,
+        context: RequestContext,
+        verified: VerifiedToken | OidcRefused | None = None,
     ) -> InstallDecision:
         """Whether the presented credential may install from the registry: the one place
         this is decided. Reads only.
 
         A path whose organization or registry cannot be a slug names no registry: refused
-        before any database work, whatever the credentials, and never recorded."""
+        before any database work, whatever the credentials, and never recorded. An OIDC
+        token (a JWT, never one of our secrets) is verified first (``verified``: what
+        :meth:`authorize` found off the event loop; else here), then its registry's
+        policy decides."""
         if not (is_organization_slug(org) and is_registry_slug(registry)):
             return InstallDecision(org, registry, context, None)
         secret = presented_secret(authorization)
@@ -145,6 +172,8 @@ class InstallAccess:
         decision = InstallDecision(org, registry, context, found)
         if found is not None and found.public:
             return decision
+        if secret is not None and kind is None and looks_like_jwt(secret):
+            return self._oidc_decision(decision, secret, verified)
         if secret is not None and kind is SecretKind.REGISTRY_TOKEN:
             token = self.presented(secret)
             if token is not None:
@@ -160,10 +189,49 @@ class InstallAccess:
             return decision
         return replace(decision, registry=None)
 
+    def _verify(self, secret: str) -> VerifiedToken | OidcRefused:
+        try:
+            return self.oidc.verify(secret)
+        except OidcRefused as refused:
+            return refused
+
+    def _oidc_decision(
+        self,
+        decision: InstallDecision,
+        secret: str,
+        verified: VerifiedToken | OidcRefused | None,
+    ) -> InstallDecision:
+        if verified is None:
+            verified = self._verify(secret)
+        found = decision.registry
+        try:
+            if isinstance(verified, OidcRefused):
+                raise verified
+            grant = self.oidc.grant(
+                verified, found, decision.org, decision.registry_slug, Scope.READ_PACKAGES
+            )
+        except OidcRefused as refused:
+            return replace(decision, registry=None, oidc_refusal=refused, found=found)
+        return replace(decision, oidc=grant, record_use=self.oidc.use_unrecorded(grant))
+
     def settle(self, decision: InstallDecision) -> None:
         """What :meth:`decide` called for: a refusal queued to be recorded in the audit
         log (no I/O), or the token's last use written (at most once per interval; in a
-        write, see :meth:`authorize`)."""
+        write, see :meth:`authorize`). An OIDC token's first use is recorded once."""
+        if decision.oidc_refusal is not None:
+            self.oidc.refused(
+                decision.oidc_refusal,
+                decision.found,
+                decision.org,
+                decision.registry_slug,
+                "install",
+                decision.context,
+            )
+            return
+        if decision.oidc is not None:
+            if decision.record_use:
+                self.oidc.record_use(decision.oidc, decision.context, "install")
+            return
         token = decision.token
         if token is None:
             return

@@ -11,6 +11,9 @@ all. A full queue drops new records (counted in ``dropped`` and logged), as does
 batch the database refuses. At most ``REFUSALS_RECORDED_PER_TOKEN`` refusals of one token
 are recorded per rate-limit window, across processes (counted in the shared rate-limit
 store, also off the request path); later ones in the window are refused unrecorded.
+
+Refused OIDC tokens (``oidc``) wait in the same queue and are written by the same thread;
+their count is kept per sender and organization, since a made-up token is new every time.
 """
 
 import asyncio
@@ -34,7 +37,10 @@ from registry_tokens.audit.service import (
 from registry_tokens.db import Database
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.ids import new_id
+from registry_tokens.oidc.schemas import OidcRefusedUse
+from registry_tokens.oidc.service import record_refusal
 from registry_tokens.ratelimits.service import RateLimited, RateLimitPolicy
+from registry_tokens.registries.repository import RegistryRepository
 from registry_tokens.registry_tokens.repository import (
     PresentedCredential,
     RegistryTokenRepository,
@@ -75,7 +81,7 @@ class RefusalLog:
         self.gather_seconds = gather_seconds
         self.dropped = 0  # records lost to a full queue or a failed write
         self.unrecorded = 0  # refusals over their token's limit, on purpose
-        self._pending: deque[RefusedUse] = deque()
+        self._pending: deque[RefusedUse | OidcRefusedUse] = deque()
         self._changed = threading.Condition()  # guards _pending, _thread, _closing
         self._writing = threading.Lock()  # held while a batch is taken and written
         self._thread: threading.Thread | None = None
@@ -93,7 +99,21 @@ class RefusalLog:
         queued is bounded (the user agent is cut as the log cuts it)."""
         if context.user_agent is not None and len(context.user_agent) > MAX_USER_AGENT:
             context = replace(context, user_agent=context.user_agent[:MAX_USER_AGENT])
-        use = RefusedUse(token, refusal, requested_registry, context, new_id())
+        self._queue(RefusedUse(token, refusal, requested_registry, context, new_id()))
+
+    def add_oidc(self, use: OidcRefusedUse) -> None:
+        """Queues a refused OIDC token, as :meth:`add` does a registry token; one refused
+        at a path with no registry has no organization to be recorded in, and is not."""
+        if use.organization_id is None:
+            return
+        context = use.context
+        if context.user_agent is not None and len(context.user_agent) > MAX_USER_AGENT:
+            use = replace(
+                use, context=replace(context, user_agent=context.user_agent[:MAX_USER_AGENT])
+            )
+        self._queue(use)
+
+    def _queue(self, use: "RefusedUse | OidcRefusedUse") -> None:
         with self._changed:
             if len(self._pending) >= self.capacity:
                 self.dropped += 1
@@ -153,23 +173,28 @@ class RefusalLog:
             if closing:
                 return
 
-    def _take(self) -> list[RefusedUse]:
+    def _take(self) -> list[RefusedUse | OidcRefusedUse]:
         with self._changed:
             return [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
 
-    def _write(self, batch: list[RefusedUse]) -> None:
-        recorded = [use for use in batch if self._within_limit(use.token.id)]
+    def _write(self, batch: list[RefusedUse | OidcRefusedUse]) -> None:
+        recorded = [use for use in batch if self._within_limit(use)]
         self.unrecorded += len(batch) - len(recorded)
         if not recorded:
             return
+        tokens = [use for use in recorded if isinstance(use, RefusedUse)]
+        oidc = [use for use in recorded if isinstance(use, OidcRefusedUse)]
         try:
             with self.database.writing() as session:
-                existing = RegistryTokenRepository(session).existing(
-                    use.token.id for use in recorded
-                )
-                for use in recorded:
+                existing = RegistryTokenRepository(session).existing(use.token.id for use in tokens)
+                for use in tokens:
                     if use.token.id in existing:  # else its registry was deleted, and it too
                         _record(session, use)
+                registries = RegistryRepository(session)
+                for refused in oidc:
+                    registry = registries.get(refused.registry_id) if refused.registry_id else None
+                    if registry is not None:  # else deleted since, with its log's subject
+                        record_refusal(session, refused, registry.slug)
         except (SQLAlchemyError, OSError) as error:
             with self._changed:
                 self.dropped += len(recorded)
@@ -179,12 +204,20 @@ class RefusalLog:
                 len(recorded),
             )
 
-    def _within_limit(self, token_id: uuid.UUID) -> bool:
-        """Whether the token's refusals in this window leave room to record this one."""
+    def _within_limit(self, use: "RefusedUse | OidcRefusedUse") -> bool:
+        """Whether the token's refusals in this window (an OIDC token's: its sender's, in
+        that organization) leave room to record this one."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
+        if isinstance(use, RefusedUse):
+            counted = self.rate_limits.for_refused_token(use.token.id)
+        else:
+            assert use.organization_id is not None  # add_oidc queues no other
+            counted = self.rate_limits.for_refused_oidc(
+                use.organization_id, use.context.client_ip or "unknown"
+            )
         try:
-            self._loop.run_until_complete(self.rate_limits.for_refused_token(token_id))
+            self._loop.run_until_complete(counted)
         except RateLimited:
             return False
         return True

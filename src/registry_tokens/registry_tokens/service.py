@@ -123,7 +123,7 @@ class RegistryTokenService:
             token = RegistryToken(
                 registry_id=found.id,
                 secret_hash=hash_secret(self.secret_key, secret),
-                created_by_id=caller.user_id,
+                created_by_id=caller.user,
                 **fields,
             )
             token.updated_at = token.created_at

@@ -29,7 +29,7 @@ class UserService:
     def current(self, caller: Caller) -> User:
         caller.require(Scope.READ_USER)
         with self.database.reading() as session:
-            user = UserRepository(session).get(caller.user_id)
+            user = UserRepository(session).get(caller.user)
         if user is None:  # deleted between authentication and now
             raise Unauthenticated()
         return user
