@@ -154,7 +154,7 @@ class AuthService:
         """The caller's user's API access tokens, newest first, each with the slugs of the
         organizations it is limited to (the console's "API access tokens" page)."""
         tokens: dict[uuid.UUID, OwnToken] = {}
-        for row in self.database.fetch(OWN_TOKENS, user_id=caller.user_id):
+        for row in self.database.fetch(OWN_TOKENS, user_id=caller.user):
             token = tokens.setdefault(
                 row.id,
                 OwnToken(
@@ -175,7 +175,7 @@ class AuthService:
         """A new API access token for the caller's own user, limited to organizations the
         user belongs to (another one is "not found", as everywhere)."""
         with self.database.reading() as session:
-            user = UserRepository(session).get(caller.user_id)
+            user = UserRepository(session).get(caller.user)
         if user is None:
             raise Unauthenticated()
         slugs = list(dict.fromkeys(organization_slugs))
@@ -187,7 +187,7 @@ class AuthService:
         """Revokes one of the caller's user's tokens; anyone else's is "not found"."""
         with self.database.reading() as session:
             token = ApiAccessTokenRepository(session).get(token_id)
-        if token is None or token.user_id != caller.user_id:
+        if token is None or token.user_id != caller.user:
             raise NotFound("API access token")
         return self.revoke(token_id)
 
