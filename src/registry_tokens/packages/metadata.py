@@ -142,7 +142,7 @@ def read_distribution(path: Path, filename: str) -> Distribution:
         raise BadDistribution(f"the file cannot be read as a valid {kind}") from exc
 
 
-def _check_member_path(name: str) -> None:
+def check_member_path(name: str) -> None:
     posix = PurePosixPath(name)
     if (
         name.startswith(("/", "\\"))
@@ -222,7 +222,7 @@ def _read_wheel(path: Path, filename: str) -> Distribution:
             if len(members) > MAX_MEMBERS:
                 raise BadDistribution(_too_many_files("wheel"))
             for member in members:
-                _check_member_path(member.filename)
+                check_member_path(member.filename)
                 if stat.S_IFMT(member.external_attr >> 16) not in _ZIP_MEMBER_KINDS:
                     raise BadDistribution(
                         f"the wheel contains a link or special file: {member.filename!r}"
@@ -254,7 +254,7 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
         file_name, file_version = parse_sdist_filename(filename)
     except InvalidSdistFilename as exc:
         raise BadDistribution(f"{filename!r} is not a valid sdist file name") from exc
-    budget = _TarBudget()
+    budget = TarBudget()
     try:
         with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
             raw: bytes | None = None
@@ -262,9 +262,9 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
                 # The member's data (its size as pax may have set it) is skipped, that is
                 # decompressed, when the next member is read: counted before that.
                 budget.expand(member.size)
-                _check_member_path(member.name)
+                check_member_path(member.name)
                 if member.sparse is not None:
-                    raise _sparse(member.name)
+                    raise sparse_file(member.name)
                 if not (member.isfile() or member.isdir()):
                     raise BadDistribution(
                         f"the sdist contains a link or special file: {member.name!r}"
@@ -289,11 +289,11 @@ def _too_many_files(kind: str) -> str:
     return f"the {kind} has too many files (at most {MAX_MEMBERS})"
 
 
-def _sparse(name: str) -> BadDistribution:
+def sparse_file(name: str) -> BadDistribution:
     return BadDistribution(f"the sdist contains a sparse file: {name!r}")
 
 
-class _TarBudget:
+class TarBudget:
     """What one sdist may cost to read, charged header by header as ``tarfile`` reads them.
 
     :meth:`tarinfo` is the ``TarInfo`` class ``tarfile`` builds every header with: its
@@ -324,7 +324,7 @@ class _TarBudget:
             def _proc_gnusparse_10(
                 self, _next: tarfile.TarInfo, pax_headers: dict[str, str], _archive: object
             ) -> None:
-                raise _sparse(pax_headers.get("GNU.sparse.name", ""))
+                raise sparse_file(pax_headers.get("GNU.sparse.name", ""))
 
         return BudgetedTarInfo
 
@@ -332,7 +332,7 @@ class _TarBudget:
         self.expand(tarfile.BLOCKSIZE)
         if header.type == tarfile.GNUTYPE_SPARSE:
             # Its sparse map continues in extra header blocks tarfile reads with no bound.
-            raise _sparse(header.name)
+            raise sparse_file(header.name)
         if header.type not in _EXTENDED_TYPES:
             self.members += 1
             if self.members > MAX_MEMBERS:
