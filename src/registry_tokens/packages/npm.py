@@ -121,13 +121,13 @@ def version_problem(version: str) -> str | None:
 
 
 def tag_problem(tag: str) -> str | None:
+    if _RANGE_LIKE.fullmatch(tag):
+        return "Tag name must not be a valid SemVer range"
     if not _TAG.fullmatch(tag):
         return (
             f"{tag[:80]!r} is not a dist-tag: letters, digits, '.', '_' and '-', starting "
             "with a letter, at most 128 characters"
         )
-    if _RANGE_LIKE.fullmatch(tag):
-        return "Tag name must not be a valid SemVer range"
     return None
 
 

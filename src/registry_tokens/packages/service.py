@@ -486,6 +486,7 @@ class PackageService:
         package_id = new_id()
         placed = False
         filename = ""
+        package: Package | None = None
         try:
             with self.database.writing() as session:
                 found = _publishable(
@@ -499,6 +500,11 @@ class PackageService:
                 package = describe(package_id, found.id)
                 filename = package.filename
                 packages = PackageRepository(session)
+                dist_tags = DistTagRepository(session)
+                if package.kind == NPM_KIND and dist_tags.version(
+                    found.id, package.project, package.version
+                ):
+                    raise _version_published(package.version)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
                 identity = distribution_identity(filename)
@@ -508,15 +514,6 @@ class PackageService:
                 for existing in existing_files:
                     if distribution_identity(existing.filename) == identity:
                         raise _already_published(filename, existing.filename)
-                dist_tags = DistTagRepository(session)
-                if package.kind == NPM_KIND and dist_tags.version(
-                    found.id, package.project, package.version
-                ):
-                    raise AppError(
-                        "You cannot publish over the previously published versions: "
-                        f"{package.version}.",
-                        409,
-                    )
                 packages.add(package)
                 for tag in tags:
                     dist_tags.point(found.id, package.project, tag, package.id)
@@ -529,6 +526,8 @@ class PackageService:
             if is_foreign_key_violation(error):  # the registry is gone
                 raise NotFound("registry") from error
             if isinstance(error, IntegrityError):  # a concurrent publish of the same file
+                if package is not None and package.kind == NPM_KIND:
+                    raise _version_published(package.version) from error
                 raise _already_published(filename) from error
             raise
         return package, found
@@ -670,6 +669,11 @@ def _npm_package(
         )
 
     return describe
+
+
+def _version_published(version: str) -> AppError:
+    """npm's words (npmjs answers them with 403; a conflict is a 409 here)."""
+    return AppError(f"You cannot publish over the previously published versions: {version}.", 409)
 
 
 def _already_published(filename: str, as_filename: str | None = None) -> AppError:
