@@ -583,8 +583,8 @@ def test_dist_tags_and_a_deleted_version(
         ("stable", 1, 422, "JSON string"),
         ("2.x", "1.0.0", 422, "SemVer range"),
     ]
-    for tag, version, status, words in attempts:
-        response = package_client.put(f"{tags}/{tag}", headers=owner.auth(), json=version)
+    for tag, body, status, words in attempts:
+        response = package_client.put(f"{tags}/{tag}", headers=owner.auth(), json=body)
         assert_npm_error(response, status, words)
     assert_npm_error(package_client.delete(f"{tags}/latest", headers=owner.auth()), 422, "latest")
     assert_npm_error(package_client.delete(f"{tags}/nope", headers=owner.auth()), 404)
