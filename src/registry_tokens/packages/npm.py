@@ -207,7 +207,8 @@ def read_tarball(path: Path) -> NpmTarball:
     return NpmTarball(
         name=name,
         version=version,
-        manifest=json.dumps(kept, separators=(",", ":"), ensure_ascii=False),
+        # ASCII: a lone surrogate (valid JSON, not valid UTF-8) is stored escaped.
+        manifest=json.dumps(kept, separators=(",", ":")),
         description=description if isinstance(description, str) else None,
     )
 

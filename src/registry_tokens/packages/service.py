@@ -544,8 +544,10 @@ class PackageService:
         self, caller: Caller, org: str, registry: str, *, name: str | None, cursor: Cursor
     ) -> tuple[Window[Package], RegistryRow]:
         caller.require(Scope.READ_PACKAGES)
-        project = canonicalize_name(name) if name is not None else None
         found = visible_registry(self.database, caller, org, registry)
+        project = name
+        if name is not None and found.ecosystem != Ecosystem.JAVASCRIPT.value:
+            project = canonicalize_name(name)  # npm names are compared as they are
         with self.database.reading() as session:
             query = PackageRepository(session).listing(found.id, project)
             return fetch_window(session, query, Package.id, cursor), found

@@ -134,7 +134,7 @@ def _package_name(request: Request) -> str:
 
 def _json(content: Any, status: int = 200, media_type: str = "application/json") -> Response:
     response = Response(
-        json.dumps(content, separators=(",", ":"), ensure_ascii=False),
+        json.dumps(content, separators=(",", ":")),  # ASCII: escapes even lone surrogates
         status_code=status,
         media_type=media_type,
     )
