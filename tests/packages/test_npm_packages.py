@@ -637,3 +637,49 @@ def test_the_npmrc_the_console_shows() -> None:
     scoped = client_setup("https://p.example/o/r/npm/", token="bkpt_x", scope="@acme")
     assert scoped.npmrc[0] == "@acme:registry=https://p.example/o/r/npm/"
     assert scoped.npmrc[1] == "//p.example/o/r/npm/:_authToken=bkpt_x"
+
+
+def test_the_packages_api_lists_gets_copies_and_deletes_npm_packages(
+    package_server: Server, package_client: httpx.Client, package_seeder: Seeder, owner: Tenant
+) -> None:
+    # A lone surrogate is valid JSON but not UTF-8: stored and served escaped, never a 500.
+    published(package_client, owner, "under_score", "1.0.0", description="odd \ud800 text")
+    base = packages_path(owner.org, owner.registry)
+    listed = package_client.get(base, headers=owner.auth(), params={"name": "under_score"})
+    [item] = listed.json()["items"]
+    assert (item["name"], item["version"]) == ("under_score", "1.0.0")
+    assert item["metadata"]["filename"] == "under_score-1.0.0.tgz"
+    assert item["metadata"]["packagetype"] == "npm"
+    assert item["variant"] is None
+    fetched = package_client.get(item["url"], headers=owner.auth())
+    assert fetched.json() == item
+    document = package_client.get(npm_path(owner, "under_score"), headers=owner.auth())
+    assert document.status_code == 200, document.text
+    assert document.json()["versions"]["1.0.0"]["description"] == "odd \ud800 text"
+
+    # pip's door shows nothing of a javascript registry.
+    simple = package_client.get(f"/{owner.org}/{owner.registry}/pypi/simple/", headers=owner.auth())
+    assert simple.status_code == 404
+
+    # A copy into another javascript registry installs there; its latest is the release.
+    other = package_seeder.services.registries.create(
+        owner.org, "Node copy", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT
+    )
+    copied = package_client.post(
+        f"{base}/{item['id']}/copy", headers=owner.auth(), params={"to": other.slug}
+    )
+    assert copied.status_code == 200, copied.text
+    there = package_client.get(
+        f"/{owner.org}/{other.slug}/npm/under_score", headers=owner.auth()
+    ).json()
+    assert there["dist-tags"] == {"latest": "1.0.0"}
+    assert f"/{other.slug}/npm/under_score/-/" in there["versions"]["1.0.0"]["dist"]["tarball"]
+    again = package_client.post(
+        f"{base}/{item['id']}/copy", headers=owner.auth(), params={"to": other.slug}
+    )
+    assert_error(again, 409)
+
+    deleted = package_client.delete(item["url"], headers=owner.auth())
+    assert deleted.status_code == 200
+    gone = package_client.get(npm_path(owner, "under_score"), headers=owner.auth())
+    assert_npm_error(gone, 404)
