@@ -20,6 +20,7 @@ import stat
 import struct
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -254,28 +255,16 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
         file_name, file_version = parse_sdist_filename(filename)
     except InvalidSdistFilename as exc:
         raise BadDistribution(f"{filename!r} is not a valid sdist file name") from exc
-    budget = TarBudget()
     try:
-        with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
-            raw: bytes | None = None
-            for member in archive:
-                # The member's data (its size as pax may have set it) is skipped, that is
-                # decompressed, when the next member is read: counted before that.
-                budget.expand(member.size)
-                check_member_path(member.name)
-                if member.sparse is not None:
-                    raise sparse_file(member.name)
-                if not (member.isfile() or member.isdir()):
-                    raise BadDistribution(
-                        f"the sdist contains a link or special file: {member.name!r}"
-                    )
-                parts = PurePosixPath(member.name).parts
-                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                    if member.size > MAX_METADATA_BYTES:
-                        raise BadDistribution("the sdist's PKG-INFO is too large")
-                    extracted = archive.extractfile(member)
-                    if extracted is not None:
-                        raw = extracted.read()
+        raw: bytes | None = None
+        for archive, member in safe_tar_members(path, "sdist"):
+            parts = PurePosixPath(member.name).parts
+            if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                if member.size > MAX_METADATA_BYTES:
+                    raise BadDistribution("the sdist's PKG-INFO is too large")
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    raw = extracted.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BadDistribution("the file is not a valid sdist (.tar.gz) archive") from exc
     if raw is None:
@@ -283,6 +272,26 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
     name, version, requires_python, summary = _parse_metadata(raw, "the sdist's PKG-INFO")
     _agree(filename, name, version, file_name, file_version)
     return Distribution(name, version, "sdist", requires_python, summary)
+
+
+def safe_tar_members(path: Path, kind: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The members of the gzipped tar at ``path`` (an sdist, an npm tarball …), each one
+    refused unless safe to unpack (a plain path, no link, device or sparse file), and
+    all read under :class:`TarBudget`'s bounds. ``tarfile``'s own errors pass through."""
+    budget = TarBudget()
+    with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
+        for member in archive:
+            # The member's data (its size as pax may have set it) is skipped, that is
+            # decompressed, when the next member is read: counted before that.
+            budget.expand(member.size)
+            check_member_path(member.name)
+            if member.sparse is not None:
+                raise sparse_file(member.name)
+            if not (member.isfile() or member.isdir()):
+                raise BadDistribution(
+                    f"the {kind} contains a link or special file: {member.name!r}"
+                )
+            yield archive, member
 
 
 def _too_many_files(kind: str) -> str:

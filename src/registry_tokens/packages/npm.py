@@ -4,8 +4,8 @@ dist-tags, the tarball's own ``package/package.json`` and npm's publish document
 The tarball is the truth. Its ``package/package.json`` names the package and its version;
 the publish document (and the URL it was sent to) must agree with it, never the other way
 round. The tarball is inspected, never extracted, under the same bounds as an sdist
-(:class:`~registry_tokens.packages.metadata.TarBudget`: members, extended headers, the
-decompressed size) and refused if it holds an unsafe path, a link, a device or a sparse
+(:func:`~registry_tokens.packages.metadata.safe_tar_members`: members, extended headers,
+the decompressed size) and refused if it holds an unsafe path, a link, a device or a sparse
 file, since ``npm install`` unpacks it into a project.
 """
 
@@ -27,9 +27,7 @@ from registry_tokens.api.http import strict_json
 from registry_tokens.packages.metadata import (
     MAX_METADATA_BYTES,
     BadDistribution,
-    TarBudget,
-    check_member_path,
-    sparse_file,
+    safe_tar_members,
 )
 
 NPM_KIND = "npm"
@@ -214,29 +212,19 @@ def read_tarball(path: Path) -> NpmTarball:
 
 
 def _manifest_bytes(path: Path) -> bytes:
-    budget = TarBudget()
     found: bytes | None = None
     try:
-        with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
-            for member in archive:
-                budget.expand(member.size)
-                check_member_path(member.name)
-                if member.sparse is not None:
-                    raise sparse_file(member.name)
-                if not (member.isfile() or member.isdir()):
-                    raise BadNpmPackage(
-                        f"the tarball contains a link or special file: {member.name!r}"
-                    )
-                if member.name.removeprefix("./") != MANIFEST or not member.isfile():
-                    continue
-                if found is not None:  # tar keeps the last one; which would npm read?
-                    raise BadNpmPackage(f"the tarball has more than one {MANIFEST}")
-                if member.size > MAX_METADATA_BYTES:
-                    raise BadNpmPackage(
-                        f"the tarball's {MANIFEST} is too large (at most {MAX_METADATA_BYTES})"
-                    )
-                extracted = archive.extractfile(member)
-                found = extracted.read() if extracted is not None else b""
+        for archive, member in safe_tar_members(path, "tarball"):
+            if member.name.removeprefix("./") != MANIFEST or not member.isfile():
+                continue
+            if found is not None:  # tar keeps the last one; which would npm read?
+                raise BadNpmPackage(f"the tarball has more than one {MANIFEST}")
+            if member.size > MAX_METADATA_BYTES:
+                raise BadNpmPackage(
+                    f"the tarball's {MANIFEST} is too large (at most {MAX_METADATA_BYTES})"
+                )
+            extracted = archive.extractfile(member)
+            found = extracted.read() if extracted is not None else b""
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BadNpmPackage("the file is not a valid gzip-compressed tarball (.tgz)") from exc
     if found is None:
