@@ -683,3 +683,29 @@ def test_the_packages_api_lists_gets_copies_and_deletes_npm_packages(
     assert deleted.status_code == 200
     gone = package_client.get(npm_path(owner, "under_score"), headers=owner.auth())
     assert_npm_error(gone, 404)
+
+
+def test_a_presigned_upload_of_a_tgz_publishes_it(
+    package_client: httpx.Client, owner: Tenant
+) -> None:
+    """go-buildkite's ``PackagesService.Create`` flow: presign, post the file, finalize."""
+    base = packages_path(owner.org, owner.registry)
+    presigned = package_client.post(f"{base}/upload", headers=owner.auth())
+    assert presigned.status_code == 200, presigned.text
+    form = presigned.json()["form"]
+    filename = "presigned-1.2.3.tgz"
+    posted = package_client.post(
+        form["url"],
+        data=form["data"],
+        files={form["file_input"]: (filename, npm_tarball("presigned", "1.2.3"))},
+    )
+    assert posted.status_code == 204, posted.text
+    package_url = f"{form['url']}/{form['data']['key'].replace('${filename}', filename)}"
+    finalized = package_client.post(
+        base, headers=owner.auth(), files={"package_url": (None, package_url)}
+    )
+    assert finalized.status_code == 200, finalized.text
+    assert (finalized.json()["name"], finalized.json()["version"]) == ("presigned", "1.2.3")
+    document = package_client.get(npm_path(owner, "presigned"), headers=owner.auth()).json()
+    assert document["dist-tags"] == {"latest": "1.2.3"}
+    assert "shasum" in document["versions"]["1.2.3"]["dist"]
