@@ -28,7 +28,7 @@ from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
 from registry_tokens.packages.endpoints import uploads_router
-from registry_tokens.protocols import pypi
+from registry_tokens.protocols import npm, pypi
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
 from registry_tokens.secret_scanning.endpoints import router as secret_scanning_router
@@ -38,6 +38,8 @@ from registry_tokens.users.endpoints import router as users_router
 
 PACKAGE_UPLOAD_PATH = re.compile(r"/v2/packages/organizations/[^/]+/registries/[^/]+/packages")
 LEAK_REPORT_PATH = re.compile(r"/secret-scanning/github")
+# npm publish's document: the tarball in base64 (4 characters for every 3 bytes), and JSON.
+NPM_PUBLISH_PATH = re.compile(r"/[^/]+/[^/]+/npm/(?!-/).+")
 UPLOAD_TARGET = re.compile(re.escape(UPLOAD_TARGET_PATH))
 
 DESCRIPTION = """\
@@ -47,6 +49,11 @@ Authenticate with `Authorization: Bearer <API access token>`. Errors are JSON
 `{"message": "..."}`. A registry token's secret is returned once, by create, and is never
 shown again: only a keyed hash of it is stored.
 """
+
+
+def npm_publish_limit(settings: Settings) -> int:
+    """The largest npm publish document: the largest tarball in base64, and the JSON."""
+    return -(-settings.max_upload_bytes // 3) * 4 + settings.max_body_bytes
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -91,9 +98,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     ):
         app.include_router(router)
     # The package protocols and the console: plain Starlette routes beside the API,
-    # outside OpenAPI, and matched first (their paths, ``/{org}/{registry}/pypi/…`` and
-    # the console's under WEB_URL, are never the API's).
-    app.router.routes[0:0] = [*pypi.routes(), *console.routes(settings.web_base)]
+    # outside OpenAPI, and matched first (their paths, ``/{org}/{registry}/pypi/…``,
+    # ``/{org}/{registry}/npm/…`` and the console's under WEB_URL, are never the API's).
+    app.router.routes[0:0] = [*pypi.routes(), *npm.routes(), *console.routes(settings.web_base)]
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,
@@ -103,6 +110,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             # The file and the policy's fields: the file's own limit is the policy's.
             ("POST", UPLOAD_TARGET, settings.max_upload_bytes + settings.max_body_bytes),
             ("POST", LEAK_REPORT_PATH, settings.secret_scanning_max_body_bytes),
+            ("PUT", NPM_PUBLISH_PATH, npm_publish_limit(settings)),
         ],
     )
     # Outermost, for both doors: redirects stay on this server; HEAD is GET without a body.

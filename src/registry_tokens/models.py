@@ -5,7 +5,7 @@ from registry_tokens.auth.models import ApiAccessToken, ApiAccessTokenOrganizati
 from registry_tokens.db.base import Base
 from registry_tokens.oidc.models import OidcTokenUse
 from registry_tokens.organizations.models import Organization, OrganizationMembership
-from registry_tokens.packages.models import Package, StagedUpload
+from registry_tokens.packages.models import Package, PackageDistTag, StagedUpload
 from registry_tokens.ratelimits.models import RateLimitCounter
 from registry_tokens.registries.models import Registry
 from registry_tokens.registry_tokens.models import RegistryToken, RetiredSecret
@@ -22,6 +22,7 @@ __all__ = [
     "Organization",
     "OrganizationMembership",
     "Package",
+    "PackageDistTag",
     "RateLimitCounter",
     "Registry",
     "RegistryToken",

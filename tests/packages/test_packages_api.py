@@ -422,29 +422,27 @@ def test_a_publish_needs_the_file_field(
     before.assert_unchanged()
 
 
-def test_publishing_to_a_non_python_registry_is_422(
+def test_publishing_to_a_registry_that_takes_no_such_file_is_422(
     package_server: Server,
     package_client: httpx.Client,
     package_seeder: Seeder,
     owner: Tenant,
     dist: Path,
 ) -> None:
-    javascript = package_seeder.services.registries.create(
-        owner.org, "Node", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT
-    )
+    """Python registries take wheels and sdists, javascript ones npm tarballs (see
+    ``test_npm_packages.py``), and the other ecosystems nothing yet."""
     files = stored_files(storage_dir(package_server))
-    response = publish(
-        package_client,
-        owner.org,
-        javascript.slug,
-        owner.tokens["rw"],
-        build_wheel(dist, "hello-pkg", "1.0.0"),
-    )
-    assert_error(response, 422, "python")
-    listed = package_client.get(packages_path(owner.org, javascript.slug), headers=owner.auth())
-    assert listed.status_code == 200
-    assert listed.json()["items"] == []
-    assert stored_files(storage_dir(package_server)) == files
+    wheel = build_wheel(dist, "hello-pkg", "1.0.0")
+    for ecosystem, words in ((Ecosystem.JAVASCRIPT, "npm tarballs"), (Ecosystem.RUBY, "python")):
+        other = package_seeder.services.registries.create(
+            owner.org, f"Other {ecosystem}", slug=unique("other"), ecosystem=ecosystem
+        )
+        response = publish(package_client, owner.org, other.slug, owner.tokens["rw"], wheel)
+        assert_error(response, 422, words)
+        listed = package_client.get(packages_path(owner.org, other.slug), headers=owner.auth())
+        assert listed.status_code == 200
+        assert listed.json()["items"] == []
+        assert stored_files(storage_dir(package_server)) == files
 
 
 def test_a_file_over_the_upload_limit_is_413(small_limit_server: Server, tmp_path: Path) -> None:

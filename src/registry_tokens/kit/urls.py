@@ -147,6 +147,10 @@ class Urls:
             return None
         return uuid.UUID(matched[1]), matched[2]
 
+    def npm_registry(self, org: str, registry: str) -> str:
+        """The npm registry URL of a registry (``.npmrc``'s ``registry=``), with its slash."""
+        return f"{self.api}/{quote(org)}/{quote(registry)}/npm/"
+
     def audit_events(self, org: str) -> str:
         return f"{self.api}/v2/packages/organizations/{quote(org)}/audit-events"
 

@@ -1,4 +1,4 @@
-"""The Packages API (publish, list, get, delete) for Python registries."""
+"""The Packages API (publish, list, get, delete) for Python and JavaScript registries."""
 
 from typing import Annotated
 
@@ -72,7 +72,8 @@ _UPLOAD_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "The wheel or sdist",
+                            "description": "The wheel or sdist (python registries), or "
+                            "the npm tarball (javascript registries)",
                         },
                         "package_url": {
                             "type": "string",
@@ -92,8 +93,10 @@ _UPLOAD_BODY = {
     operation_id="publishPackage",
     summary="Publish a package",
     description="Required scope: `write_packages`. Multipart form field `file`: a wheel "
-    "(`.whl`) or an sdist (`.tar.gz`); or, instead, `package_url`: the URL of a file "
-    "uploaded through a presigned upload. Name and version come from the file's own metadata.",
+    "(`.whl`) or an sdist (`.tar.gz`) for a python registry, an npm tarball (`.tgz`) for a "
+    "javascript one; or, instead, `package_url`: the URL of a file uploaded through a "
+    "presigned upload. Name and version come from the file's own metadata (a tarball's "
+    "`package/package.json`).",
     response_model=PackageOut,
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503, 507),
     openapi_extra=_UPLOAD_BODY,

@@ -20,6 +20,7 @@ import stat
 import struct
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -142,7 +143,7 @@ def read_distribution(path: Path, filename: str) -> Distribution:
         raise BadDistribution(f"the file cannot be read as a valid {kind}") from exc
 
 
-def _check_member_path(name: str) -> None:
+def check_member_path(name: str) -> None:
     posix = PurePosixPath(name)
     if (
         name.startswith(("/", "\\"))
@@ -222,7 +223,7 @@ def _read_wheel(path: Path, filename: str) -> Distribution:
             if len(members) > MAX_MEMBERS:
                 raise BadDistribution(_too_many_files("wheel"))
             for member in members:
-                _check_member_path(member.filename)
+                check_member_path(member.filename)
                 if stat.S_IFMT(member.external_attr >> 16) not in _ZIP_MEMBER_KINDS:
                     raise BadDistribution(
                         f"the wheel contains a link or special file: {member.filename!r}"
@@ -254,28 +255,16 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
         file_name, file_version = parse_sdist_filename(filename)
     except InvalidSdistFilename as exc:
         raise BadDistribution(f"{filename!r} is not a valid sdist file name") from exc
-    budget = _TarBudget()
     try:
-        with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
-            raw: bytes | None = None
-            for member in archive:
-                # The member's data (its size as pax may have set it) is skipped, that is
-                # decompressed, when the next member is read: counted before that.
-                budget.expand(member.size)
-                _check_member_path(member.name)
-                if member.sparse is not None:
-                    raise _sparse(member.name)
-                if not (member.isfile() or member.isdir()):
-                    raise BadDistribution(
-                        f"the sdist contains a link or special file: {member.name!r}"
-                    )
-                parts = PurePosixPath(member.name).parts
-                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                    if member.size > MAX_METADATA_BYTES:
-                        raise BadDistribution("the sdist's PKG-INFO is too large")
-                    extracted = archive.extractfile(member)
-                    if extracted is not None:
-                        raw = extracted.read()
+        raw: bytes | None = None
+        for archive, member in safe_tar_members(path, "sdist"):
+            parts = PurePosixPath(member.name).parts
+            if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                if member.size > MAX_METADATA_BYTES:
+                    raise BadDistribution("the sdist's PKG-INFO is too large")
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    raw = extracted.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BadDistribution("the file is not a valid sdist (.tar.gz) archive") from exc
     if raw is None:
@@ -285,15 +274,35 @@ def _read_sdist(path: Path, filename: str) -> Distribution:
     return Distribution(name, version, "sdist", requires_python, summary)
 
 
+def safe_tar_members(path: Path, kind: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The members of the gzipped tar at ``path`` (an sdist, an npm tarball …), each one
+    refused unless safe to unpack (a plain path, no link, device or sparse file), and
+    all read under :class:`TarBudget`'s bounds. ``tarfile``'s own errors pass through."""
+    budget = TarBudget()
+    with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
+        for member in archive:
+            # The member's data (its size as pax may have set it) is skipped, that is
+            # decompressed, when the next member is read: counted before that.
+            budget.expand(member.size)
+            check_member_path(member.name)
+            if member.sparse is not None:
+                raise sparse_file(member.name)
+            if not (member.isfile() or member.isdir()):
+                raise BadDistribution(
+                    f"the {kind} contains a link or special file: {member.name!r}"
+                )
+            yield archive, member
+
+
 def _too_many_files(kind: str) -> str:
     return f"the {kind} has too many files (at most {MAX_MEMBERS})"
 
 
-def _sparse(name: str) -> BadDistribution:
+def sparse_file(name: str) -> BadDistribution:
     return BadDistribution(f"the sdist contains a sparse file: {name!r}")
 
 
-class _TarBudget:
+class TarBudget:
     """What one sdist may cost to read, charged header by header as ``tarfile`` reads them.
 
     :meth:`tarinfo` is the ``TarInfo`` class ``tarfile`` builds every header with: its
@@ -324,7 +333,7 @@ class _TarBudget:
             def _proc_gnusparse_10(
                 self, _next: tarfile.TarInfo, pax_headers: dict[str, str], _archive: object
             ) -> None:
-                raise _sparse(pax_headers.get("GNU.sparse.name", ""))
+                raise sparse_file(pax_headers.get("GNU.sparse.name", ""))
 
         return BudgetedTarInfo
 
@@ -332,7 +341,7 @@ class _TarBudget:
         self.expand(tarfile.BLOCKSIZE)
         if header.type == tarfile.GNUTYPE_SPARSE:
             # Its sparse map continues in extra header blocks tarfile reads with no bound.
-            raise _sparse(header.name)
+            raise sparse_file(header.name)
         if header.type not in _EXTENDED_TYPES:
             self.members += 1
             if self.members > MAX_MEMBERS:

@@ -6,7 +6,7 @@ from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from registry_tokens.db.queries import Query
-from registry_tokens.packages.models import Package, StagedUpload
+from registry_tokens.packages.models import Package, PackageDistTag, StagedUpload
 
 
 class PackageRepository:
@@ -136,3 +136,99 @@ PROJECTS = Query(
     .order_by(Package.project),
     Project,
 )
+
+
+class NpmVersion(NamedTuple):
+    """A version of an npm package, as its packument lists it."""
+
+    id: uuid.UUID
+    version: str
+    filename: str
+    created_at: datetime
+    size: int
+    sha512: str
+    sha1: str | None
+    manifest: str | None
+
+
+# "The versions of this npm package in this registry": the whole of its packument but the
+# dist-tags, in one query.
+NPM_VERSIONS = Query(
+    select(
+        Package.id.label("id"),
+        Package.version.label("version"),
+        Package.filename.label("filename"),
+        Package.created_at.label("created_at"),
+        Package.size.label("size"),
+        Package.sha512.label("sha512"),
+        Package.sha1.label("sha1"),
+        Package.manifest.label("manifest"),
+    )
+    .where(Package.registry_id == bindparam("registry_id"))
+    .where(Package.project == bindparam("project"))
+    .where(Package.kind == "npm")
+    .order_by(Package.created_at, Package.id),
+    NpmVersion,
+)
+
+
+class DistTag(NamedTuple):
+    tag: str
+    version: str
+
+
+# "The dist-tags of this npm package in this registry, and the versions they name."
+DIST_TAGS = Query(
+    select(PackageDistTag.tag.label("tag"), Package.version.label("version"))
+    .join(Package, Package.id == PackageDistTag.package_id)
+    .where(PackageDistTag.registry_id == bindparam("registry_id"))
+    .where(PackageDistTag.project == bindparam("project"))
+    .order_by(PackageDistTag.tag),
+    DistTag,
+)
+
+
+class DistTagRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def version(self, registry_id: uuid.UUID, project: str, version: str) -> Package | None:
+        return self.session.scalar(
+            select(Package).where(
+                Package.registry_id == registry_id,
+                Package.project == project,
+                Package.version == version,
+                Package.kind == "npm",
+            )
+        )
+
+    def point(self, registry_id: uuid.UUID, project: str, tag: str, package_id: uuid.UUID) -> None:
+        """Makes ``tag`` name the package: moved if it exists, else added."""
+        existing = self.session.scalar(
+            select(PackageDistTag).where(
+                PackageDistTag.registry_id == registry_id,
+                PackageDistTag.project == project,
+                PackageDistTag.tag == tag,
+            )
+        )
+        if existing is not None:
+            existing.package_id = package_id
+        else:
+            self.session.add(
+                PackageDistTag(
+                    registry_id=registry_id, project=project, tag=tag, package_id=package_id
+                )
+            )
+        self.session.flush()
+
+    def remove(self, registry_id: uuid.UUID, project: str, tag: str) -> bool:
+        removed = self.session.execute(
+            delete(PackageDistTag)
+            .where(
+                PackageDistTag.registry_id == registry_id,
+                PackageDistTag.project == project,
+                PackageDistTag.tag == tag,
+            )
+            .returning(PackageDistTag.id)
+        ).first()
+        return removed is not None

@@ -1,4 +1,5 @@
-"""Publishing, listing, reading and deleting packages through the Packages API."""
+"""Publishing, listing, reading and deleting packages: the Packages API's rules, and
+npm's (publish documents, dist-tags, packuments), for every door that publishes or reads."""
 
 import builtins
 import uuid
@@ -27,9 +28,27 @@ from registry_tokens.packages.metadata import (
     read_distribution,
 )
 from registry_tokens.packages.models import Package, StagedUpload
+from registry_tokens.packages.npm import (
+    NPM_KIND,
+    BadNpmPackage,
+    NpmTarball,
+    decoded_chunks,
+    file_sha1,
+    highest,
+    integrity,
+    read_publish,
+    read_tarball,
+    valid_name,
+    valid_tag,
+    valid_version,
+)
 from registry_tokens.packages.repository import (
+    DIST_TAGS,
+    NPM_VERSIONS,
     PROJECT_FILES,
     PROJECTS,
+    DistTagRepository,
+    NpmVersion,
     PackageRepository,
     ProjectFile,
     StagedUploadRepository,
@@ -87,23 +106,154 @@ class PackageService:
         self.clock = clock
         self.upload_expiry = upload_expiry
 
-    def may_publish(self, caller: Caller, org: str, registry: str) -> None:
+    def may_publish(self, caller: Caller, org: str, registry: str) -> RegistryRow:
         """Refuses a publish before a byte of the upload is stored."""
         caller.require(Scope.WRITE_PACKAGES)
-        _publishable(visible_registry(self.database, caller, org, registry))
+        return _publishable(visible_registry(self.database, caller, org, registry))
 
     def publish(
         self, caller: Caller, org: str, registry: str, upload: BinaryIO, filename: str
     ) -> tuple[Package, RegistryRow]:
-        self.may_publish(caller, org, registry)
+        found = self.may_publish(caller, org, registry)
         try:
             staged = self.files.stage(upload, self.max_upload_bytes)
         except ValueError as exc:
             raise AppError(f"The package file is too large: {exc}", 413) from exc
         try:
-            return self._publish_staged(caller, org, registry, staged, filename)
+            return self._publish_staged(caller, org, found, staged, filename)
         finally:
             self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def publish_npm(
+        self, caller: Caller, org: str, registry: str, name: str, document: object
+    ) -> tuple[Package, RegistryRow]:
+        """``npm publish``: the document's one version, from its one attachment. The
+        tarball's own package.json must name the package and version the document and
+        its URL name; the document's integrity and length, when given, must be the
+        attachment's. ``latest`` (or the tag npm was given) then names the version."""
+        found = self.may_publish(caller, org, registry)
+        if found.ecosystem != Ecosystem.JAVASCRIPT.value:
+            raise _not_npm(found)
+        try:
+            request = read_publish(document, name)
+        except BadNpmPackage as exc:
+            raise AppError(f"Validation failed: {exc}", 422) from exc
+        staging = self.files.staging(self.max_upload_bytes)
+        try:
+            for chunk in decoded_chunks(request.attachment):
+                staging.write(chunk)
+            staged = staging.finish()
+        except BadNpmPackage as exc:
+            staging.abandon()
+            raise AppError(f"Validation failed: {exc}", 422) from exc
+        except ValueError as exc:
+            staging.abandon()
+            raise AppError(f"The package file is too large: {exc}", 413) from exc
+        except BaseException:
+            staging.abandon()
+            raise
+        try:
+            tarball = _read_npm(staged)
+            problems = []
+            if (tarball.name, tarball.version) != (request.name, request.version):
+                problems.append(
+                    f"the tarball's package.json is {tarball.name}@{tarball.version}, "
+                    f"not {request.name}@{request.version} as the publish document says"
+                )
+            if request.length is not None and request.length != staged.size:
+                problems.append(
+                    f"the attachment is {staged.size} bytes, not {request.length} as declared"
+                )
+            if request.integrity is not None and request.integrity != integrity(staged.sha512):
+                problems.append("the attachment does not match the version's dist.integrity")
+            sha1 = file_sha1(staged.path)
+            if request.shasum is not None and request.shasum != sha1:
+                problems.append("the attachment does not match the version's dist.shasum")
+            if problems:
+                raise AppError(f"Validation failed: {'; '.join(problems)}", 422)
+            return self._place(
+                caller,
+                org,
+                registry,
+                staged,
+                _npm_package(caller, staged, tarball, sha1),
+                tags=(request.tag,),
+            )
+        finally:
+            self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def npm_versions(self, registry: RegistryRow, name: str) -> "builtins.list[NpmVersion]":
+        """The versions of an npm package an install may read (access already decided)."""
+        _npm_registry(registry)
+        rows = self.database.fetch(NPM_VERSIONS, registry_id=registry.id, project=name)
+        if not rows:
+            raise NotFound("package")
+        return rows
+
+    def npm_dist_tags(
+        self, registry: RegistryRow, name: str, versions: "builtins.list[NpmVersion] | None" = None
+    ) -> dict[str, str]:
+        """The package's dist-tags; ``latest`` is always there: when no tag is stored (its
+        version was deleted, or it came by a copy), it is the highest release."""
+        listed = versions if versions is not None else self.npm_versions(registry, name)
+        tags = {
+            row.tag: row.version
+            for row in self.database.fetch(DIST_TAGS, registry_id=registry.id, project=name)
+        }
+        if "latest" not in tags:
+            fallback = highest([row.version for row in listed])
+            if fallback is not None:
+                tags["latest"] = fallback
+        return dict(sorted(tags.items()))
+
+    def npm_file(self, registry: RegistryRow, name: str, filename: str) -> tuple[Package, Path]:
+        """An npm tarball an install may download (by its stored name), and its path."""
+        _npm_registry(registry)
+        with self.database.reading() as session:
+            package = PackageRepository(session).get_by_filename(registry.id, filename)
+        if package is None or package.kind != NPM_KIND or package.project != name:
+            raise NotFound("file")
+        return package, self.files.path_for(package.sha256, package.id)
+
+    def tag_npm_version(
+        self, caller: Caller, org: str, registry: str, name: str, tag: str, version: object
+    ) -> None:
+        """``npm dist-tag add``: ``tag`` names ``version`` (an existing one) from now on."""
+        found = self.may_publish(caller, org, registry)
+        _npm_registry(found)
+        try:
+            valid_name(name)
+            valid_tag(tag)
+            if not isinstance(version, str):
+                raise BadNpmPackage('send the version to tag as a JSON string, e.g. "1.0.0"')
+            valid_version(version)
+        except BadNpmPackage as exc:
+            raise AppError(f"Validation failed: {exc}", 422) from exc
+        try:
+            with self.database.writing() as session:
+                tags = DistTagRepository(session)
+                package = tags.version(found.id, name, version)
+                if package is None:
+                    raise NotFound(f"version {version} of {name}")
+                tags.point(found.id, name, tag, package.id)
+        except IntegrityError as error:  # another request added the same tag first
+            if is_foreign_key_violation(error):
+                raise NotFound("package") from error
+            raise AppError(f"The dist-tag {tag} is being changed; please retry", 409) from error
+
+    def untag_npm(self, caller: Caller, org: str, registry: str, name: str, tag: str) -> None:
+        """``npm dist-tag rm``. ``latest`` stays: point it at another version instead."""
+        found = self.may_publish(caller, org, registry)
+        _npm_registry(found)
+        if tag == "latest":
+            raise AppError(
+                "Validation failed: the latest dist-tag cannot be removed; point it at "
+                "another version with npm dist-tag add",
+                422,
+            )
+        with self.database.writing() as session:
+            if not DistTagRepository(session).remove(found.id, name, tag):
+                raise NotFound(f"dist-tag {tag} of {name}")
 
     def presign(self, caller: Caller, org: str, registry: str) -> PresignedUpload:
         """A signed policy for one upload to our upload target, bound to this registry
@@ -227,7 +377,7 @@ class PackageService:
         try:
             if taken.expires_at <= self.clock():
                 raise AppError("The staged upload has expired: upload the file again", 422)
-            return self._publish_staged(caller, org, registry, staged, filename)
+            return self._publish_staged(caller, org, found, staged, filename)
         finally:
             self.files.discard(staged)  # a no-op once the file was moved into place
 
@@ -240,8 +390,20 @@ class PackageService:
         return len(names)
 
     def _publish_staged(
-        self, caller: Caller, org: str, registry: str, staged: StagedFile, filename: str
+        self, caller: Caller, org: str, registry: RegistryRow, staged: StagedFile, filename: str
     ) -> tuple[Package, RegistryRow]:
+        if registry.ecosystem == Ecosystem.JAVASCRIPT.value:
+            # Name and version from its package.json; ``latest`` follows, as npm publish.
+            if not filename.endswith(".tgz"):
+                raise AppError(
+                    "Validation failed: only npm tarballs (.tgz, as npm pack makes them) can "
+                    "be published to a javascript registry",
+                    422,
+                )
+            tarball = _read_npm(staged)
+            sha1 = file_sha1(staged.path)
+            describe_npm = _npm_package(caller, staged, tarball, sha1)
+            return self._place(caller, org, registry.slug, staged, describe_npm, tags=("latest",))
         try:
             distribution = read_distribution(staged.path, filename)
         except BadDistribution as exc:
@@ -264,7 +426,7 @@ class PackageService:
                 uploaded_by_id=caller.user_id,
             )
 
-        return self._place(caller, org, registry, staged, describe)
+        return self._place(caller, org, registry.slug, staged, describe)
 
     def copy(
         self, caller: Caller, org: str, registry: str, package_id: str, to: str
@@ -315,12 +477,16 @@ class PackageService:
         registry: str,
         staged: StagedFile,
         describe: Callable[[uuid.UUID, uuid.UUID], Package],
+        *,
+        tags: tuple[str, ...] = (),
     ) -> tuple[Package, RegistryRow]:
         """Adds a package whose file is staged: the registry is held, the file name and
-        its other spellings checked, the file placed, then the row committed."""
+        its other spellings checked (for npm, its version), the file placed, then the row
+        committed, with the dist-tags ``tags`` naming it."""
         package_id = new_id()
         placed = False
         filename = ""
+        package: Package | None = None
         try:
             with self.database.writing() as session:
                 found = _publishable(
@@ -334,6 +500,11 @@ class PackageService:
                 package = describe(package_id, found.id)
                 filename = package.filename
                 packages = PackageRepository(session)
+                dist_tags = DistTagRepository(session)
+                if package.kind == NPM_KIND and dist_tags.version(
+                    found.id, package.project, package.version
+                ):
+                    raise _version_published(package.version)
                 if packages.get_by_filename(found.id, filename) is not None:
                     raise _already_published(filename)
                 identity = distribution_identity(filename)
@@ -344,6 +515,8 @@ class PackageService:
                     if distribution_identity(existing.filename) == identity:
                         raise _already_published(filename, existing.filename)
                 packages.add(package)
+                for tag in tags:
+                    dist_tags.point(found.id, package.project, tag, package.id)
                 # The file is in place before the row that names it is committed.
                 self.files.commit(staged, package_id)
                 placed = True
@@ -353,6 +526,8 @@ class PackageService:
             if is_foreign_key_violation(error):  # the registry is gone
                 raise NotFound("registry") from error
             if isinstance(error, IntegrityError):  # a concurrent publish of the same file
+                if package is not None and package.kind == NPM_KIND:
+                    raise _version_published(package.version) from error
                 raise _already_published(filename) from error
             raise
         return package, found
@@ -369,8 +544,10 @@ class PackageService:
         self, caller: Caller, org: str, registry: str, *, name: str | None, cursor: Cursor
     ) -> tuple[Window[Package], RegistryRow]:
         caller.require(Scope.READ_PACKAGES)
-        project = canonicalize_name(name) if name is not None else None
         found = visible_registry(self.database, caller, org, registry)
+        project = name
+        if name is not None and found.ecosystem != Ecosystem.JAVASCRIPT.value:
+            project = canonicalize_name(name)  # npm names are compared as they are
         with self.database.reading() as session:
             query = PackageRepository(session).listing(found.id, project)
             return fetch_window(session, query, Package.id, cursor), found
@@ -428,13 +605,77 @@ class PackageService:
 
 
 def _publishable(registry: RegistryRow) -> RegistryRow:
-    if registry.ecosystem != Ecosystem.PYTHON.value:
+    if registry.ecosystem not in (Ecosystem.PYTHON.value, Ecosystem.JAVASCRIPT.value):
         raise AppError(
             f"Validation failed: this is a {registry.ecosystem} registry; only python "
-            "registries accept wheels and sdists",
+            "registries (wheels and sdists) and javascript ones (npm tarballs) accept packages",
             422,
         )
     return registry
+
+
+def _not_npm(registry: RegistryRow) -> AppError:
+    return AppError(
+        f"Validation failed: this is a {registry.ecosystem} registry; npm publishes only to "
+        "javascript registries",
+        422,
+    )
+
+
+def _npm_registry(registry: RegistryRow) -> None:
+    """npm's door serves javascript registries only: another is no npm registry at all."""
+    if registry.ecosystem != Ecosystem.JAVASCRIPT.value:
+        raise NotFound("package")
+
+
+def _read_npm(staged: StagedFile) -> NpmTarball:
+    try:
+        tarball = read_tarball(staged.path)
+    except BadDistribution as exc:
+        raise AppError(f"Validation failed: {exc}", 422) from exc
+    if len(tarball.filename) > 255:
+        raise AppError(
+            "Validation failed: the package's name and version together are too long "
+            "(at most 250 characters)",
+            422,
+        )
+    return tarball
+
+
+def _npm_package(
+    caller: Caller, staged: StagedFile, tarball: NpmTarball, sha1: str
+) -> Callable[[uuid.UUID, uuid.UUID], Package]:
+    summary = tarball.description
+    if summary is not None:
+        summary = " ".join(summary.split())
+        if not summary or len(summary) > 512 or not summary.isprintable():
+            summary = None
+
+    def describe(package_id: uuid.UUID, registry_id: uuid.UUID) -> Package:
+        return Package(
+            id=package_id,
+            registry_id=registry_id,
+            project=tarball.name,
+            name=tarball.name,
+            version=tarball.version,
+            filename=tarball.filename,
+            kind=NPM_KIND,
+            requires_python=None,
+            summary=summary,
+            size=staged.size,
+            sha256=staged.sha256,
+            sha512=staged.sha512,
+            sha1=sha1,
+            manifest=tarball.manifest,
+            uploaded_by_id=caller.user_id,
+        )
+
+    return describe
+
+
+def _version_published(version: str) -> AppError:
+    """npm's words (npmjs answers them with 403; a conflict is a 409 here)."""
+    return AppError(f"You cannot publish over the previously published versions: {version}.", 409)
 
 
 def _already_published(filename: str, as_filename: str | None = None) -> AppError:

@@ -7,20 +7,19 @@ decision (``registry_tokens.access``) before anything about the registry is show
 
 import html
 import json
-import os
-from collections.abc import Iterator
 from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.packages.repository import ProjectFile
-from registry_tokens.packages.storage import CHUNK
+from registry_tokens.protocols.downloads import file_response
 from registry_tokens.registries.repository import RegistryRow
+from registry_tokens.registries.service import Ecosystem
 from registry_tokens.services import Services
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -33,12 +32,15 @@ def _services(request: Request) -> Services:
 
 
 async def _authorized(request: Request, services: Services) -> RegistryRow:
-    return await services.install.authorize(
+    registry = await services.install.authorize(
         request.path_params["org"],
         request.path_params["registry"],
         request.headers.get("authorization"),
         RequestContext.of(request, services.settings.trusted_proxy_networks),
     )
+    if registry.ecosystem != Ecosystem.PYTHON.value:  # its packages are not pip's to see
+        raise NotFound("project")
+    return registry
 
 
 def _negotiated(request: Request) -> str:
@@ -91,28 +93,7 @@ async def download(request: Request) -> Response:
         request.path_params["package_id"],
         request.path_params["filename"],
     )
-    try:
-        # Opened before answering: a delete racing this download unlinks the name, but the
-        # open file stays readable to the end, so the client gets all of it or a 404.
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise NotFound("file") from None
-    size = os.fstat(handle.fileno()).st_size
-
-    def chunks() -> Iterator[bytes]:
-        with handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
-
-    return StreamingResponse(
-        chunks(),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="{package.filename}"',
-            "Cache-Control": "private, no-store",
-        },
-    )
+    return file_response(path, package.filename)
 
 
 def routes() -> list[BaseRoute]:

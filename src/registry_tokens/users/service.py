@@ -4,6 +4,8 @@ the console with a password."""
 from collections.abc import Callable
 from datetime import datetime
 
+import uuid
+
 from sqlalchemy.exc import IntegrityError
 
 from registry_tokens.db import Database
@@ -33,6 +35,13 @@ class UserService:
         if user is None:  # deleted between authentication and now
             raise Unauthenticated()
         return user
+
+    def email_of(self, user_id: uuid.UUID) -> str | None:
+        """Who an authenticated caller is, as package clients print it (``npm whoami``):
+        no scope needed, the caller is asking about itself."""
+        with self.database.reading() as session:
+            user = UserRepository(session).get(user_id)
+        return user.email if user is not None else None
 
     def create(self, name: str, email: str, avatar_url: str | None = None) -> User:
         name = validation.require_text("name", name, max_length=255)
