@@ -164,7 +164,7 @@ async def whoami(request: Request) -> Response:
     elif kind is SecretKind.API_ACCESS_TOKEN:
         caller = await services.database.read(services.auth.identify, secret)
         if caller is not None:
-            username = await services.database.read(services.users.email_of, caller.user_id)
+            username = await services.database.read(services.users.email_of, caller.user)
     if username is None:  # a public registry needs no credentials, but then there is no one
         raise AppError(UNAUTHORIZED, 401)
     return _json({"username": username})

@@ -1,10 +1,9 @@
 """Users: created by administrators, read by the API as "the calling user", signed in to
 the console with a password."""
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
-
-import uuid
 
 from sqlalchemy.exc import IntegrityError
 
