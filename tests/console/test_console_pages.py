@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from registry_tokens.kit.pagination import PageRequest
+from registry_tokens.registries.requests import Ecosystem
 from tests.console.conftest import csrf_of, post_form, sign_in, web_path
 from tests.distributions import build_wheel
 from tests.harness import InProcessServer, Seeder, Tenant
@@ -515,3 +516,26 @@ def test_audit_log_filters_and_pages(
     assert browser.get(f"{log}?registry=nope").status_code == 422
     assert browser.get(f"{log}?token=nope").status_code == 422
     assert browser.get(f"{log}?before=nope").status_code == 422
+
+
+def test_a_javascript_registry_shows_the_npmrc_lines(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    registry = console_seeder.services.registries.create(
+        member.org, "JS", slug=f"js-{uuid.uuid4().hex[:6]}", ecosystem=Ecosystem.JAVASCRIPT
+    )
+    sign_in(browser, member.email)
+    host = console_server.base_url.split("://", 1)[1]
+    npm_path = f"{host}/{member.org}/{registry.slug}/npm/"
+    page = browser.get(web_path(member.org, registry.slug))
+    assert "Install with npm" in page.text
+    assert f"registry=http://{npm_path}" in page.text
+    assert f"//{npm_path}:_authToken=${{REGISTRY_TOKEN}}" in page.text
+    assert "npm publish --registry" in page.text
+    assert "pip install" not in page.text
+    tokens_page = web_path(member.org, registry.slug) + "/tokens"
+    created = post_form(browser, tokens_page, tokens_page, {"description": "npm ci"})
+    secret = re.search(r"bkpt_[0-9A-Za-z]{36}", created.text)
+    assert secret is not None
+    assert f"//{npm_path}:_authToken={secret[0]}" in created.text
+    assert "npm publish" not in created.text  # a registry token only installs

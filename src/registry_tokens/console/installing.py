@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from registry_tokens.kit.urls import Urls
+from registry_tokens.packages.npm import client_setup
 from registry_tokens.registries.repository import RegistryRow
 
 PLACEHOLDER = "$REGISTRY_TOKEN"
@@ -23,6 +24,8 @@ def install_lines(urls: Urls, registry: RegistryRow, *, secret: str | None) -> I
     """The lines for this registry's client, with ``secret`` in them (shown once, on the
     page that shows it) or a ``$REGISTRY_TOKEN`` placeholder; ``None`` for ecosystems no
     client installs from here yet."""
+    if registry.ecosystem == "javascript":
+        return _npm_lines(urls, registry, secret=secret)
     if registry.ecosystem != "python":
         return None
     index = urls.pypi_index(registry.organization_slug, registry.slug)
@@ -48,3 +51,24 @@ def _with_password(url: str, password: str) -> str:
     parts = urlsplit(url)
     secret = password if password == PLACEHOLDER else quote(password, safe="")
     return urlunsplit(parts._replace(netloc=f"buildkite:{secret}@{parts.netloc}"))
+
+
+def _npm_lines(urls: Urls, registry: RegistryRow, *, secret: str | None) -> InstallLines:
+    """``.npmrc`` lines (npm sends the token as ``Authorization: Bearer``)."""
+    registry_url = urls.npm_registry(registry.organization_slug, registry.slug)
+    if registry.public and secret is None:
+        setup = client_setup(registry_url)
+        npmrc = setup.npmrc[0]  # installs need no token
+    else:
+        setup = client_setup(registry_url, secret or "${REGISTRY_TOKEN}")
+        npmrc = "\n".join(setup.npmrc)
+    return InstallLines(
+        client="npm",
+        index_url=setup.registry_url,
+        snippets=[
+            ("In the project's .npmrc", npmrc + "\n"),
+            ("Install with npm", setup.install),
+            # A registry token only installs: publishing is for the registry's page.
+            *([("Publish with npm", setup.publish)] if secret is None else []),
+        ],
+    )
