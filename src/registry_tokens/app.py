@@ -65,9 +65,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # add no throughput for this CPU-bound work, only GIL contention between them.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = settings.worker_threads
+        built: Services = served.state.services
+        # Before the first sign-in, so that its refusal takes as long as any other.
+        await anyio.to_thread.run_sync(built.users.prepare_password_checks)
         yield
         # Refused installs still queued are written before the process ends.
-        built: Services = served.state.services
         await anyio.to_thread.run_sync(built.install.refusals.close)
 
     app = FastAPI(

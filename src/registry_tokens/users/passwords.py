@@ -81,6 +81,12 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(32))
 
 
+def prepare() -> None:
+    """Make the dummy hash now (the server does at start-up), so that not even the first
+    refusal of a process costs more than the rest."""
+    _dummy_hash()
+
+
 def spend_one_verification(password: str) -> None:
     """Do the work of one failed verification, for a caller without a hash to verify (an
     unknown email, a user without a password): from the time an answer takes, nobody can

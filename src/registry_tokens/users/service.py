@@ -81,6 +81,11 @@ class UserService:
             user.password_changed_at = truncate_to_millisecond(self.clock())
         return user
 
+    @staticmethod
+    def prepare_password_checks() -> None:
+        """What a process does once before its first sign-in (``passwords.prepare``)."""
+        passwords.prepare()
+
     def verify_password(self, email: str, password: str) -> User | None:
         """The user whose email and password these are, or ``None``.
 
