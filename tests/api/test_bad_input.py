@@ -490,7 +490,6 @@ def test_per_page_over_100_means_100(client: httpx.Client, tenant: Tenant) -> No
 @pytest.mark.parametrize(
     "path",
     [
-        "/",
         "/nope",
         "/v2",
         "/v2/packages/organizations/acme/registries/reg/tokens/id/extra",

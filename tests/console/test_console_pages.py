@@ -4,15 +4,17 @@ through the same services (and rules) as the REST API."""
 import hashlib
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from starlette.testclient import TestClient
 
 from registry_tokens.kit.pagination import PageRequest
 from registry_tokens.registries.requests import Ecosystem
-from tests.console.conftest import csrf_of, post_form, sign_in, web_path
+from registry_tokens.registry_tokens.models import RegistryToken
+from tests.console.conftest import PASSWORD, csrf_of, post_form, sign_in, web_path
 from tests.distributions import build_wheel
-from tests.harness import InProcessServer, Seeder, Tenant
+from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
 from tests.package_helpers import bearer, create_registry_token, published
 
 SECURITY_HEADERS = {
@@ -331,10 +333,10 @@ def test_token_forms_answer_bad_input_with_the_apis_words(
     for fields, words in (
         ({"description": ""}, "Description can&#39;t be blank"),
         ({"description": "x" * 256}, "Description is too long"),
-        ({"description": "ok", "expires_at": "2001-01-01T00:00"}, "Expires at"),
-        ({"description": "ok", "expires_at": "yesterday"}, "Expires at"),
-        ({"description": "ok", "allowed_cidrs": "10.0.0.0/33"}, "Allowed cidrs"),
-        ({"description": "ok\x00"}, "Description"),
+        ({"description": "ok", "expires_at": "2001-01-01T00:00"}, 'id="error-expires_at"'),
+        ({"description": "ok", "expires_at": "yesterday"}, 'id="error-expires_at"'),
+        ({"description": "ok", "allowed_cidrs": "10.0.0.0/33"}, 'id="error-allowed_cidrs"'),
+        ({"description": "ok\x00"}, 'id="error-description"'),
     ):
         answer = post_form(browser, tokens_page, tokens_page, fields)
         assert answer.status_code == 422, (fields, answer.text[:300])
@@ -539,3 +541,124 @@ def test_a_javascript_registry_shows_the_npmrc_lines(
     assert secret is not None
     assert f"//{npm_path}:_authToken={secret[0]}" in created.text
     assert "npm publish" not in created.text  # a registry token only installs
+
+
+def test_numbers_in_forms_and_queries_are_ascii_digits_only(
+    browser: TestClient, member: Tenant, console_server: InProcessServer
+) -> None:
+    token = create_registry_token(
+        console_server.client(), member.org, member.registry, member.tokens["rw"]
+    )
+    sign_in(browser, member.email)
+    tokens_page = web_path(member.org, member.registry) + "/tokens"
+    for page_number in ("²", "0", "-1", "1e3", "9" * 40, "\u0661"):
+        assert browser.get(f"{tokens_page}?page={page_number}").status_code == 422, page_number
+        assert browser.get(f"{web_path(member.org)}?page={page_number}").status_code == 422
+    page = f"{tokens_page}/{token['id']}"
+    for grace in ("²", "-5", "99999999999", "1.5", ""):
+        answer = post_form(browser, page, page + "/rotate", {"grace_period_seconds": grace})
+        assert answer.status_code == 422, grace
+        assert "bkpt_" not in answer.text
+
+
+def test_an_expired_tokens_other_fields_can_still_be_edited(
+    browser: TestClient, member: Tenant, console_server: InProcessServer, console_seeder: Seeder
+) -> None:
+    token = create_registry_token(
+        console_server.client(), member.org, member.registry, member.tokens["rw"], "soon gone"
+    )
+    expired = datetime.now(UTC) - timedelta(days=1, milliseconds=123)
+    with console_seeder.services.database.writing() as session:
+        stored = session.get(RegistryToken, uuid.UUID(token["id"]))
+        assert stored is not None
+        stored.expires_at = expired
+    sign_in(browser, member.email)
+    page = f"{web_path(member.org, member.registry)}/tokens/{token['id']}"
+    form = browser.get(page)
+    shown = re.search(
+        r'name="expires_at" type="datetime-local" step="1" value="([^"]+)"', form.text
+    )
+    assert shown is not None
+    # The expiry sent back as the page showed it (to the second), the description changed.
+    edited = browser.post(
+        page,
+        data={
+            "description": "renamed",
+            "expires_at": shown[1],
+            "expires_at_was": shown[1],
+            "allowed_cidrs": "",
+            "csrf_token": csrf_of(form.text),
+        },
+    )
+    assert edited.status_code == 303, edited.text
+    api = (
+        console_server.client()
+        .get(
+            f"/v2/packages/organizations/{member.org}/registries/{member.registry}/tokens/{token['id']}",
+            headers=bearer(member.tokens["rw"]),
+        )
+        .json()
+    )
+    assert api["description"] == "renamed"
+    assert api["expires_at"] == expired.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Changed to another past time, it is refused as the API refuses it.
+    moved = post_form(
+        browser,
+        page,
+        page,
+        {"description": "renamed", "expires_at": "2001-01-01T00:00", "expires_at_was": shown[1]},
+    )
+    assert moved.status_code == 422
+
+
+def test_unknown_console_paths_are_pages_too(browser: TestClient, member: Tenant) -> None:
+    for path in (
+        f"{web_path(member.org, member.registry)}/nope",
+        f"{web_path(member.org)}/packages",
+        "/access-tokens/nope/more",
+    ):
+        for signed_in in (False, True):
+            if signed_in:
+                sign_in(browser, member.email)
+            page = browser.get(path)
+            assert page.status_code == 404, path
+            assert page.headers["content-type"].startswith("text/html")
+            assert_secure_page(page.headers, secret=False)
+            assert "Page not found" in page.text
+
+
+def test_a_taken_registry_name_is_the_name_fields_problem(
+    browser: TestClient, admin: Tenant
+) -> None:
+    sign_in(browser, admin.email)
+    answer = post_form(
+        browser,
+        web_path(admin.org),
+        web_path(admin.org) + "/registries",
+        {"name": admin.registry, "ecosystem": "python"},
+    )
+    assert answer.status_code == 422
+    assert 'href="#field-name"' in answer.text
+    assert 'id="error-name"' in answer.text
+    assert "has already been taken" in answer.text
+
+
+def test_form_posts_count_against_the_persons_rate_limit(tmp_path: Path) -> None:
+    with in_process_server(
+        tmp_path,
+        env={"REGISTRY_TOKENS_WEB_URL": "{base_url}", "REGISTRY_TOKENS_RATE_LIMIT_PER_USER": "3"},
+    ) as server:
+        seeder = Seeder(server)
+        tenant = seeder.tenant()
+        seeder.services.users.set_password(tenant.email, PASSWORD)
+        with server.client() as browser:
+            sign_in(browser, tenant.email)
+            tokens_page = web_path(tenant.org, tenant.registry) + "/tokens"
+            statuses = []
+            for number in range(4):
+                answer = post_form(browser, tokens_page, tokens_page, {"description": f"t{number}"})
+                statuses.append(answer.status_code)
+            assert statuses[:3] == [200, 200, 200]
+            assert statuses[3] == 429
+            assert int(answer.headers["retry-after"]) > 0
+            assert "Too many requests" in answer.text

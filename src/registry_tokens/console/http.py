@@ -23,7 +23,7 @@ from registry_tokens.api.http import exception_response
 from registry_tokens.kit.context import Caller, RequestContext
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.timestamps import format_timestamp
-from registry_tokens.kit.urls import Urls
+from registry_tokens.kit.urls import Urls, same_origin
 from registry_tokens.organizations.repository import MemberOrganization
 from registry_tokens.services import Services
 from registry_tokens.sessions.service import SignedIn
@@ -236,6 +236,10 @@ def page(
                 if request.method == "POST":
                     visit.form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
                     _refuse_forgeries(visit)
+                    if visit.who is not None:
+                        # A change counts against the person's REST allowance, as the
+                        # same change through the API would (429 past it).
+                        await services.rate_limits.for_caller(visit.who.user_id, None)
                 return await handler(visit)
             except Exception as exc:  # every failure is a page, never a traceback
                 return error_page(visit, exc)
@@ -257,9 +261,8 @@ class Forged(AppError):
 def _refuse_forgeries(visit: Visit) -> None:
     """A post must come from one of our pages: same origin (when the browser says) and
     the session's CSRF token in the form. The sign-in form checks its own token."""
-    web = urlsplit(visit.urls.web)
     origin = visit.request.headers.get("origin")
-    if origin is not None and origin != f"{web.scheme}://{web.netloc}":
+    if origin is not None and not same_origin(origin, visit.urls.web):
         raise Forged()
     if visit.request.headers.get("sec-fetch-site") == "cross-site":
         raise Forged()

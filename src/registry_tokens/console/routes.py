@@ -27,7 +27,7 @@ from registry_tokens.console.installing import install_lines
 from registry_tokens.kit.context import Scope
 from registry_tokens.kit.cursor import Cursor
 from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
-from registry_tokens.kit.pagination import MAX_PER_PAGE, PageRequest
+from registry_tokens.kit.pagination import MAX_PAGE, MAX_PER_PAGE, PageRequest
 from registry_tokens.kit.validation import validated
 from registry_tokens.organizations.models import Role
 from registry_tokens.ratelimits.service import RateLimited
@@ -181,7 +181,12 @@ async def create_registry(visit: Visit) -> Response:
         body = validated(RegistryCreate, form)
         created = await visit.write(visit.services.registries.create_for, org, body)
     except ValidationFailed as failed:
-        return await _organization_page(visit, form=form, problems=failed.problems, status=422)
+        # The slug is made from the name: a taken slug is the name's problem on this form.
+        problems = [
+            FieldProblem("name", p.code, p.text) if p.field == "slug" else p
+            for p in failed.problems
+        ]
+        return await _organization_page(visit, form=form, problems=problems, status=422)
     return visit.redirect(visit.urls.registry_web(org, created.slug), notice="registry-created")
 
 
@@ -433,6 +438,7 @@ async def _token_page(
         problems=problems,
         grace_periods=GRACE_PERIODS,
         iso=iso,
+        expires_at_was=_local(current.expires_at),
     )
 
 
@@ -440,8 +446,13 @@ async def _token_page(
 async def update_token(visit: Visit) -> Response:
     org, slug = visit.path("org"), visit.path("registry")
     form = _token_form(visit)
+    fields = _token_fields(form, creating=False)
+    if _same_moment(form["expires_at"], visit.field("expires_at_was")):
+        # Left as the page showed it: not sent, so an expired token's other fields can
+        # still be changed, and an expiry with milliseconds keeps them.
+        del fields["expires_at"]
     try:
-        body = validated(RegistryTokenUpdate, _token_fields(form, creating=False))
+        body = validated(RegistryTokenUpdate, fields)
         await visit.write(
             visit.services.registry_tokens.update,
             org,
@@ -462,7 +473,11 @@ async def rotate_token(visit: Visit) -> Response:
     try:
         body = validated(
             RegistryTokenRotate,
-            {"grace_period_seconds": int(grace) if grace.isdigit() and len(grace) < 10 else grace},
+            {
+                "grace_period_seconds": _whole_number(grace)
+                if _whole_number(grace) is not None
+                else grace
+            },
         )
         rotated = await visit.write(
             visit.services.registry_tokens.rotate,
@@ -563,6 +578,17 @@ def _utc(value: str) -> str:
     if not value.upper().endswith("Z") and "+" not in value[10:] and "-" not in value[10:]:
         value += "Z"
     return value
+
+
+def _same_moment(shown: str, was: str) -> bool:
+    """Whether two ``datetime-local`` values name the same second (browsers write
+    ``03:04`` for ``03:04:00``); two empty ones are the same (no expiry)."""
+    if not shown or not was:
+        return shown == was
+    try:
+        return datetime.fromisoformat(_utc(shown)) == datetime.fromisoformat(_utc(was))
+    except ValueError:
+        return False
 
 
 def _local(value: datetime | None) -> str:
@@ -684,10 +710,23 @@ async def revoke_access_token(visit: Visit) -> Response:
 
 
 def _page_number(visit: Visit) -> int:
-    raw = visit.query("page") or "1"
-    if not raw.isdigit() or len(raw) > 7 or int(raw) < 1:
+    number = _whole_number(visit.query("page") or "1")
+    if number is None or number < 1 or number > MAX_PAGE:
         raise ValidationFailed([FieldProblem("page", "invalid", "must be a positive integer")])
+    return number
+
+
+def _whole_number(raw: str) -> int | None:
+    """ASCII digits as a number (``"²"`` is a digit to ``str.isdigit``, not to ``int``)."""
+    if not raw.isascii() or not raw.isdecimal() or len(raw) > 9:
+        return None
     return int(raw)
+
+
+@page(signed_in=False)
+async def not_found(visit: Visit) -> Response:
+    """A console path that names no page: a page saying so, with the console's headers."""
+    raise NotFound("page")
 
 
 def routes(web_url: str) -> list[BaseRoute]:
@@ -726,6 +765,9 @@ def routes(web_url: str) -> list[BaseRoute]:
         Route(registry_path + "/tokens/{token_id}/delete", confirm_token_deletion, methods=["GET"]),
         Route(registry_path + "/tokens/{token_id}/delete", delete_token, methods=["POST"]),
         Mount("/console-static", StaticFiles(directory=STATIC_DIRECTORY), name="console-static"),
+        # Last: what is under the console's own paths but no page above.
+        Route("/organizations/{rest:path}", not_found, methods=["GET", "POST"]),
+        Route("/access-tokens/{rest:path}", not_found, methods=["GET", "POST"]),
     ]
     prefix = urlsplit(web_url).path.rstrip("/")
     return [Mount(prefix, routes=pages)] if prefix else pages

@@ -155,6 +155,15 @@ class Urls:
         return f"{self.api}/v2/packages/organizations/{quote(org)}/audit-events"
 
 
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs share scheme, host and port (``https://X`` is ``https://x:443``);
+    a URL that does not parse shares nothing."""
+    try:
+        return _origin(urlsplit(url)) == _origin(urlsplit(other))
+    except ValueError:  # a port that is not a number
+        return False
+
+
 def _origin(url: SplitResult) -> tuple[str, str | None, int | None]:
     scheme = url.scheme.lower()
     return scheme, url.hostname, url.port or _DEFAULT_PORTS.get(scheme)

@@ -4,6 +4,7 @@ The entry points are async: served from a lease they do no I/O and take no threa
 lease goes to a worker thread, Redis is asked on the event loop.
 """
 
+import contextlib
 import math
 import time
 import uuid
@@ -261,16 +262,33 @@ class RateLimitPolicy:
             [Subject("refused_token", str(token_id), self.settings.refusals_recorded_per_token)]
         )
 
-    async def for_sign_in(self, address: str, account: str) -> Allowances | None:
-        """Counts a console sign-in attempt against the client's address and against the
-        account it names (``account``: a digest of the email, whether or not anyone has
-        it, so the count tells nothing): 429 past either limit."""
-        return await self.sign_in_limiter.hit(
-            [
-                Subject("sign_in_client", address, self.settings.sign_in_attempts_per_client),
-                Subject("sign_in_account", account, self.settings.sign_in_attempts_per_account),
-            ]
-        )
+    async def check_sign_in(self, address: str, account: str) -> None:
+        """429 (``RateLimited``) when the client's address or the account a sign-in names
+        (``account``: a digest of the email, whether or not anyone has it, so the count
+        tells nothing) has failed its limit of times in this window; counts nothing."""
+        window, reset = self.sign_in_limiter.window()
+        over = []
+        for subject in self._sign_in_subjects(address, account):
+            if subject.limit <= 0:
+                continue
+            failed = await self.sign_in_limiter.store.peek(window, subject.key)
+            if failed >= subject.limit:
+                over.append(Allowance(subject.limit, failed + 1, reset, subject.kind))
+        if over:
+            raise RateLimited(Allowances(tuple(over)))
+
+    async def count_failed_sign_in(self, address: str, account: str) -> None:
+        """Counts a refused sign-in against the address and the account (successes are
+        not counted: a busy office behind one address is not locked out by signing in)."""
+        # Past the limit, this one was refused anyway; the next is stopped by check_sign_in.
+        with contextlib.suppress(RateLimited):
+            await self.sign_in_limiter.hit(self._sign_in_subjects(address, account))
+
+    def _sign_in_subjects(self, address: str, account: str) -> list[Subject]:
+        return [
+            Subject("sign_in_client", address, self.settings.sign_in_attempts_per_client),
+            Subject("sign_in_account", account, self.settings.sign_in_attempts_per_account),
+        ]
 
     async def organization_status(self, organization_id: uuid.UUID) -> RateLimitStatus:
         """The organization's REST window, counting nothing (the request asking was

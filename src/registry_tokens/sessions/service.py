@@ -78,16 +78,20 @@ class SessionService:
 
     async def sign_in(self, email: str, password: str, context: RequestContext) -> str:
         """The new session's cookie value, or :class:`SignInRefused` (401), or
-        ``RateLimited`` (429) once the address or the account has tried too often."""
+        ``RateLimited`` (429) once the address or the account has failed too often in
+        the window. Attempts under way at once are checked before any of them is
+        counted, so as many as run concurrently may be verified past the limit."""
         account = hmac.new(
             self._account_key, email.strip().lower().encode("utf-8", "replace"), hashlib.sha256
         ).hexdigest()[:40]
-        await self.rate_limits.for_sign_in(context.client_ip or "unknown", account)
+        address = context.client_ip or "unknown"
+        await self.rate_limits.check_sign_in(address, account)
         try:
             user = await self.database.write(self.users.verify_password, email, password)
         except AppError:  # not an email address at all: the same answer
             user = None
         if user is None:
+            await self.rate_limits.count_failed_sign_in(address, account)
             raise SignInRefused()
         secret = secrets.token_urlsafe(32)
         await self.database.write(self._open, user.id, secret, context)
