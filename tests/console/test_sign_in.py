@@ -275,6 +275,13 @@ def test_over_https_the_cookies_are_secure_and_host_only(tmp_path: Path) -> None
             )
             for attribute in ("HttpOnly", "Path=/", "SameSite=lax", "Secure"):
                 assert attribute in session
+            # The same origin written with its default port is the same origin.
+            again = browser.post(
+                "/sign-in",
+                data=fields,
+                headers={"Cookie": cookie, "Origin": "https://console.example.test:443"},
+            )
+            assert again.status_code == 303, again.text
             # A post from the plain-http origin of the same host is another origin.
             cross = browser.post(
                 "/sign-in",
