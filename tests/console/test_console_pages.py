@@ -417,6 +417,13 @@ def test_every_web_url_the_api_returns_opens_its_page(
             f"/v2/packages/organizations/{admin.org}/registries/{admin.registry}/packages",
             headers=auth,
         ).json()["items"],
+        api.get("/v2/organizations", headers=auth).json(),
+        # A registry token's organization and registry carry web_urls too.
+        create_registry_token(api, admin.org, admin.registry, admin.tokens["rw"]),
+        api.get(
+            f"/v2/packages/organizations/{admin.org}/registries/{admin.registry}/tokens",
+            headers=auth,
+        ).json(),
     ]
     web_urls: set[str] = set()
 
