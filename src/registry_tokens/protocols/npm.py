@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from registry_tokens.api.http import strict_json
-from registry_tokens.kit.context import Caller, RequestContext
+from registry_tokens.api.routes import PackageAccess
+from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.packages.npm import (
@@ -112,13 +113,15 @@ async def _readable(request: Request, services: Services) -> RegistryRow:
     )
 
 
-async def _publisher(request: Request, services: Services) -> Caller:
-    """The caller of an API access token, through the REST API's gate (its rate limits
-    count); a registry token is refused: it only installs."""
-    caller, headers = await services.auth.admit(
+async def _publisher(request: Request, services: Services, action: str) -> Caller:
+    """The caller of an API access token, or of an OIDC token whose registry's policy
+    grants ``write_packages``, through the REST API's gate (its rate limits count, an
+    OIDC refusal is audited); a registry token is refused: it only installs."""
+    caller, headers = await services.gate.admit(
         request.headers.get("authorization"),
         request.path_params["org"],
         _context(request, services),
+        PackageAccess(request.path_params["registry"], Scope.WRITE_PACKAGES, action),
     )
     if headers:
         request.state.rate_limit_headers = headers
@@ -201,7 +204,7 @@ async def tarball(request: Request) -> Response:
 async def publish(request: Request) -> Response:
     """``npm publish``: the caller may publish here before a byte of the body is read."""
     services = _services(request)
-    caller = await _publisher(request, services)
+    caller = await _publisher(request, services, "publish")
     org, registry = request.path_params["org"], request.path_params["registry"]
     name = request.path_params["name"]  # checked with the document: a bad one is a 422
     await services.database.read(services.packages.may_publish, caller, org, registry)
@@ -226,7 +229,7 @@ async def dist_tags(request: Request) -> Response:
 async def change_dist_tag(request: Request) -> Response:
     """``npm dist-tag add`` (PUT, the version as a JSON string) and ``rm`` (DELETE)."""
     services = _services(request)
-    caller = await _publisher(request, services)
+    caller = await _publisher(request, services, "dist_tag")
     org, registry = request.path_params["org"], request.path_params["registry"]
     name = _package_name(request)
     tag = request.path_params["tag"]
