@@ -30,8 +30,10 @@ from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, Validat
 from registry_tokens.kit.pagination import MAX_PAGE, MAX_PER_PAGE, PageRequest
 from registry_tokens.kit.validation import validated
 from registry_tokens.organizations.models import Role
+from registry_tokens.packages.models import Package
 from registry_tokens.ratelimits.service import RateLimited
 from registry_tokens.registries.oidc_policy import shown as shown_policy
+from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.requests import Ecosystem, RegistryCreate, RegistryUpdate
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
@@ -292,14 +294,20 @@ async def delete_registry(visit: Visit) -> Response:
 # Packages.
 
 
+async def _package(visit: Visit) -> tuple[Package, RegistryRow]:
+    """The package of the page's path, as the person may see it (else "not found")."""
+    return await visit.read(
+        visit.services.packages.get,
+        visit.path("org"),
+        visit.path("registry"),
+        visit.path("package_id"),
+    )
+
+
 @page()
 async def package(visit: Visit) -> Response:
-    org, slug = visit.path("org"), visit.path("registry")
-    services = visit.services
     member = await visit.member()
-    found, registry_row = await visit.read(
-        services.packages.get, org, slug, visit.path("package_id")
-    )
+    found, registry_row = await _package(visit)
     return visit.render(
         "package.html",
         title=f"{found.name} {found.version}",
@@ -311,11 +319,8 @@ async def package(visit: Visit) -> Response:
 
 @page()
 async def download_package(visit: Visit) -> Response:
-    org, slug = visit.path("org"), visit.path("registry")
     services = visit.services
-    found, registry_row = await visit.read(
-        services.packages.get, org, slug, visit.path("package_id")
-    )
+    found, registry_row = await _package(visit)
     _, path = await services.database.read(
         services.packages.file, registry_row, str(found.id), found.filename
     )
@@ -332,11 +337,8 @@ async def download_package(visit: Visit) -> Response:
 @page()
 async def confirm_package_deletion(visit: Visit) -> Response:
     org, slug = visit.path("org"), visit.path("registry")
-    services = visit.services
     member = await visit.member()
-    found, registry_row = await visit.read(
-        services.packages.get, org, slug, visit.path("package_id")
-    )
+    found, registry_row = await _package(visit)
     return visit.render(
         "confirm.html",
         title=f"Delete {found.filename}?",
@@ -527,7 +529,7 @@ async def delete_token(visit: Visit) -> Response:
 
 
 async def _secret_page(
-    visit: Visit, registry_row: Any, token_id: uuid.UUID, secret: str, done: str
+    visit: Visit, registry_row: RegistryRow, token_id: uuid.UUID, secret: str, done: str
 ) -> Response:
     org = registry_row.organization_slug
     member = await visit.read(visit.services.organizations.get, org)
