@@ -40,6 +40,10 @@ BEYOND_SCHEMA = {
     # Exactly the spellings Python's ipaddress accepts (netmask and hostmask forms, IPv6
     # compression, zone ids, surrounding spaces): no usable pattern says that, not more.
     "allowed_cidrs",
+    # Before expires_at (the request's or the stored one): a relation, not a constraint.
+    "not_before",
+    # Package-name patterns in the registry's ecosystem's normal form (Python's or npm's).
+    "allowed_packages",
     # A registry's OIDC policy: statements or their YAML or JSON text, checked claim by claim.
     "oidc_policy",
     # Opaque pagination cursors: only a cursor the server issued is a valid one.

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -66,7 +67,12 @@ def submit(browser: WebDriver, button_text: str) -> None:
         By.XPATH, f"//button[starts-with(normalize-space(), '{button_text}')]"
     )
     button.click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(button))
+    # While the old document is torn down, chromedriver can answer a probe of the button with a
+    # generic "node does not belong to the document" error rather than a stale reference: that
+    # is the page changing too, so it is waited through and the probe tried again.
+    WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(button)
+    )
 
 
 def fill(browser: WebDriver, label: str, value: str) -> None:

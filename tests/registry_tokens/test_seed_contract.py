@@ -21,7 +21,21 @@ TOKEN_KEYS = [
     "registry",
 ]
 # Our additions come after the seed's keys (issue 5); create and rotate end with the secret.
-EXTENSION_KEYS = ["expires_at", "allowed_cidrs", "last_used_at", "last_used_ip"]
+EXTENSION_KEYS = [
+    "expires_at",
+    "allowed_cidrs",
+    "last_used_at",
+    "last_used_ip",
+    # Token limits and usage (issue 16).
+    "allowed_packages",
+    "not_before",
+    "max_downloads",
+    "max_clients",
+    "max_bytes",
+    "quota_period",
+    "disabled_at",
+    "usage",
+]
 USER_KEYS = ["id", "graphql_id", "name", "email", "avatar_url", "created_at"]
 ORG_KEYS = ["id", "slug", "url", "web_url"]
 REGISTRY_KEYS = ["id", "graphql_id", "slug", "url", "web_url"]

@@ -212,9 +212,10 @@ class InProcess:
     def authorize(
         self, org: str, registry: str, secret: str, context: RequestContext = CONTEXT
     ) -> RegistryRow:
-        return anyio.run(
+        grant = anyio.run(
             self.services.install.authorize, org, registry, basic_value(secret), context
         )
+        return grant.registry
 
     def refused(
         self, org: str, registry: str, secret: str, context: RequestContext = CONTEXT

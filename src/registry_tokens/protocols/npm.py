@@ -35,8 +35,11 @@ from registry_tokens.packages.npm import (
 )
 from registry_tokens.packages.repository import NpmVersion
 from registry_tokens.protocols.downloads import file_response
-from registry_tokens.registries.repository import RegistryRow
-from registry_tokens.registry_tokens.access import InstallUnauthorized, presented_secret
+from registry_tokens.registry_tokens.access import (
+    InstallGrant,
+    InstallUnauthorized,
+    presented_secret,
+)
 from registry_tokens.services import Services
 
 INSTALL_V1 = "application/vnd.npm.install-v1+json"
@@ -103,8 +106,9 @@ def _context(request: Request, services: Services) -> RequestContext:
     return RequestContext.of(request, services.settings.trusted_proxy_networks)
 
 
-async def _readable(request: Request, services: Services) -> RegistryRow:
-    """The registry, if the credentials may install from it (else 401)."""
+async def _readable(request: Request, services: Services) -> InstallGrant:
+    """The registry, if the credentials may install from it (else 401), and the token's
+    limits."""
     return await services.install.authorize(
         request.path_params["org"],
         request.path_params["registry"],
@@ -178,7 +182,7 @@ async def packument(request: Request) -> Response:
     """``…/npm/{name}``: every version of a package, the abbreviated document when npm
     install asks for it (``Accept: application/vnd.npm.install-v1+json``)."""
     services = _services(request)
-    registry = await _readable(request, services)
+    registry = (await _readable(request, services)).registry
     name = _package_name(request)
     versions = await services.database.read(services.packages.npm_versions, registry, name)
     tags = await services.database.read(services.packages.npm_dist_tags, registry, name, versions)
@@ -191,7 +195,7 @@ async def packument(request: Request) -> Response:
 @_npm
 async def tarball(request: Request) -> Response:
     services = _services(request)
-    registry = await _readable(request, services)
+    registry = (await _readable(request, services)).registry
     name = _package_name(request)
     filename = stored_filename(name, request.path_params["filename"])
     _package, path = await services.database.read(
@@ -219,7 +223,7 @@ async def publish(request: Request) -> Response:
 async def dist_tags(request: Request) -> Response:
     """``npm dist-tag ls``."""
     services = _services(request)
-    registry = await _readable(request, services)
+    registry = (await _readable(request, services)).registry
     name = _package_name(request)
     tags = await services.database.read(services.packages.npm_dist_tags, registry, name)
     return _json(tags)

@@ -18,8 +18,8 @@ from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.packages.repository import ProjectFile
 from registry_tokens.protocols.downloads import file_response
-from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import Ecosystem
+from registry_tokens.registry_tokens.access import InstallGrant
 from registry_tokens.services import Services
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -31,16 +31,16 @@ def _services(request: Request) -> Services:
     return found
 
 
-async def _authorized(request: Request, services: Services) -> RegistryRow:
-    registry = await services.install.authorize(
+async def _authorized(request: Request, services: Services) -> InstallGrant:
+    grant = await services.install.authorize(
         request.path_params["org"],
         request.path_params["registry"],
         request.headers.get("authorization"),
         RequestContext.of(request, services.settings.trusted_proxy_networks),
     )
-    if registry.ecosystem != Ecosystem.PYTHON.value:  # its packages are not pip's to see
+    if grant.registry.ecosystem != Ecosystem.PYTHON.value:  # not pip's to see
         raise NotFound("project")
-    return registry
+    return grant
 
 
 def _negotiated(request: Request) -> str:
@@ -64,7 +64,7 @@ def _page(content: str, media_type: str) -> Response:
 async def simple_index(request: Request) -> Response:
     """``…/simple/``: the registry's projects."""
     services = _services(request)
-    registry = await _authorized(request, services)
+    registry = (await _authorized(request, services)).registry
     media_type = _negotiated(request)
     projects = await services.database.read(services.packages.projects, registry)
     return _page(index_page(projects, media_type), media_type)
@@ -73,7 +73,7 @@ async def simple_index(request: Request) -> Response:
 async def simple_project(request: Request) -> Response:
     """``…/simple/{project}/``, the request behind every ``pip install``."""
     services = _services(request)
-    registry = await _authorized(request, services)
+    registry = (await _authorized(request, services)).registry
     project = request.path_params["project"]
     normalized = canonicalize_name(project)
     if normalized != project:  # PEP 503: redirect to the normalized name
@@ -86,7 +86,7 @@ async def simple_project(request: Request) -> Response:
 
 async def download(request: Request) -> Response:
     services = _services(request)
-    registry = await _authorized(request, services)
+    registry = (await _authorized(request, services)).registry
     package, path = await services.database.read(
         services.packages.file,
         registry,

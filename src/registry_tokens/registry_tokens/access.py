@@ -27,6 +27,7 @@ from registry_tokens.db.failures import is_storage_full
 from registry_tokens.kit.context import RequestContext, Scope
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.network import address_allowed
+from registry_tokens.kit.patterns import PackagePatterns, patterns_of
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
 from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.kit.validation import is_organization_slug, is_registry_slug
@@ -93,6 +94,22 @@ class InstallDecision:
     found: RegistryRow | None = None
 
 
+@dataclass(frozen=True)
+class InstallGrant:
+    """What :meth:`InstallAccess.authorize` let in: the registry, and the registry token
+    presented, if one was (``None``: a public registry, an API access token, an OIDC
+    token), whose limits then apply to what is shown and downloaded."""
+
+    registry: RegistryRow
+    token: PresentedCredential | None
+    context: RequestContext
+
+    @property
+    def packages(self) -> PackagePatterns | None:
+        """The names it may see; ``None``: every package."""
+        return patterns_of(self.token.allowed_packages if self.token is not None else None)
+
+
 class InstallAccess:
     def __init__(
         self,
@@ -116,7 +133,7 @@ class InstallAccess:
 
     async def authorize(
         self, org: str, registry: str, authorization: str | None, context: RequestContext
-    ) -> RegistryRow:
+    ) -> InstallGrant:
         """The registry, if it is public or the credentials may read it; else 401.
 
         The decision is a few indexed reads; only a last use due takes a write. Refusals
@@ -145,7 +162,7 @@ class InstallAccess:
                 if not is_storage_full(error):
                     raise
                 logger.warning("A registry token's last use cannot be written: %s", error.orig)
-        return decision.registry
+        return InstallGrant(decision.registry, decision.token, context)
 
     def decide(
         self,
@@ -278,6 +295,10 @@ class InstallAccess:
             return Refusal.WRONG_REGISTRY
         if token.expires_at is not None and now >= token.expires_at:
             return Refusal.EXPIRED
+        if token.disabled_at is not None:
+            return Refusal.DISABLED
+        if token.not_before is not None and now < token.not_before:
+            return Refusal.NOT_YET_VALID
         if token.allowed_cidrs and not address_allowed(context.client_ip, token.allowed_cidrs):
             return Refusal.IP_NOT_ALLOWED
         return None

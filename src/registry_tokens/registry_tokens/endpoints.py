@@ -1,5 +1,6 @@
 """The Registry tokens API, as Buildkite specifies it. Handlers only translate HTTP."""
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
@@ -24,6 +25,12 @@ from registry_tokens.registry_tokens.schemas import (
     RegistryTokenUpdate,
 )
 from registry_tokens.registry_tokens.service import RegistryTokenService, TokenChanges
+
+
+def _now(rest: RestDep) -> datetime:
+    """The time tokens' usage is shown as of: the services' clock."""
+    return rest.service(RegistryTokenService).clock()
+
 
 router = APIRouter(
     prefix="/v2/packages/organizations/{org}/registries/{registry}/tokens",
@@ -55,7 +62,7 @@ async def create_registry_token(
         body.changes(),
         rest.context,
     )
-    return RegistryTokenCreated.of_new(created, rest.urls)
+    return RegistryTokenCreated.of_new(created, rest.urls, _now(rest))
 
 
 @router.get(
@@ -84,7 +91,7 @@ async def list_registry_tokens(
         rest.service(RegistryTokenService).list, rest.caller, org, registry, request, state
     )
     set_page_links(response, listed, rest.urls.registry_tokens(org, registry), {"state": state})
-    return RegistryTokenOut.list_of(listed.items, found, rest.urls)
+    return RegistryTokenOut.list_of(listed.items, found, rest.urls, _now(rest))
 
 
 @router.get(
@@ -104,7 +111,7 @@ async def get_registry_token(
     found = await rest.database.read(
         rest.service(RegistryTokenService).get, rest.caller, org, registry, id
     )
-    return RegistryTokenOut.of(found, rest.urls)
+    return RegistryTokenOut.of(found, rest.urls, _now(rest))
 
 
 async def update_registry_token(
@@ -124,7 +131,7 @@ async def update_registry_token(
         changes,
         rest.context,
     )
-    return RegistryTokenOut.of(updated, rest.urls)
+    return RegistryTokenOut.of(updated, rest.urls, _now(rest))
 
 
 add_update_routes(
@@ -186,4 +193,4 @@ async def rotate_registry_token(
         grace,
         rest.context,
     )
-    return RegistryTokenCreated.of_new(rotated, rest.urls)
+    return RegistryTokenCreated.of_new(rotated, rest.urls, _now(rest))

@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry_tokens.db import Base, IdMixin
@@ -45,6 +45,23 @@ class RegistryToken(IdMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
     revoked_reason: Mapped[str | None] = mapped_column(String(20))  # "deleted" or "leaked"
 
+    # Limits (all optional; None: no such limit). Patterns of the package names it may see.
+    allowed_packages: Mapped[list[str] | None] = mapped_column(JSON)
+    not_before: Mapped[datetime | None] = mapped_column()
+    max_downloads: Mapped[int | None] = mapped_column()
+    max_clients: Mapped[int | None] = mapped_column()
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    quota_period: Mapped[str | None] = mapped_column(String(5))  # "day", "week", "month"
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    # Counts start again from here (a usage reset); None: from the token's creation.
+    usage_since: Mapped[datetime | None] = mapped_column()
+    # The counts of the period that began at usage_period_start (None: nothing counted yet):
+    # what quotas are checked against, in the same conditional UPDATE that adds a download.
+    usage_period_start: Mapped[datetime | None] = mapped_column()
+    usage_downloads: Mapped[int] = mapped_column(default=0, server_default="0")
+    usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    usage_clients: Mapped[int] = mapped_column(default=0, server_default="0")
+
     package_registry: Mapped[Registry] = relationship(lazy="joined", innerjoin=True)
     created_by: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
@@ -61,3 +78,32 @@ class RetiredSecret(Base):
     )
     retired_at: Mapped[datetime] = mapped_column()
     valid_until: Mapped[datetime] = mapped_column()
+
+
+class RegistryTokenClient(Base):
+    """A client address that downloaded with a token in one of its quota periods: what
+    ``max_clients`` counts (a new address is one row more, or a refusal)."""
+
+    __tablename__ = "registry_token_clients"
+
+    registry_token_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registry_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+
+
+class RegistryTokenUsageHour(Base):
+    """Downloads with a token in one UTC hour from one client address: the usage series
+    (per hour or per day, distinct clients counted across rows). Kept through resets."""
+
+    __tablename__ = "registry_token_usage_hours"
+
+    registry_token_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registry_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    day: Mapped[datetime] = mapped_column()  # the hour's UTC midnight: groups a day's rows
+    downloads: Mapped[int] = mapped_column()
+    bytes: Mapped[int] = mapped_column(BigInteger)

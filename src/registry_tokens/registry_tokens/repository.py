@@ -130,9 +130,25 @@ class PresentedCredential(NamedTuple):
     expires_at: datetime | None
     allowed_cidrs: list[str] | None
     last_used_at: datetime | None
+    allowed_packages: list[str] | None
+    not_before: datetime | None
+    disabled_at: datetime | None
+    max_downloads: int | None
+    max_clients: int | None
+    max_bytes: int | None
+    quota_period: str | None
+    usage_since: datetime | None
+    created_at: datetime
     secret_hash: bytes
     grace_ends_at: datetime | None
     retired: int
+
+    @property
+    def has_quota(self) -> bool:
+        """Whether its downloads are counted before they are served (else after)."""
+        return not (
+            self.max_downloads is None and self.max_clients is None and self.max_bytes is None
+        )
 
 
 _CREDENTIAL_COLUMNS = (
@@ -145,6 +161,15 @@ _CREDENTIAL_COLUMNS = (
     RegistryToken.expires_at.label("expires_at"),
     RegistryToken.allowed_cidrs.label("allowed_cidrs"),
     RegistryToken.last_used_at.label("last_used_at"),
+    RegistryToken.allowed_packages.label("allowed_packages"),
+    RegistryToken.not_before.label("not_before"),
+    RegistryToken.disabled_at.label("disabled_at"),
+    RegistryToken.max_downloads.label("max_downloads"),
+    RegistryToken.max_clients.label("max_clients"),
+    RegistryToken.max_bytes.label("max_bytes"),
+    RegistryToken.quota_period.label("quota_period"),
+    RegistryToken.usage_since.label("usage_since"),
+    RegistryToken.created_at.label("created_at"),
 )
 
 
@@ -191,6 +216,18 @@ class TokenRow(NamedTuple):
     allowed_cidrs: list[str] | None
     last_used_at: datetime | None
     last_used_ip: str | None
+    allowed_packages: list[str] | None
+    not_before: datetime | None
+    max_downloads: int | None
+    max_clients: int | None
+    max_bytes: int | None
+    quota_period: str | None
+    disabled_at: datetime | None
+    usage_since: datetime | None
+    usage_period_start: datetime | None
+    usage_downloads: int
+    usage_bytes: int
+    usage_clients: int
     creator_id: uuid.UUID
     creator_name: str
     creator_email: str
@@ -225,6 +262,18 @@ def _token_rows() -> Select[*tuple[Any, ...]]:
         RegistryToken.allowed_cidrs.label("allowed_cidrs"),
         RegistryToken.last_used_at.label("last_used_at"),
         RegistryToken.last_used_ip.label("last_used_ip"),
+        RegistryToken.allowed_packages.label("allowed_packages"),
+        RegistryToken.not_before.label("not_before"),
+        RegistryToken.max_downloads.label("max_downloads"),
+        RegistryToken.max_clients.label("max_clients"),
+        RegistryToken.max_bytes.label("max_bytes"),
+        RegistryToken.quota_period.label("quota_period"),
+        RegistryToken.disabled_at.label("disabled_at"),
+        RegistryToken.usage_since.label("usage_since"),
+        RegistryToken.usage_period_start.label("usage_period_start"),
+        RegistryToken.usage_downloads.label("usage_downloads"),
+        RegistryToken.usage_bytes.label("usage_bytes"),
+        RegistryToken.usage_clients.label("usage_clients"),
         User.id.label("creator_id"),
         User.name.label("creator_name"),
         User.email.label("creator_email"),

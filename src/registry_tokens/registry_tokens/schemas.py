@@ -1,6 +1,7 @@
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -15,6 +16,7 @@ from pydantic import (
 
 from registry_tokens.kit.ids import graphql_id
 from registry_tokens.kit.network import MAX_CIDRS
+from registry_tokens.kit.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS
 from registry_tokens.kit.schemas import ResponseModel, Secret, Timestamp
 from registry_tokens.kit.urls import Urls
 from registry_tokens.kit.validation import (
@@ -35,6 +37,7 @@ from registry_tokens.registry_tokens.service import (
     RegistryTokenOf,
     TokenChanges,
 )
+from registry_tokens.registry_tokens.usage import EPOCH, current_usage
 from registry_tokens.users.schemas import UserOut
 
 # The request bodies: their types are the rules (and the OpenAPI document); their errors
@@ -68,12 +71,131 @@ Cidrs = Annotated[
 ]
 
 
+def _packages(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(item, str) and item for item in value)
+    ):
+        raise field_error(
+            "invalid",
+            'must be a list of package name patterns, e.g. ["acme-*", "@acme/*"]; '
+            "null for every package",
+        )
+    if len(value) > MAX_PATTERNS:
+        raise field_error("invalid", f"may hold at most {MAX_PATTERNS} patterns")
+    if any(len(item) > MAX_PATTERN_LENGTH for item in value):
+        raise field_error("invalid", f"patterns are at most {MAX_PATTERN_LENGTH} characters")
+    return handler(value)
+
+
+AllowedPackages = Annotated[
+    list[str] | None,
+    Field(
+        description="Package-name patterns the token may see and download (normalized "
+        "names; `*` for any characters, e.g. `acme-*`, `@acme/*`). `null`: every package. "
+        "Other packages answer as if they did not exist.",
+        examples=[["acme-*"]],
+    ),
+    WrapValidator(_packages),
+]
+NotBefore = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(rfc3339_timestamp),
+    Field(
+        description="When the token starts working (ISO 8601 with a time zone); before "
+        "`expires_at`. `null`: at once.",
+        examples=["2029-01-01T00:00:00Z"],
+    ),
+]
+
+
+def _count(maximum: int) -> Callable[[object, ValidatorFunctionWrapHandler], object]:
+    problem = f"must be a whole number from 1 to {maximum}, or null for no limit"
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise field_error("invalid", problem)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        try:
+            return handler(value)
+        except ValidationError:
+            raise field_error("invalid", problem) from None
+
+    return check
+
+
+MAX_COUNT = 2**31 - 1
+MAX_BYTES = 2**53 - 1  # the largest integer every JSON client reads exactly
+MaxDownloads = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_COUNT,
+        description="Package files it may download (per `quota_period`, or ever). "
+        "`null`: no limit.",
+    ),
+    WrapValidator(_count(MAX_COUNT)),
+]
+MaxClients = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_COUNT,
+        description="Distinct client addresses it may download from (per `quota_period`, "
+        "or ever). `null`: no limit.",
+    ),
+    WrapValidator(_count(MAX_COUNT)),
+]
+MaxBytes = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_BYTES,
+        description="Bytes of package files it may download (per `quota_period`, or "
+        "ever); a file that would go over is refused whole. `null`: no limit.",
+    ),
+    WrapValidator(_count(MAX_BYTES)),
+]
+
+
+def _period(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    try:
+        return handler(value)
+    except ValidationError:
+        raise field_error("invalid", "must be day, week, month or null") from None
+
+
+Period = Annotated[
+    Literal["day", "week", "month"] | None,
+    Field(
+        description="After which quota counts start again, aligned to UTC (days at "
+        "midnight, weeks on Monday, months on the 1st). `null`: they never do.",
+    ),
+    WrapValidator(_period),
+]
+
+
 class RegistryTokenCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra=without_defaults)
 
     description: Description
     expires_at: Expiry = None
     allowed_cidrs: Cidrs = None
+    allowed_packages: AllowedPackages = None
+    not_before: NotBefore = None
+    max_downloads: MaxDownloads = None
+    max_clients: MaxClients = None
+    max_bytes: MaxBytes = None
+    quota_period: Period = None
 
     def changes(self) -> TokenChanges:
         return _changes(self)
@@ -88,6 +210,12 @@ class RegistryTokenUpdate(BaseModel):
     description: Description = Field(default_factory=str)  # never read: only the fields sent are
     expires_at: Expiry = None
     allowed_cidrs: Cidrs = None
+    allowed_packages: AllowedPackages = None
+    not_before: NotBefore = None
+    max_downloads: MaxDownloads = None
+    max_clients: MaxClients = None
+    max_bytes: MaxBytes = None
+    quota_period: Period = None
 
     def changes(self) -> TokenChanges:
         return _changes(self)
@@ -130,6 +258,37 @@ def _changes(body: BaseModel) -> TokenChanges:
     return TokenChanges(**{name: getattr(body, name) for name in body.model_fields_set})
 
 
+class UsageOut(ResponseModel):
+    """What a token has downloaded in its current quota period (or since it was created
+    or its usage last reset, without one): what its quotas are checked against."""
+
+    downloads: int
+    bytes: int
+    clients: int = Field(description="Distinct client addresses.")
+    since: Timestamp = Field(description="When these counts started.")
+    until: Timestamp | None = Field(
+        description="When they start again by themselves (the quota period's end); `null`: never."
+    )
+
+    @classmethod
+    def of(cls, token: TokenRow, now: datetime) -> "UsageOut":
+        usage = current_usage(
+            token.quota_period,
+            token.usage_since,
+            token.usage_period_start,
+            (token.usage_downloads, token.usage_bytes, token.usage_clients),
+            now,
+        )
+        since = usage.since if usage.since != EPOCH else token.created_at
+        return cls(
+            downloads=usage.downloads,
+            bytes=usage.bytes,
+            clients=usage.clients,
+            since=since,
+            until=usage.until,
+        )
+
+
 class RegistryTokenOut(ResponseModel):
     """The seed's keys in the seed's order, then (after them) our additions."""
 
@@ -145,19 +304,27 @@ class RegistryTokenOut(ResponseModel):
     allowed_cidrs: list[str] | None
     last_used_at: Timestamp | None
     last_used_ip: str | None
+    allowed_packages: list[str] | None
+    not_before: Timestamp | None
+    max_downloads: int | None
+    max_clients: int | None
+    max_bytes: int | None
+    quota_period: str | None
+    disabled_at: Timestamp | None
+    usage: UsageOut
 
     @classmethod
-    def of(cls, found: RegistryTokenOf, urls: Urls) -> "RegistryTokenOut":
-        return cls(**_fields(found.token, found.registry, urls))
+    def of(cls, found: RegistryTokenOf, urls: Urls, now: datetime) -> "RegistryTokenOut":
+        return cls(**_fields(found.token, found.registry, urls, now))
 
     @classmethod
     def list_of(
-        cls, tokens: Iterable[TokenRow], registry: RegistryRow, urls: Urls
+        cls, tokens: Iterable[TokenRow], registry: RegistryRow, urls: Urls, now: datetime
     ) -> list["RegistryTokenOut"]:
         """A page of one registry's tokens: the organization, registry and creator each
         one shows are built once for the page, not once for every token."""
         shared: dict[tuple[str, uuid.UUID], ResponseModel] = {}
-        return [cls(**_fields(token, registry, urls, shared)) for token in tokens]
+        return [cls(**_fields(token, registry, urls, now, shared)) for token in tokens]
 
 
 class RegistryTokenCreated(RegistryTokenOut):
@@ -166,14 +333,17 @@ class RegistryTokenCreated(RegistryTokenOut):
     token: Secret = Field(description="The registry token's secret. Shown once; store it now.")
 
     @classmethod
-    def of_new(cls, created: CreatedRegistryToken, urls: Urls) -> "RegistryTokenCreated":
-        return cls(**_fields(created.token, created.registry, urls), token=created.secret)
+    def of_new(
+        cls, created: CreatedRegistryToken, urls: Urls, now: datetime
+    ) -> "RegistryTokenCreated":
+        return cls(**_fields(created.token, created.registry, urls, now), token=created.secret)
 
 
 def _fields(
     token: TokenRow,
     registry: RegistryRow,
     urls: Urls,
+    now: datetime,
     shared: dict[tuple[str, uuid.UUID], ResponseModel] | None = None,
 ) -> dict[str, object]:
     """The response's fields; ``shared`` keeps the nested objects built so far (by kind
@@ -213,4 +383,12 @@ def _fields(
         "allowed_cidrs": token.allowed_cidrs,
         "last_used_at": token.last_used_at,
         "last_used_ip": token.last_used_ip,
+        "allowed_packages": token.allowed_packages,
+        "not_before": token.not_before,
+        "max_downloads": token.max_downloads,
+        "max_clients": token.max_clients,
+        "max_bytes": token.max_bytes,
+        "quota_period": token.quota_period,
+        "disabled_at": token.disabled_at,
+        "usage": UsageOut.of(token, now),
     }

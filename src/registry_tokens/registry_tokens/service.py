@@ -15,7 +15,9 @@ from registry_tokens.db import Database
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import FieldProblem, NotFound, ValidationFailed
 from registry_tokens.kit.pagination import Page, PageRequest
+from registry_tokens.kit.patterns import normalized_pattern
 from registry_tokens.kit.secrets import SecretKind, generate_secret, hash_secret
+from registry_tokens.kit.timestamps import truncate_to_millisecond
 from registry_tokens.kit.validation import OMITTED, Omitted
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.service import visible_registry
@@ -28,6 +30,16 @@ from registry_tokens.registry_tokens.repository import (
     STATES,
     RegistryTokenRepository,
     TokenRow,
+)
+from registry_tokens.registry_tokens.usage import (
+    SERIES,
+    TOKEN_TOTALS,
+    TOTALS,
+    TokenTotal,
+    UsagePoint,
+    UsageRepository,
+    current_usage,
+    hour_of,
 )
 
 DESCRIPTION_MAX_LENGTH = 255
@@ -42,6 +54,81 @@ class TokenChanges:
     description: str | Omitted = OMITTED
     expires_at: datetime | Omitted | None = OMITTED
     allowed_cidrs: list[str] | Omitted | None = OMITTED
+    allowed_packages: list[str] | Omitted | None = OMITTED
+    not_before: datetime | Omitted | None = OMITTED
+    max_downloads: int | Omitted | None = OMITTED
+    max_clients: int | Omitted | None = OMITTED
+    max_bytes: int | Omitted | None = OMITTED
+    quota_period: str | Omitted | None = OMITTED
+
+
+# The limits a create or update may set, beside description, expiry and CIDRs.
+LIMITS = ("max_downloads", "max_clients", "max_bytes", "quota_period")
+
+
+MAX_USAGE_BUCKETS = {"hour": 24 * 31, "day": 366}
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    """The range and buckets a usage request asks for: ``[start, end)``, aligned to the
+    interval's UTC buckets, at most ``MAX_USAGE_BUCKETS`` of them."""
+
+    start: datetime
+    end: datetime
+    interval: str  # "hour" or "day"
+
+    @classmethod
+    def of(
+        cls, start: datetime | None, end: datetime | None, interval: str | None, now: datetime
+    ) -> "UsageWindow":
+        interval = interval or "day"
+        if interval not in MAX_USAGE_BUCKETS:
+            raise ValidationFailed([FieldProblem("interval", "invalid", "must be hour or day")])
+        step = _step(interval)
+        limit = MAX_USAGE_BUCKETS[interval]
+        last = _bucket(end or now, interval)
+        # The bucket "to" falls in is included, unless "to" is exactly its start.
+        stop = last if end is not None and last == end else last + step
+        first = (
+            _bucket(start, interval)
+            if start is not None
+            else stop - step * (30 if interval == "day" else 48)
+        )
+        if first >= stop:
+            raise ValidationFailed([FieldProblem("from", "invalid", "must be before to")])
+        if (stop - first) / step > limit:
+            raise ValidationFailed(
+                [FieldProblem("from", "invalid", f"at most {limit} {interval}s from to")]
+            )
+        return cls(first, stop, interval)
+
+    def buckets(self) -> list[datetime]:
+        step = _step(self.interval)
+        count = int((self.end - self.start) / step)
+        return [self.start + step * n for n in range(count)]
+
+
+def _step(interval: str) -> timedelta:
+    return timedelta(hours=1) if interval == "hour" else timedelta(days=1)
+
+
+def _bucket(moment: datetime, interval: str) -> datetime:
+    hour = hour_of(moment)
+    return hour if interval == "hour" else hour.replace(hour=0)
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Downloads per bucket of a window, for one token or every token of a registry
+    (then ``tokens``: each one's totals, those with downloads in the window)."""
+
+    registry: RegistryRow
+    token: TokenRow | None
+    window: UsageWindow
+    points: list[UsagePoint]
+    totals: UsagePoint
+    tokens: list[TokenTotal]
 
 
 @dataclass(frozen=True)
@@ -120,6 +207,7 @@ class RegistryTokenService:
         secret = generate_secret(SecretKind.REGISTRY_TOKEN)
         with _registry_still_there(), self.database.writing() as session:
             found = visible_registry(self.database, caller, org, registry, session)
+            fields = _dated(_with_patterns(fields, found), {})
             token = RegistryToken(
                 registry_id=found.id,
                 secret_hash=hash_secret(self.secret_key, secret),
@@ -218,6 +306,10 @@ class RegistryTokenService:
             found = visible_registry(self.database, caller, org, registry, session)
             tokens = RegistryTokenRepository(session)
             token = _existing(tokens, found.id, token_id)
+            fields = _dated(
+                _with_patterns(fields, found),
+                {"not_before": token.not_before, "expires_at": token.expires_at},
+            )
             changed = {
                 name: value for name, value in fields.items() if getattr(token, name) != value
             }
@@ -333,6 +425,117 @@ class RegistryTokenService:
                 data={"reason": "registry deleted"},
             )
 
+    def disable(
+        self, caller: Caller, org: str, registry: str, token_id: str, context: RequestContext
+    ) -> RegistryTokenOf:
+        """Refused from this commit on, on every process (each request reads it), until
+        :meth:`enable`. Disabling a disabled token changes nothing (and records nothing)."""
+        return self._switch(caller, org, registry, token_id, context, disabled=True)
+
+    def enable(
+        self, caller: Caller, org: str, registry: str, token_id: str, context: RequestContext
+    ) -> RegistryTokenOf:
+        return self._switch(caller, org, registry, token_id, context, disabled=False)
+
+    def _switch(
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        token_id: str,
+        context: RequestContext,
+        *,
+        disabled: bool,
+    ) -> RegistryTokenOf:
+        caller.require(Scope.WRITE_REGISTRIES)
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
+            token = _existing(RegistryTokenRepository(session), found.id, token_id)
+            if (token.disabled_at is not None) != disabled:
+                now = self.clock()
+                token.disabled_at = truncate_to_millisecond(now) if disabled else None
+                token.updated_at = now
+                record(
+                    session,
+                    EventType.REGISTRY_TOKEN_DISABLED
+                    if disabled
+                    else EventType.REGISTRY_TOKEN_ENABLED,
+                    _subject(token, found),
+                    user_actor(session, caller),
+                    context,
+                )
+                session.flush()
+            return RegistryTokenOf(self._row(session, found, token.id), found)
+
+    def reset_usage(
+        self, caller: Caller, org: str, registry: str, token_id: str, context: RequestContext
+    ) -> RegistryTokenOf:
+        """Counts (and so quotas) start again now; the usage series keeps its history."""
+        caller.require(Scope.WRITE_REGISTRIES)
+        with self.database.writing() as session:
+            found = visible_registry(self.database, caller, org, registry, session)
+            token = _existing(RegistryTokenRepository(session), found.id, token_id)
+            before = current_usage(
+                token.quota_period,
+                token.usage_since,
+                token.usage_period_start,
+                (token.usage_downloads, token.usage_bytes, token.usage_clients),
+                self.clock(),
+            )
+            UsageRepository(session, self.database.is_sqlite).reset(
+                token.id, truncate_to_millisecond(self.clock())
+            )
+            record(
+                session,
+                EventType.REGISTRY_TOKEN_USAGE_RESET,
+                _subject(token, found),
+                user_actor(session, caller),
+                context,
+                {
+                    "downloads": before.downloads,
+                    "bytes": before.bytes,
+                    "clients": before.clients,
+                },
+            )
+            session.flush()
+            session.expire_all()
+            return RegistryTokenOf(self._row(session, found, token.id), found)
+
+    def usage(
+        self,
+        caller: Caller,
+        org: str,
+        registry: str,
+        token_id: str | None,
+        window: UsageWindow,
+    ) -> UsageReport:
+        """A token's downloads (``token_id``), or every token's of the registry (``None``),
+        per hour or day of the window: every bucket, those without downloads as zeros."""
+        caller.require(Scope.READ_REGISTRIES)
+        found = visible_registry(self.database, caller, org, registry)
+        token: TokenRow | None = None
+        values: dict[str, object] = {"start": window.start, "end": window.end}
+        if token_id is not None:
+            rows = self.database.fetch(
+                LIVE_TOKEN, registry_id=found.id, token_id=_token_id(token_id)
+            )
+            if not rows:
+                raise NotFound("registry token")
+            token = rows[0]
+            values["token_id"] = token.id
+        else:
+            values["registry_id"] = found.id
+        one = token is not None
+        counted = {
+            point.at: point
+            for point in self.database.fetch(SERIES[(window.interval, one)], **values)
+        }
+        points = [counted.get(at, UsagePoint(at, 0, 0, 0)) for at in window.buckets()]
+        total = self.database.fetch(TOTALS[one], **values)[0]
+        totals = UsagePoint(window.start, total.downloads or 0, total.bytes or 0, total.clients)
+        tokens = [] if one else self.database.fetch(TOKEN_TOTALS, **values)
+        return UsageReport(found, token, window, points, totals, tokens)
+
     def _row(self, session: Session, registry: RegistryRow, token_id: uuid.UUID) -> TokenRow:
         """The token as reads show it, inside the writing transaction."""
         return self.database.fetch_in(
@@ -355,9 +558,52 @@ class RegistryTokenService:
                 fields["expires_at"] = changes.expires_at
         if not isinstance(changes.allowed_cidrs, Omitted):
             fields["allowed_cidrs"] = changes.allowed_cidrs
+        for name in ("allowed_packages", "not_before", *LIMITS):
+            value = getattr(changes, name)
+            if not isinstance(value, Omitted):
+                fields[name] = value
         if problems:
             raise ValidationFailed(problems)
         return fields
+
+
+def _with_patterns(fields: dict[str, object], registry: RegistryRow) -> dict[str, object]:
+    """``allowed_packages`` as names are compared in the registry's ecosystem (each
+    pattern once, in the order sent), or a 422 naming the first that cannot match."""
+    patterns = fields.get("allowed_packages")
+    if not isinstance(patterns, list):
+        return fields
+    normalized: list[str] = []
+    for position, pattern in enumerate(patterns):
+        found = normalized_pattern(pattern, registry.ecosystem)
+        if found is None:
+            raise ValidationFailed(
+                [
+                    FieldProblem(
+                        "allowed_packages",
+                        "invalid",
+                        f"entry {position + 1} is not a {registry.ecosystem} package name "
+                        "pattern (a normalized name; * for any characters)",
+                    )
+                ]
+            )
+        if found not in normalized:
+            normalized.append(found)
+    return {**fields, "allowed_packages": normalized}
+
+
+def _dated(fields: dict[str, object], stored: dict[str, object]) -> dict[str, object]:
+    """A token must have a moment it works at: ``not_before`` before ``expires_at``
+    (as they will be stored: the request's values, else the token's)."""
+    not_before = fields.get("not_before", stored.get("not_before"))
+    expires_at = fields.get("expires_at", stored.get("expires_at"))
+    if (
+        isinstance(not_before, datetime)
+        and isinstance(expires_at, datetime)
+        and not_before >= expires_at
+    ):
+        raise ValidationFailed([FieldProblem("not_before", "invalid", "must be before expires_at")])
+    return fields
 
 
 @contextmanager
