@@ -48,7 +48,18 @@ POSTGRES_ADMIN_URL = os.environ.get(
 BACKENDS = ("sqlite", "postgresql")
 # The order every phase measures them in: reads first (on the freshly seeded data), then
 # the writes, which add rows (to the scratch registry only).
-PATHS = ("get", "list", "list_deep", "install", "install_index", "create", "update", "delete")
+PATHS = (
+    "get",
+    "list",
+    "list_deep",
+    "install",
+    "install_index",
+    "download",
+    "download_quota",
+    "create",
+    "update",
+    "delete",
+)
 EXTRA_PATHS = ("install_w2",)
 # The primary table: each of these is also measured with the rate limits off, against a
 # second server started beside the first, right after the baseline.
@@ -63,7 +74,15 @@ RATE_LIMIT_VARIABLES = (
     "REGISTRY_TOKENS_RATE_LIMIT_PER_CLIENT",
 )
 # Installs never count against a limit (only refusals do): no RateLimit-* headers to check.
-UNCOUNTED_PATHS = ("install", "install_index", "install_w2")
+UNCOUNTED_PATHS = ("install", "install_index", "install_w2", "download", "download_quota")
+# The quotas of the token "download_quota" downloads with: every one counted, exactly, in
+# the database before the file is sent, with room for any run (none may be refused).
+QUOTAS = {
+    "max_downloads": 2_000_000_000,
+    "max_bytes": 2**53 - 1,
+    "max_clients": 1_000,
+    "quota_period": "month",
+}
 PEER_USER = "buildkite"
 PEER = "pypiserver"  # the backend name of the peer's runs
 SMALL_LABEL = "1k"
@@ -224,6 +243,8 @@ class BackendRun:
     targets: list[str] = field(default_factory=list)
     warm_targets: list[str] = field(default_factory=list)
     wheel: Path | None = None
+    download_path: str = ""  # the wheel's file URL, from the project page
+    quota_secret: str = ""  # a registry token of main with QUOTAS
     peer: dict[str, Any] = field(default_factory=dict)
 
     # -- the service ---------------------------------------------------------------------
@@ -445,6 +466,12 @@ class BackendRun:
             return self.install_request()
         if path == "install_index":
             return replace(self.install_request(), path=f"/{seed.ORG}/{seed.MAIN}/pypi/simple/")
+        if path in ("download", "download_quota"):
+            # The wheel pip downloads after the project page, with a token without limits
+            # (counted after it is served) or with quotas (counted, exactly, before).
+            secret = self._tenant().known_secrets[0] if path == "download" else self.quota_secret
+            credentials = base64.b64encode(f"buildkite:{secret}".encode()).decode("ascii")
+            return Request("GET", self.download_path, {"Authorization": f"Basic {credentials}"})
         if path == "create":
             body = json.dumps({"description": f"bench create {label} {{n}}"})
             return Request("POST", scratch, self.rest_headers(json_body=True), body)
@@ -468,6 +495,25 @@ class BackendRun:
         )
         if response.status_code not in (200, 201):
             raise RuntimeError(f"publishing {wheel.name}: {response.status_code} {response.text}")
+        self.download_path = self.find_download_path(server)
+        created = httpx.post(
+            f"{server.base_url}{self.tokens_path(seed.MAIN)}",
+            headers=self.rest_headers(),
+            json={"description": "bench quotas", **QUOTAS},
+            timeout=30,
+        )
+        if created.status_code != 200:
+            raise RuntimeError(f"creating the quota token: {created.status_code} {created.text}")
+        self.quota_secret = created.json()["token"]
+
+    def find_download_path(self, server: Server) -> str:
+        """The wheel's URL on the project page (PEP 691 JSON), as pip finds it."""
+        request = self.install_request()
+        headers = {**request.headers, "Accept": "application/vnd.pypi.simple.v1+json"}
+        page = httpx.get(f"{server.base_url}{request.path}", headers=headers, timeout=30)
+        page.raise_for_status()
+        url = page.json()["files"][0]["url"]
+        return str(httpx.URL(f"{server.base_url}{request.path}").join(url).raw_path.decode())
 
     def check_install_auth(self, server: Server) -> None:
         """Every known secret installs; a well-formed unknown one does not."""
@@ -702,6 +748,7 @@ class BackendRun:
             for path, url in (
                 ("install", f"/simple/{PROJECT}/"),
                 ("install_index", "/simple/"),
+                ("download", f"/packages/{self.wheel.name}"),
             ):
                 request = Request("GET", url, headers)
                 probe = self.probe(server, request)

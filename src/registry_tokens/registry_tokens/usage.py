@@ -168,10 +168,12 @@ class UsageRepository:
             )
             .execution_options(synchronize_session=False)
         )
-        if not getattr(result, "rowcount", 0):
-            return False
-        self._add_hour(download)
-        return True
+        counted = bool(getattr(result, "rowcount", 0))
+        if counted or not enforce:
+            # A download already served is history whatever became of the counts (a
+            # reset or a later period since it was read): the series keeps it.
+            self._add_hour(download)
+        return counted
 
     def count_all(self, downloads: Iterable[Download]) -> None:
         """A batch of downloads already served (tokens without quotas), in token order."""
