@@ -133,6 +133,13 @@ def test_the_edit_form_changes_and_clears_limits(
     form["not_before_was"] = LIMITS["not_before"]
     assert post_form(browser, page, page, form).status_code == 303
     assert token_json(console_server, member, created["id"]) == stored
+    # A form without the limits' fields (a page from before them) leaves them as they are.
+    assert post_form(browser, page, page, {"description": "renamed"}).status_code == 303
+    after = token_json(console_server, member, created["id"])
+    assert after["description"] == "renamed"
+    kept = ("allowed_packages", "not_before", "max_downloads", "max_clients", "max_bytes")
+    assert [after[name] for name in kept] == [stored[name] for name in kept]
+    assert after["quota_period"] == "week"
     # Emptied fields remove the limits.
     cleared = {name: "" for name in LIMITS} | {"description": "pip"}
     cleared["not_before_was"] = LIMITS["not_before"]  # as the page's hidden field says

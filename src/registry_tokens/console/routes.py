@@ -76,6 +76,14 @@ USAGE_RANGES = [
     ("90d", "90 days"),
 ]
 _LAST = re.compile(r"([1-9][0-9]{0,3})([hd])")
+LIMIT_FIELDS = (
+    "allowed_packages",
+    "not_before",
+    "max_downloads",
+    "max_clients",
+    "max_bytes",
+    "quota_period",
+)
 EMPTY_TOKEN_FORM = {
     "description": "",
     "expires_at": "",
@@ -505,6 +513,9 @@ async def update_token(visit: Visit) -> Response:
         del fields["expires_at"]
     if _same_moment(form["not_before"], visit.field("not_before_was")):
         del fields["not_before"]  # the same: a start with milliseconds keeps them
+    for name in LIMIT_FIELDS:
+        if name not in visit.form:
+            fields.pop(name, None)  # a form without the field (an older page) keeps it
     try:
         body = validated(RegistryTokenUpdate, fields)
         await visit.write(
