@@ -363,6 +363,9 @@ def test_usage_pages_show_the_seeded_series_as_svg_and_table(
     assert 'id="error-interval"' in bad.text
     assert browser.get(registry + "/usage?from=yesterday").status_code == 422
     assert browser.get(registry + "/usage?last=forever").status_code == 422
+    too_long = browser.get(registry + "/usage?interval=hour&last=90d")
+    assert too_long.status_code == 422
+    assert 'id="error-last"' in too_long.text
     assert browser.get(registry + "/usage/pie.svg").status_code == 404
     unknown = browser.get(registry + f"/tokens/{uuid.uuid4()}/usage")
     assert unknown.status_code == 404

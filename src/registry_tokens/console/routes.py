@@ -776,7 +776,18 @@ async def _usage_report(visit: Visit, token_id: str | None, chosen: dict[str, st
         start = (end or now) - max(timedelta(hours=hours), step) + step
     if problems:
         raise ValidationFailed(problems)
-    window = UsageWindow.of(start, end, chosen["interval"], now)
+    try:
+        window = UsageWindow.of(start, end, chosen["interval"], now)
+    except ValidationFailed as failed:
+        if last is None or chosen["from"]:
+            raise
+        # The range came from "last": its field is the one to correct.
+        raise ValidationFailed(
+            [
+                FieldProblem("last", p.code, p.text) if p.field == "from" else p
+                for p in failed.problems
+            ]
+        ) from None
     return await visit.read(
         services.registry_tokens.usage,
         visit.path("org"),
