@@ -68,6 +68,9 @@ NOTICES = {
     "package-deleted": "Package deleted.",
     "token-updated": "Registry token saved.",
     "token-deleted": "Registry token deleted: it no longer works.",
+    "token-disabled": "Registry token disabled: it is refused until it is enabled.",
+    "token-enabled": "Registry token enabled: it works again.",
+    "token-usage-reset": "Usage reset: the token's counts and quotas start again from zero.",
     "access-token-revoked": "API access token revoked: it no longer works.",
 }
 P = ParamSpec("P")

@@ -4,17 +4,19 @@ REST API (with the person signed in as the caller), and render a template.
 Every page is wrapped by :func:`console.http.page` (sessions, CSRF, headers, errors).
 """
 
+import re
 import secrets
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from registry_tokens.audit.service import EventFilters, EventType
+from registry_tokens.console.charts import CHART_POLICY, CHARTS, label, usage_chart
 from registry_tokens.console.http import (
     STATIC_DIRECTORY,
     Visit,
@@ -22,9 +24,10 @@ from registry_tokens.console.http import (
     page,
     safe_next,
     secure,
+    when,
 )
 from registry_tokens.console.installing import install_lines
-from registry_tokens.kit.context import Scope
+from registry_tokens.kit.context import Caller, Scope
 from registry_tokens.kit.cursor import Cursor
 from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
 from registry_tokens.kit.pagination import MAX_PAGE, MAX_PER_PAGE, PageRequest
@@ -35,12 +38,18 @@ from registry_tokens.ratelimits.service import RateLimited
 from registry_tokens.registries.oidc_policy import shown as shown_policy
 from registry_tokens.registries.repository import RegistryRow
 from registry_tokens.registries.requests import Ecosystem, RegistryCreate, RegistryUpdate
+from registry_tokens.registry_tokens.repository import TokenRow
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
     RegistryTokenRotate,
     RegistryTokenUpdate,
+    UsageOut,
 )
-from registry_tokens.registry_tokens.service import MAX_GRACE_PERIOD_SECONDS
+from registry_tokens.registry_tokens.service import (
+    MAX_GRACE_PERIOD_SECONDS,
+    UsageReport,
+    UsageWindow,
+)
 from registry_tokens.sessions.service import SignInRefused
 
 PER_PAGE = 30
@@ -52,6 +61,40 @@ GRACE_PERIODS = [
     (86400, "1 day"),
     (MAX_GRACE_PERIOD_SECONDS, "7 days"),
 ]
+QUOTA_PERIODS = [
+    ("", "None: counts never start again"),
+    ("day", "Day"),
+    ("week", "Week"),
+    ("month", "Month"),
+]
+# The usage pages' ranges up to now (the form's "last"); from/to name any other.
+USAGE_RANGES = [
+    ("24h", "24 hours"),
+    ("48h", "48 hours"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+]
+_LAST = re.compile(r"([1-9][0-9]{0,3})([hd])")
+LIMIT_FIELDS = (
+    "allowed_packages",
+    "not_before",
+    "max_downloads",
+    "max_clients",
+    "max_bytes",
+    "quota_period",
+)
+EMPTY_TOKEN_FORM = {
+    "description": "",
+    "expires_at": "",
+    "allowed_cidrs": "",
+    "allowed_packages": "",
+    "not_before": "",
+    "max_downloads": "",
+    "max_clients": "",
+    "max_bytes": "",
+    "quota_period": "",
+}
 
 
 # Sign-in and sign-out.
@@ -381,6 +424,7 @@ async def _tokens_page(
     found, listed = await visit.read(
         services.registry_tokens.list, org, slug, PageRequest(_page_number(visit), PER_PAGE)
     )
+    now = services.registry_tokens.clock()
     return visit.render(
         "tokens.html",
         status=status,
@@ -388,8 +432,11 @@ async def _tokens_page(
         org=member,
         registry=found,
         tokens=listed,
-        form=form or {"description": "", "expires_at": "", "allowed_cidrs": ""},
+        usage={row.id: UsageOut.of(row, now) for row in listed.items},
+        limits=limits_of,
+        form=form or EMPTY_TOKEN_FORM,
         problems=problems,
+        quota_periods=QUOTA_PERIODS,
     )
 
 
@@ -436,11 +483,22 @@ async def _token_page(
             "description": current.description,
             "expires_at": _local(current.expires_at),
             "allowed_cidrs": "\n".join(current.allowed_cidrs or []),
+            "allowed_packages": "\n".join(current.allowed_packages or []),
+            "not_before": _local(current.not_before),
+            "max_downloads": _shown(current.max_downloads),
+            "max_clients": _shown(current.max_clients),
+            "max_bytes": _shown(current.max_bytes),
+            "quota_period": current.quota_period or "",
         },
         problems=problems,
         grace_periods=GRACE_PERIODS,
+        quota_periods=QUOTA_PERIODS,
         iso=iso,
         expires_at_was=_local(current.expires_at),
+        not_before_was=_local(current.not_before),
+        usage=UsageOut.of(current, services.registry_tokens.clock()),
+        limits=limits_of(current),
+        may_write=_may_write(visit.signed_in.caller),
     )
 
 
@@ -453,6 +511,11 @@ async def update_token(visit: Visit) -> Response:
         # Left as the page showed it: not sent, so an expired token's other fields can
         # still be changed, and an expiry with milliseconds keeps them.
         del fields["expires_at"]
+    if _same_moment(form["not_before"], visit.field("not_before_was")):
+        del fields["not_before"]  # the same: a start with milliseconds keeps them
+    for name in LIMIT_FIELDS:
+        if name not in visit.form:
+            fields.pop(name, None)  # a form without the field (an older page) keeps it
     try:
         body = validated(RegistryTokenUpdate, fields)
         await visit.write(
@@ -528,6 +591,224 @@ async def delete_token(visit: Visit) -> Response:
     return visit.redirect(visit.urls.registry_tokens_web(org, slug), notice="token-deleted")
 
 
+@page()
+async def disable_token(visit: Visit) -> Response:
+    return await _switch_token(visit, disabled=True)
+
+
+@page()
+async def enable_token(visit: Visit) -> Response:
+    return await _switch_token(visit, disabled=False)
+
+
+async def _switch_token(visit: Visit, *, disabled: bool) -> Response:
+    org, slug, token_id = visit.path("org"), visit.path("registry"), visit.path("token_id")
+    service = visit.services.registry_tokens
+    switch = service.disable if disabled else service.enable
+    found = await visit.write(switch, org, slug, token_id, visit.context)
+    return visit.redirect(
+        visit.urls.registry_token_web(org, slug, found.token.id),
+        notice="token-disabled" if disabled else "token-enabled",
+    )
+
+
+@page()
+async def confirm_usage_reset(visit: Visit) -> Response:
+    org, slug = visit.path("org"), visit.path("registry")
+    services = visit.services
+    member = await visit.member()
+    found = await visit.read(services.registry_tokens.get, org, slug, visit.path("token_id"))
+    if not _may_write(visit.signed_in.caller):
+        raise AppError("Changing registry tokens needs the write_registries scope", 403)
+    page_url = visit.urls.registry_token_web(org, slug, found.token.id)
+    return visit.render(
+        "confirm.html",
+        title=f"Reset the usage of {found.token.description}?",
+        org=member,
+        registry=found.registry,
+        question=f"Reset the usage of the registry token {found.token.description}?",
+        consequence="Its download, byte and client counts start again from zero now, and "
+        "so do its quotas. The usage charts keep their history. The reset is recorded in "
+        "the audit log.",
+        action=page_url + "/usage/reset",
+        confirm_label="Reset usage",
+        cancel=page_url,
+    )
+
+
+@page()
+async def reset_token_usage(visit: Visit) -> Response:
+    org, slug = visit.path("org"), visit.path("registry")
+    found = await visit.write(
+        visit.services.registry_tokens.reset_usage,
+        org,
+        slug,
+        visit.path("token_id"),
+        visit.context,
+    )
+    return visit.redirect(
+        visit.urls.registry_token_web(org, slug, found.token.id), notice="token-usage-reset"
+    )
+
+
+# Usage.
+
+
+@page()
+async def token_usage(visit: Visit) -> Response:
+    return await _usage_page(visit, visit.path("token_id"))
+
+
+@page()
+async def registry_usage(visit: Visit) -> Response:
+    return await _usage_page(visit, None)
+
+
+async def _usage_page(visit: Visit, token_id: str | None) -> Response:
+    """Downloads and bytes per hour or day, as charts and as a table of the same numbers."""
+    org, slug = visit.path("org"), visit.path("registry")
+    services = visit.services
+    member = await visit.member()
+    chosen = _usage_choices(visit)
+    problems: list[FieldProblem] = []
+    report: UsageReport | None = None
+    try:
+        report = await _usage_report(visit, token_id, chosen)
+    except ValidationFailed as failed:
+        problems = failed.problems
+    registry_row = (
+        report.registry
+        if report is not None
+        else await visit.read(services.registries.get, org, slug)
+    )
+    token_row = report.token if report is not None else None
+    if token_id is not None and token_row is None:
+        token_row = (await visit.read(services.registry_tokens.get, org, slug, token_id)).token
+    names: dict[uuid.UUID, str] = {}
+    if report is not None and token_id is None and report.tokens:
+        _, listed = await visit.read(
+            services.registry_tokens.list, org, slug, PageRequest(1, MAX_PER_PAGE)
+        )
+        names = {row.id: row.description for row in listed.items}
+    base = (
+        visit.urls.registry_token_web(org, slug, token_row.id)
+        if token_row is not None
+        else visit.urls.registry_web(org, slug)
+    ) + "/usage"
+    kept = urlencode({key: value for key, value in chosen.items() if value})
+    subject = f"token {token_row.description}" if token_row is not None else registry_row.name
+    return visit.render(
+        "usage.html",
+        status=422 if problems else 200,
+        title=f"Usage of {subject}",
+        org=member,
+        registry=registry_row,
+        token=token_row,
+        report=report,
+        names=names,
+        label=label,
+        choices=chosen,
+        ranges=USAGE_RANGES,
+        problems=problems,
+        base=base,
+        chart_url={chart: f"{base}/{chart}.svg?{kept}" for chart in CHARTS},
+        current=UsageOut.of(token_row, services.registry_tokens.clock())
+        if token_row is not None
+        else None,
+    )
+
+
+@page()
+async def token_usage_chart(visit: Visit) -> Response:
+    return await _chart(visit, visit.path("token_id"))
+
+
+@page()
+async def registry_usage_chart(visit: Visit) -> Response:
+    return await _chart(visit, None)
+
+
+async def _chart(visit: Visit, token_id: str | None) -> Response:
+    """One usage chart as an SVG document of its own (its page shows it with ``<img>``)."""
+    chart = visit.path("chart")
+    if chart not in CHARTS:
+        raise NotFound("chart")
+    chosen = _usage_choices(visit)
+    report = await _usage_report(visit, token_id, chosen)
+    every = "hour" if report.window.interval == "hour" else "day"
+    subject = (
+        f"registry token {report.token.description}"
+        if report.token is not None
+        else f"registry {report.registry.name}"
+    )
+    svg = usage_chart(
+        report.points, report.window.interval, chart, f"{CHARTS[chart]} per {every} of {subject}"
+    )
+    response = Response(svg, media_type="image/svg+xml")
+    secure(response)
+    response.headers["Content-Security-Policy"] = CHART_POLICY
+    return response
+
+
+def _usage_choices(visit: Visit) -> dict[str, str]:
+    return {
+        "interval": visit.query("interval") or "day",
+        "from": (visit.query("from") or "").strip(),
+        "to": (visit.query("to") or "").strip(),
+        "last": (visit.query("last") or "").strip(),
+    }
+
+
+async def _usage_report(visit: Visit, token_id: str | None, chosen: dict[str, str]) -> UsageReport:
+    """The usage the page's GET form asks for: an interval, and a range as ``from``/``to``
+    (UTC) or as the last so many buckets up to now."""
+    services = visit.services
+    now = services.registry_tokens.clock()
+    problems: list[FieldProblem] = []
+    start, end = _moment(chosen["from"], "from", problems), _moment(chosen["to"], "to", problems)
+    last = _LAST.fullmatch(chosen["last"]) if chosen["last"] else None
+    if chosen["last"] and last is None:
+        problems.append(FieldProblem("last", "invalid", "must be like 24h or 30d"))
+    elif last is not None and start is None:
+        # The last buckets up to "to" (or now), the one it falls in included.
+        hours = int(last[1]) * (24 if last[2] == "d" else 1)
+        step = timedelta(hours=1) if chosen["interval"] == "hour" else timedelta(days=1)
+        start = (end or now) - max(timedelta(hours=hours), step) + step
+    if problems:
+        raise ValidationFailed(problems)
+    try:
+        window = UsageWindow.of(start, end, chosen["interval"], now)
+    except ValidationFailed as failed:
+        if last is None or chosen["from"]:
+            raise
+        # The range came from "last": its field is the one to correct.
+        raise ValidationFailed(
+            [
+                FieldProblem("last", p.code, p.text) if p.field == "from" else p
+                for p in failed.problems
+            ]
+        ) from None
+    return await visit.read(
+        services.registry_tokens.usage,
+        visit.path("org"),
+        visit.path("registry"),
+        token_id,
+        window,
+    )
+
+
+def _moment(value: str, name: str, problems: list[FieldProblem]) -> datetime | None:
+    """A ``datetime-local`` or date field (UTC), or a problem with it."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(_utc(value) if "T" in value else value)
+    except ValueError:
+        problems.append(FieldProblem(name, "invalid", "must be a date and time, UTC"))
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 async def _secret_page(
     visit: Visit, registry_row: RegistryRow, token_id: uuid.UUID, secret: str, done: str
 ) -> Response:
@@ -557,20 +838,82 @@ def _token_form(visit: Visit) -> dict[str, str]:
         "description": visit.field("description"),
         "expires_at": visit.field("expires_at").strip(),
         "allowed_cidrs": visit.field("allowed_cidrs"),
+        "allowed_packages": visit.field("allowed_packages"),
+        "not_before": visit.field("not_before").strip(),
+        "max_downloads": visit.field("max_downloads").strip(),
+        "max_clients": visit.field("max_clients").strip(),
+        "max_bytes": visit.field("max_bytes").strip(),
+        "quota_period": visit.field("quota_period").strip(),
     }
 
 
 def _token_fields(form: dict[str, str], *, creating: bool) -> dict[str, Any]:
-    """The form as the API's request body: an empty expiry or CIDR list means none."""
+    """The form as the API's request body: an empty field means none (no expiry, every
+    network, every package, no quota)."""
     cidrs = [part for part in form["allowed_cidrs"].replace(",", " ").split() if part]
+    patterns = [part for part in form["allowed_packages"].replace(",", " ").split() if part]
     fields: dict[str, Any] = {
         "description": form["description"],
         "expires_at": _utc(form["expires_at"]) if form["expires_at"] else None,
         "allowed_cidrs": cidrs or None,
+        "allowed_packages": patterns or None,
+        "not_before": _utc(form["not_before"]) if form["not_before"] else None,
+        "max_downloads": _count(form["max_downloads"]),
+        "max_clients": _count(form["max_clients"]),
+        "max_bytes": _count(form["max_bytes"]),
+        "quota_period": form["quota_period"] or None,
     }
     if creating:
         return {name: value for name, value in fields.items() if value is not None}
     return fields
+
+
+def _count(raw: str) -> int | str | None:
+    """A quota field: empty is none, ASCII digits a number; anything else is sent as
+    it is, for the request's model to refuse in its words."""
+    if not raw:
+        return None
+    if raw.isascii() and raw.isdecimal() and len(raw) <= 20:
+        return int(raw)
+    return raw
+
+
+def _shown(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def limits_of(token: TokenRow) -> list[str]:
+    """A token's limits in a few words each, as the Tokens table and the token page list
+    them (none: no words)."""
+    per = f" per {token.quota_period}" if token.quota_period else ""
+    shown: list[str] = []
+    if token.allowed_packages:
+        shown.append("packages " + ", ".join(token.allowed_packages))
+    if token.not_before is not None:
+        shown.append("from " + when(token.not_before))
+    if token.max_downloads is not None:
+        shown.append(f"{token.max_downloads:,} downloads{per}")
+    if token.max_bytes is not None:
+        shown.append(f"{_size(token.max_bytes)}{per}")
+    if token.max_clients is not None:
+        shown.append(f"{token.max_clients:,} clients{per}")
+    return shown
+
+
+def _size(value: int) -> str:
+    """Bytes as people read them (1 kB = 1000 bytes, as Jinja's ``filesizeformat``)."""
+    size = float(value)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{value:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _may_write(caller: Caller) -> bool:
+    """Whether the person may change tokens: what the service requires (the same scope
+    as the API), so the buttons show only to those whose posts would be accepted."""
+    return Scope.WRITE_REGISTRIES.value in caller.scopes
 
 
 def _utc(value: str) -> str:
@@ -766,6 +1109,22 @@ def routes(web_url: str) -> list[BaseRoute]:
         Route(registry_path + "/tokens/{token_id}/rotate", rotate_token, methods=["POST"]),
         Route(registry_path + "/tokens/{token_id}/delete", confirm_token_deletion, methods=["GET"]),
         Route(registry_path + "/tokens/{token_id}/delete", delete_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}/disable", disable_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}/enable", enable_token, methods=["POST"]),
+        Route(registry_path + "/tokens/{token_id}/usage", token_usage, methods=["GET"]),
+        Route(
+            registry_path + "/tokens/{token_id}/usage/{chart}.svg",
+            token_usage_chart,
+            methods=["GET"],
+        ),
+        Route(
+            registry_path + "/tokens/{token_id}/usage/reset", confirm_usage_reset, methods=["GET"]
+        ),
+        Route(
+            registry_path + "/tokens/{token_id}/usage/reset", reset_token_usage, methods=["POST"]
+        ),
+        Route(registry_path + "/usage", registry_usage, methods=["GET"]),
+        Route(registry_path + "/usage/{chart}.svg", registry_usage_chart, methods=["GET"]),
         Mount("/console-static", StaticFiles(directory=STATIC_DIRECTORY), name="console-static"),
         # Last: what is under the console's own paths but no page above.
         Route("/organizations/{rest:path}", not_found, methods=["GET", "POST"]),
