@@ -31,6 +31,7 @@ from registry_tokens.packages.endpoints import uploads_router
 from registry_tokens.protocols import npm, pypi
 from registry_tokens.registries.endpoints import router as registries_router
 from registry_tokens.registry_tokens.endpoints import router as registry_tokens_router
+from registry_tokens.registry_tokens.endpoints import usage_router as registry_usage_router
 from registry_tokens.secret_scanning.endpoints import router as secret_scanning_router
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
@@ -69,8 +70,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # Before the first sign-in, so that its refusal takes as long as any other.
         await anyio.to_thread.run_sync(built.users.prepare_password_checks)
         yield
-        # Refused installs still queued are written before the process ends.
+        # Refused installs still queued, and usage gathered, are written before the end.
         await anyio.to_thread.run_sync(built.install.refusals.close)
+        await anyio.to_thread.run_sync(built.install.usage.close)
 
     app = FastAPI(
         title="registry-tokens",
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     for router in (
         registry_tokens_router,
+        registry_usage_router,
         packages_router,
         uploads_router,
         registries_router,

@@ -18,6 +18,7 @@ from registry_tokens.packages.storage import FileStore
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.service import RegistryService
 from registry_tokens.registry_tokens.access import InstallAccess
+from registry_tokens.registry_tokens.counting import UsageBuffer
 from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.registry_tokens.service import RegistryTokenService
 from registry_tokens.secret_scanning.service import SecretScanningService
@@ -87,6 +88,7 @@ class Services:
             rate_limits,
             refusals,
             oidc,
+            UsageBuffer(database, settings.usage_flush_seconds),
         )
         return cls(
             settings=settings,

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # A registry token's last use is written at most once per this many seconds.
     usage_write_interval_seconds: int = Field(default=60, ge=0)
+    # Downloads of tokens without quotas are counted in memory and written this often
+    # (tokens with quotas are counted in the database before each download, exactly).
+    usage_flush_seconds: float = Field(default=1.0, gt=0, le=60)
     # GitHub secret scanning: a JSON file of the public keys that sign leak reports, in
     # GitHub's format ({"public_keys": [{"key_identifier": ..., "key": PEM}, ...]}).
     secret_scanning_keys_file: Path | None = None

@@ -194,13 +194,15 @@ async def packument(request: Request) -> Response:
 
 @_npm
 async def tarball(request: Request) -> Response:
+    """A package tarball: the one request counted as a download (quotas, usage)."""
     services = _services(request)
-    registry = (await _readable(request, services)).registry
+    grant = await _readable(request, services)
     name = _package_name(request)
     filename = stored_filename(name, request.path_params["filename"])
-    _package, path = await services.database.read(
-        services.packages.npm_file, registry, name, filename
+    package, path = await services.database.read(
+        services.packages.npm_file, grant.registry, name, filename
     )
+    await services.install.admit_download(grant, package.project, package.size)
     return file_response(path, request.path_params["filename"])
 
 

@@ -85,14 +85,16 @@ async def simple_project(request: Request) -> Response:
 
 
 async def download(request: Request) -> Response:
+    """A package file: the one request counted as a download (quotas, usage)."""
     services = _services(request)
-    registry = (await _authorized(request, services)).registry
+    grant = await _authorized(request, services)
     package, path = await services.database.read(
         services.packages.file,
-        registry,
+        grant.registry,
         request.path_params["package_id"],
         request.path_params["filename"],
     )
+    await services.install.admit_download(grant, package.project, package.size)
     return file_response(path, package.filename)
 
 

@@ -13,6 +13,8 @@ is refused from the commit that changed it, on every process and instance.
 import base64
 import binascii
 import logging
+import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,22 +27,32 @@ from registry_tokens.auth.service import AuthService
 from registry_tokens.db import Database
 from registry_tokens.db.failures import is_storage_full
 from registry_tokens.kit.context import RequestContext, Scope
-from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.network import address_allowed
-from registry_tokens.kit.patterns import PackagePatterns, patterns_of
+from registry_tokens.kit.patterns import PackagePatterns, normalized_name, patterns_of
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
-from registry_tokens.kit.timestamps import truncate_to_millisecond
+from registry_tokens.kit.timestamps import format_timestamp, truncate_to_millisecond
 from registry_tokens.kit.validation import is_organization_slug, is_registry_slug
 from registry_tokens.oidc.schemas import OidcRefused, VerifiedToken
 from registry_tokens.oidc.service import OidcGrant, OidcService, looks_like_jwt
 from registry_tokens.organizations.service import member_organization
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.repository import REGISTRY_BY_SLUGS, RegistryRow
+from registry_tokens.registry_tokens.counting import UsageBuffer
 from registry_tokens.registry_tokens.refusals import RefusalLog
 from registry_tokens.registry_tokens.repository import (
     PRESENTED_CREDENTIAL,
+    QUOTA_STATE,
     PresentedCredential,
     RegistryTokenRepository,
+)
+from registry_tokens.registry_tokens.usage import (
+    UNKNOWN_ADDRESS,
+    Download,
+    UsageRepository,
+    hour_of,
+    period_end,
+    period_key,
 )
 
 REALM = 'Basic realm="registry-tokens", charset="UTF-8"'
@@ -110,6 +122,36 @@ class InstallGrant:
         return patterns_of(self.token.allowed_packages if self.token is not None else None)
 
 
+class QuotaExceeded(AppError):
+    """A download the token's quota has no room for: 403 (the token is good, and may see
+    the file; retrying does not help before its counts start again, when ``Retry-After``
+    says)."""
+
+    def __init__(self, limit: str, maximum: int, until: datetime | None, now: datetime) -> None:
+        what = {
+            "max_downloads": f"its {maximum:,} downloads",
+            "max_bytes": f"its {maximum:,} bytes of downloads",
+            "max_clients": f"downloads from {maximum:,} client addresses",
+        }[limit]
+        when = (
+            f"until {format_timestamp(until)}"
+            if until is not None
+            else "until its usage is reset or the limit raised"
+        )
+        headers = {}
+        if until is not None:
+            headers["Retry-After"] = str(max(1, math.ceil((until - now).total_seconds())))
+        super().__init__(
+            f"Quota exceeded: this registry token has used {what} ({limit}); no more {when}",
+            403,
+            headers=headers,
+        )
+
+
+class _NotCounted(Exception):
+    """Rolls back a download's counting (the quota had no room for it)."""
+
+
 class InstallAccess:
     def __init__(
         self,
@@ -121,7 +163,9 @@ class InstallAccess:
         rate_limits: RateLimitPolicy,
         refusals: RefusalLog,
         oidc: OidcService,
+        usage: UsageBuffer,
     ) -> None:
+        self.usage = usage
         self.refusals = refusals
         self.oidc = oidc
         self.database = database
@@ -163,6 +207,93 @@ class InstallAccess:
                     raise
                 logger.warning("A registry token's last use cannot be written: %s", error.orig)
         return InstallGrant(decision.registry, decision.token, context)
+
+    async def admit_download(self, grant: InstallGrant, name: str, size: int) -> None:
+        """Whether the grant's token may download this package file now, and its count.
+
+        A download is a package file served (index pages are not). Without a registry
+        token (a public registry, an API access token, OIDC) nothing is counted. A name the
+        token may not see is a 404, as if absent (and recorded). A token with a quota is
+        counted before the file is sent, in the one conditional UPDATE that also checks
+        the quota (``usage.UsageRepository.count``): exact across processes and
+        instances; no room is a 403, recorded. A token without one is counted after,
+        off the request path (``counting.UsageBuffer``)."""
+        token = grant.token
+        if token is None:
+            return
+        registry = grant.registry
+        patterns = grant.packages
+        if patterns is not None and not patterns.allows(normalized_name(name, registry.ecosystem)):
+            self._refuse_download(grant, token, Refusal.PACKAGE_NOT_ALLOWED)
+            raise NotFound("file")
+        now = self.clock()
+        download = Download(
+            token.id,
+            period_key(token.quota_period, token.usage_since, now),
+            hour_of(now),
+            grant.context.client_ip or UNKNOWN_ADDRESS,
+            1,
+            size,
+        )
+        if not token.has_quota:
+            self.usage.add(download)
+            return
+        for _ in range(2):  # once more if a usage reset moved the period under it
+            if await self.database.write(self._count, download):
+                return
+            exceeded = await self.database.read(self._exceeded, download)
+            if exceeded is not None:
+                self._refuse_download(grant, token, Refusal.QUOTA_EXCEEDED)
+                limit, maximum = exceeded
+                raise QuotaExceeded(limit, maximum, period_end(token.quota_period, now), now)
+            download = download._replace(
+                key=await self.database.read(self._current_key, token.id, now)
+            )
+        self._refuse_download(grant, token, Refusal.QUOTA_EXCEEDED)
+        raise AppError("The download could not be counted; try again", 409)
+
+    def _count(self, download: Download) -> bool:
+        try:
+            with self.database.writing() as session:
+                if not UsageRepository(session, self.database.is_sqlite).count(
+                    download, enforce=True
+                ):
+                    raise _NotCounted  # rolls back the new client's row
+        except _NotCounted:
+            return False
+        return True
+
+    def _exceeded(self, download: Download) -> tuple[str, int] | None:
+        """Which of the token's quotas (as stored now) this download would exceed."""
+        rows = self.database.fetch(QUOTA_STATE, token_id=download.token_id)
+        if not rows:
+            return None
+        state = rows[0]
+        current = state.usage_period_start == download.key
+        downloads = state.usage_downloads if current else 0
+        size = state.usage_bytes if current else 0
+        clients = state.usage_clients if current else 0
+        if state.max_downloads is not None and downloads + 1 > state.max_downloads:
+            return "max_downloads", state.max_downloads
+        if state.max_bytes is not None and size + download.bytes > state.max_bytes:
+            return "max_bytes", state.max_bytes
+        if state.max_clients is not None and clients >= state.max_clients:
+            return "max_clients", state.max_clients
+        return None
+
+    def _current_key(self, token_id: uuid.UUID, now: datetime) -> datetime:
+        rows = self.database.fetch(QUOTA_STATE, token_id=token_id)
+        if not rows:
+            raise NotFound("file")
+        return period_key(rows[0].quota_period, rows[0].usage_since, now)
+
+    def _refuse_download(
+        self, grant: InstallGrant, token: PresentedCredential, refusal: Refusal
+    ) -> None:
+        registry = grant.registry
+        self.refusals.add(
+            token, refusal, f"{registry.organization_slug}/{registry.slug}", grant.context
+        )
 
     def decide(
         self,

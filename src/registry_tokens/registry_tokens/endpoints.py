@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
+from pydantic import AwareDatetime, BeforeValidator
 
 from registry_tokens.api.http import JsonRoute
 from registry_tokens.api.routes import (
@@ -17,14 +18,22 @@ from registry_tokens.api.routes import (
     set_page_links,
 )
 from registry_tokens.kit.pagination import DEFAULT_PER_PAGE, PageRequest
+from registry_tokens.kit.validation import rfc3339_timestamp
 from registry_tokens.registry_tokens.schemas import (
     RegistryTokenCreate,
     RegistryTokenCreated,
     RegistryTokenOut,
     RegistryTokenRotate,
     RegistryTokenUpdate,
+    RegistryUsageOut,
+    UsageSeriesOut,
 )
-from registry_tokens.registry_tokens.service import RegistryTokenService, TokenChanges
+from registry_tokens.registry_tokens.service import (
+    RegistryTokenService,
+    TokenChanges,
+    UsageReport,
+    UsageWindow,
+)
 
 
 def _now(rest: RestDep) -> datetime:
@@ -194,3 +203,135 @@ async def rotate_registry_token(
         rest.context,
     )
     return RegistryTokenCreated.of_new(rotated, rest.urls, _now(rest))
+
+
+def _switch_route(action: str, summary: str, description: str) -> None:
+    async def switch(org: str, registry: str, id: str, rest: RestDep) -> RegistryTokenOut:
+        service = rest.service(RegistryTokenService)
+        method = {"disable": service.disable, "enable": service.enable}.get(
+            action, service.reset_usage
+        )
+        found = await rest.database.write(method, rest.caller, org, registry, id, rest.context)
+        return RegistryTokenOut.of(found, rest.urls, _now(rest))
+
+    path = "/{id}/usage/reset" if action == "reset" else f"/{{id}}/{action}"
+    router.add_api_route(
+        path,
+        switch,
+        methods=["POST"],
+        operation_id=f"{action}RegistryToken" if action != "reset" else "resetRegistryTokenUsage",
+        summary=summary,
+        description=description,
+        response_model=RegistryTokenOut,
+        responses=READ_ERRORS,
+    )
+
+
+_switch_route(
+    "disable",
+    "Disable a registry token",
+    "Required scope: `write_registries`. From this response on, every use of the token is "
+    "refused (401, recorded with reason `disabled`) on every process, until it is enabled. "
+    "Disabling a disabled token changes nothing.",
+)
+_switch_route(
+    "enable",
+    "Enable a disabled registry token",
+    "Required scope: `write_registries`. It works again from this response on.",
+)
+_switch_route(
+    "reset",
+    "Reset a registry token's usage",
+    "Required scope: `write_registries`. Its counts (and so its quotas) start again now; "
+    "the usage series keeps the history. Recorded as `REGISTRY_TOKEN_USAGE_RESET` with "
+    "the counts it had.",
+)
+
+From = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(rfc3339_timestamp),
+    Query(
+        alias="from",
+        description="The window's start (ISO 8601 with a time zone), rounded down to its "
+        "bucket. Default: 30 days (interval day) or 48 hours (hour) before `to`.",
+    ),
+]
+To = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(rfc3339_timestamp),
+    Query(
+        description="The window's end, exclusive (a bucket it falls inside is included). "
+        "Default: now."
+    ),
+]
+Interval = Annotated[
+    Literal["day", "hour"],
+    Query(description="Buckets of one UTC day or hour: at most 366 days or 744 hours."),
+]
+
+
+async def _usage(
+    rest: RestDep,
+    org: str,
+    registry: str,
+    token_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    interval: str,
+) -> UsageReport:
+    service = rest.service(RegistryTokenService)
+    window = UsageWindow.of(start, end, interval, service.clock())
+    return await rest.database.read(service.usage, rest.caller, org, registry, token_id, window)
+
+
+@router.get(
+    "/{id}/usage",
+    operation_id="getRegistryTokenUsage",
+    summary="A registry token's downloads over time",
+    description="Required scope: `read_registries`. Package files downloaded with the "
+    "token (index pages are not downloads) per UTC hour or day: downloads, bytes and "
+    "distinct client addresses, every bucket of the window (zeros included), and the "
+    "window's totals.",
+    response_model=UsageSeriesOut,
+    responses=READ_ERRORS,
+)
+async def get_registry_token_usage(
+    org: str,
+    registry: str,
+    id: str,
+    rest: RestDep,
+    start: From = None,
+    to: To = None,
+    interval: Interval = "day",
+) -> UsageSeriesOut:
+    return UsageSeriesOut.of(await _usage(rest, org, registry, id, start, to, interval))
+
+
+usage_router = APIRouter(
+    prefix="/v2/packages/organizations/{org}/registries/{registry}",
+    tags=["Registry tokens"],
+    route_class=JsonRoute,
+)
+
+
+@usage_router.get(
+    "/usage",
+    operation_id="getRegistryUsage",
+    summary="A registry's downloads over time, all its tokens'",
+    description="Required scope: `read_registries`. As a token's usage, summed over "
+    "every registry token of the registry (deleted ones too: their downloads happened), "
+    "distinct clients counted across them, and each token's totals (those with downloads "
+    "in the window, most first).",
+    response_model=RegistryUsageOut,
+    responses=READ_ERRORS,
+)
+async def get_registry_usage(
+    org: str,
+    registry: str,
+    rest: RestDep,
+    start: From = None,
+    to: To = None,
+    interval: Interval = "day",
+) -> RegistryUsageOut:
+    report = await _usage(rest, org, registry, None, start, to, interval)
+    return RegistryUsageOut.of_registry(report, rest.urls)

@@ -346,3 +346,34 @@ LIVE_PAGE_FROM = Query(
     .limit(bindparam("limit")),
     TokenRow,
 )
+
+
+class QuotaState(NamedTuple):
+    """A token's quotas and counts as stored now: which quota refused a download."""
+
+    max_downloads: int | None
+    max_clients: int | None
+    max_bytes: int | None
+    quota_period: str | None
+    usage_since: datetime | None
+    usage_period_start: datetime | None
+    usage_downloads: int
+    usage_bytes: int
+    usage_clients: int
+
+
+# "What are this token's quotas and counts now?" (after a refused download).
+QUOTA_STATE = Query(
+    select(
+        RegistryToken.max_downloads.label("max_downloads"),
+        RegistryToken.max_clients.label("max_clients"),
+        RegistryToken.max_bytes.label("max_bytes"),
+        RegistryToken.quota_period.label("quota_period"),
+        RegistryToken.usage_since.label("usage_since"),
+        RegistryToken.usage_period_start.label("usage_period_start"),
+        RegistryToken.usage_downloads.label("usage_downloads"),
+        RegistryToken.usage_bytes.label("usage_bytes"),
+        RegistryToken.usage_clients.label("usage_clients"),
+    ).where(RegistryToken.id == bindparam("token_id", type_=RegistryToken.id.type)),
+    QuotaState,
+)

@@ -36,6 +36,7 @@ from registry_tokens.registry_tokens.service import (
     CreatedRegistryToken,
     RegistryTokenOf,
     TokenChanges,
+    UsageReport,
 )
 from registry_tokens.registry_tokens.usage import EPOCH, current_usage
 from registry_tokens.users.schemas import UserOut
@@ -392,3 +393,85 @@ def _fields(
         "disabled_at": token.disabled_at,
         "usage": UsageOut.of(token, now),
     }
+
+
+class UsageBucket(ResponseModel):
+    at: Timestamp = Field(description="The hour's or day's start (UTC).")
+    downloads: int
+    bytes: int
+    clients: int = Field(description="Distinct client addresses in the bucket.")
+
+
+class TokenUsageTotal(ResponseModel):
+    id: uuid.UUID
+    description: str
+    url: str
+    deleted: bool = Field(description="Deleted since (its downloads stay in the history).")
+    downloads: int
+    bytes: int
+    clients: int
+
+
+class UsageSeriesOut(ResponseModel):
+    """Downloads per hour or day of ``[from, to)``: every bucket, zeros included."""
+
+    from_: Timestamp = Field(alias="from", serialization_alias="from")
+    to: Timestamp
+    interval: str
+    downloads: int = Field(description="Over the whole window.")
+    bytes: int
+    clients: int = Field(description="Distinct client addresses over the whole window.")
+    series: list[UsageBucket]
+
+    @classmethod
+    def fields_of(cls, report: UsageReport) -> dict[str, object]:
+        return {
+            "from": report.window.start,
+            "to": report.window.end,
+            "interval": report.window.interval,
+            "downloads": report.totals.downloads,
+            "bytes": report.totals.bytes,
+            "clients": report.totals.clients,
+            "series": [
+                UsageBucket(
+                    at=point.at,
+                    downloads=point.downloads,
+                    bytes=point.bytes,
+                    clients=point.clients,
+                )
+                for point in report.points
+            ],
+        }
+
+    @classmethod
+    def of(cls, report: UsageReport) -> "UsageSeriesOut":
+        return cls.model_validate(cls.fields_of(report))
+
+
+class RegistryUsageOut(UsageSeriesOut):
+    """A registry's downloads (all its tokens'), and each token's with any in the window."""
+
+    tokens: list[TokenUsageTotal]
+
+    @classmethod
+    def of_registry(cls, report: UsageReport, urls: Urls) -> "RegistryUsageOut":
+        registry = report.registry
+        return cls.model_validate(
+            {
+                **cls.fields_of(report),
+                "tokens": [
+                    TokenUsageTotal(
+                        id=total.token_id,
+                        description=total.description,
+                        url=urls.registry_token(
+                            registry.organization_slug, registry.slug, total.token_id
+                        ),
+                        deleted=bool(total.deleted),
+                        downloads=total.downloads,
+                        bytes=total.bytes,
+                        clients=total.clients,
+                    )
+                    for total in report.tokens
+                ],
+            }
+        )

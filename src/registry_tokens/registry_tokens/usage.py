@@ -196,12 +196,15 @@ class UsageRepository:
         )
 
     def _add_client(self, token_id: uuid.UUID, key: datetime, address: str) -> bool:
+        """Whether the address is new in the period. (``RETURNING``, not ``rowcount``:
+        psycopg reports -1 for an ``INSERT … ON CONFLICT DO NOTHING``.)"""
         statement = (
             self.dialect.insert(RegistryTokenClient)
             .values(registry_token_id=token_id, period_start=key, address=address)
             .on_conflict_do_nothing(index_elements=["registry_token_id", "period_start", "address"])
+            .returning(RegistryTokenClient.address)
         )
-        return bool(getattr(self.session.execute(statement), "rowcount", 0))
+        return self.session.execute(statement).first() is not None
 
     def _add_hour(self, download: Download) -> None:
         insert = self.dialect.insert(RegistryTokenUsageHour).values(
@@ -233,9 +236,11 @@ class UsagePoint(NamedTuple):
 
 
 class TokenTotal(NamedTuple):
-    """One token's downloads over a range."""
+    """One token's downloads over a range, and what it is called."""
 
     token_id: uuid.UUID
+    description: str
+    deleted: bool
     downloads: int
     bytes: int
     clients: int
@@ -308,12 +313,16 @@ TOTALS = {True: _total(True), False: _total(False)}
 # "Each of this registry's tokens' downloads in [start, end)".
 TOKEN_TOTALS = Query(
     select(
-        RegistryTokenUsageHour.registry_token_id.label("token_id"),
+        RegistryToken.id.label("token_id"),
+        RegistryToken.description.label("description"),
+        RegistryToken.revoked_at.is_not(None).label("deleted"),
         func.sum(RegistryTokenUsageHour.downloads).label("downloads"),
         func.sum(RegistryTokenUsageHour.bytes).label("bytes"),
         func.count(RegistryTokenUsageHour.address.distinct()).label("clients"),
     )
+    .join(RegistryToken, RegistryToken.id == RegistryTokenUsageHour.registry_token_id)
     .where(*_range(False))
-    .group_by(RegistryTokenUsageHour.registry_token_id),
+    .group_by(RegistryToken.id, RegistryToken.description, RegistryToken.revoked_at)
+    .order_by(func.sum(RegistryTokenUsageHour.downloads).desc(), RegistryToken.id),
     TokenTotal,
 )
