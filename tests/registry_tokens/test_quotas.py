@@ -64,9 +64,7 @@ class Registry:
 
 
 @pytest.fixture
-def registry(
-    client: httpx.Client, seeder: Seeder, tmp_path: Path, clock: Clock
-) -> Registry:
+def registry(client: httpx.Client, seeder: Seeder, tmp_path: Path, clock: Clock) -> Registry:
     clock.now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     tenant = admin_tenant(seeder)
     files, sizes = {}, {}
