@@ -376,3 +376,34 @@ def test_the_packages_api_takes_a_tgz_that_npm_then_installs(world: World) -> No
     project = project_dir(world.root, "api")
     ok(world.npm("api", world.registry_token()["token"]).run(project, "install", "from-the-api"))
     assert required_value(project, "from-the-api") == value
+
+
+def test_allowed_packages_hide_the_others_from_npm(world: World) -> None:
+    """A token limited to ``@acme/*`` installs @acme/kept; @other/hidden is not found
+    (404, as if absent), its packument and tarball too."""
+    kept, hidden = uuid.uuid4().hex, uuid.uuid4().hex
+    world.publish("@acme/kept", "1.0.0", kept)
+    world.publish("@other/hidden", "1.0.0", hidden)
+    created = world.client.post(
+        tokens_path(world.owner.org, world.owner.registry),
+        headers=world.owner.auth(),
+        json={"description": "acme only", "allowed_packages": ["@acme/*"]},
+    )
+    assert created.status_code == 200, created.text
+    token = created.json()["token"]
+    installer = world.npm("limited", token)
+    project = project_dir(world.root, "limited")
+    ok(installer.run(project, "install", "@acme/kept"))
+    assert required_value(project, "@acme/kept") == kept
+    refused(installer.run(project, "install", "@other/hidden"), 404)
+    assert required_value(project, "@other/hidden") is None
+
+    # The hidden package's tarball, found with a token that may see it, is absent too.
+    unlimited = world.registry_token()["token"]
+    everyone = world.npm("everyone", unlimited)
+    viewed = json.loads(ok(everyone.run(project, "view", "@other/hidden", "--json")).stdout)
+    tarball = viewed["dist"]["tarball"]
+    assert world.client.get(tarball, headers=bearer(token)).status_code == 404
+    assert world.client.get(tarball, headers=bearer(unlimited)).status_code == 200
+    packument = f"{world.registry_url}@other%2fhidden"
+    assert world.client.get(packument, headers=bearer(token)).status_code == 404

@@ -369,3 +369,46 @@ def test_project_names_are_normalized_by_redirect(
     )
     assert followed.status_code == 200
     assert [text for _href, _sha, text in file_links(followed.text)] == [path.name]
+
+
+def test_allowed_packages_hide_the_others_from_pip(
+    package_server: ServerProcess,
+    package_client: httpx.Client,
+    owner: Tenant,
+    wheel: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    """A token limited to ``hello-*`` installs hello-pkg; for it, other-pkg does not exist
+    (pip: "No matching distribution"), and the index lists only the allowed name."""
+    path, value = wheel
+    published(package_client, owner.org, owner.registry, owner.tokens["rw"], path)
+    other = build_wheel(tmp_path / "dist", "other-pkg", VERSION, module="other_pkg")
+    published(package_client, owner.org, owner.registry, owner.tokens["rw"], other)
+    created = package_client.post(
+        tokens_path(owner.org, owner.registry),
+        headers=owner.auth(),
+        json={"description": "hello only", "allowed_packages": ["Hello_*"]},
+    )
+    assert created.status_code == 200, created.text
+    secret = created.json()["token"]
+    url = index_url(package_server, owner.org, owner.registry, secret)
+
+    python = fresh_venv(tmp_path / "venv")
+    assert_installed(pip_install(python, "--index-url", url, NAME), python, value)
+    hidden = pip_install(python, "--index-url", url, "other-pkg")
+    assert hidden.returncode != 0, output(hidden)
+    assert "No matching distribution found for other-pkg" in hidden.stdout + hidden.stderr
+    assert "Successfully installed" not in hidden.stdout
+
+    index = simple_path(owner.org, owner.registry)
+    listed = package_client.get(index, headers={**basic(secret), "Accept": SIMPLE_JSON})
+    assert [project["name"] for project in listed.json()["projects"]] == [NAME]
+    html = package_client.get(index, headers=basic(secret)).text
+    assert NAME in html
+    assert "other-pkg" not in html
+    assert package_client.get(f"{index}other-pkg/", headers=basic(secret)).status_code == 404
+    # The owner's own API token sees both.
+    everything = package_client.get(
+        index, headers={**bearer(owner.tokens["rw"]), "Accept": SIMPLE_JSON}
+    )
+    assert sorted(p["name"] for p in everything.json()["projects"]) == [NAME, "other-pkg"]

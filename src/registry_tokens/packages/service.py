@@ -20,6 +20,7 @@ from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
 from registry_tokens.kit.ids import new_id
+from registry_tokens.kit.patterns import PackagePatterns, normalized_name
 from registry_tokens.kit.signing import derive_key, sign, verify
 from registry_tokens.kit.urls import UPLOAD_FILENAME, Urls
 from registry_tokens.packages.metadata import (
@@ -182,20 +183,28 @@ class PackageService:
         finally:
             self.files.discard(staged)  # a no-op once the file was moved into place
 
-    def npm_versions(self, registry: RegistryRow, name: str) -> "builtins.list[NpmVersion]":
-        """The versions of an npm package an install may read (access already decided)."""
+    def npm_versions(
+        self, registry: RegistryRow, name: str, allowed: PackagePatterns | None = None
+    ) -> "builtins.list[NpmVersion]":
+        """The versions of an npm package an install may read (access already decided;
+        ``allowed``: the names its token may see, the others as absent)."""
         _npm_registry(registry)
+        _visible(registry, name, allowed, "package")
         rows = self.database.fetch(NPM_VERSIONS, registry_id=registry.id, project=name)
         if not rows:
             raise NotFound("package")
         return rows
 
     def npm_dist_tags(
-        self, registry: RegistryRow, name: str, versions: "builtins.list[NpmVersion] | None" = None
+        self,
+        registry: RegistryRow,
+        name: str,
+        versions: "builtins.list[NpmVersion] | None" = None,
+        allowed: PackagePatterns | None = None,
     ) -> dict[str, str]:
         """The package's dist-tags; ``latest`` is always there: when no tag is stored (its
         version was deleted, or it came by a copy), it is the highest release."""
-        listed = versions if versions is not None else self.npm_versions(registry, name)
+        listed = versions if versions is not None else self.npm_versions(registry, name, allowed)
         tags = {
             row.tag: row.version
             for row in self.database.fetch(DIST_TAGS, registry_id=registry.id, project=name)
@@ -563,11 +572,18 @@ class PackageService:
         # Only after the row is gone: a crash in between leaves an orphan, swept later.
         self.files.remove(sha256, owned_id)
 
-    def projects(self, registry: RegistryRow) -> "builtins.list[str]":
-        """The projects an install may list (the registry's access already decided)."""
-        return [row.project for row in self.database.fetch(PROJECTS, registry_id=registry.id)]
+    def projects(
+        self, registry: RegistryRow, allowed: PackagePatterns | None = None
+    ) -> "builtins.list[str]":
+        """The projects an install may list (the registry's access already decided;
+        ``allowed``: the names its token may see)."""
+        names = [row.project for row in self.database.fetch(PROJECTS, registry_id=registry.id)]
+        return names if allowed is None else allowed.filter(names, registry.ecosystem)
 
-    def project_files(self, registry: RegistryRow, project: str) -> "builtins.list[ProjectFile]":
+    def project_files(
+        self, registry: RegistryRow, project: str, allowed: PackagePatterns | None = None
+    ) -> "builtins.list[ProjectFile]":
+        _visible(registry, project, allowed, "project")
         files = self.database.fetch(PROJECT_FILES, registry_id=registry.id, project=project)
         if not files:
             raise NotFound("project")
@@ -620,6 +636,12 @@ def _not_npm(registry: RegistryRow) -> AppError:
         "javascript registries",
         422,
     )
+
+
+def _visible(registry: RegistryRow, name: str, allowed: PackagePatterns | None, noun: str) -> None:
+    """A package its token may not see answers as absent: the same 404, no query."""
+    if allowed is not None and not allowed.allows(normalized_name(name, registry.ecosystem)):
+        raise NotFound(noun)
 
 
 def _npm_registry(registry: RegistryRow) -> None:

@@ -182,9 +182,12 @@ async def packument(request: Request) -> Response:
     """``…/npm/{name}``: every version of a package, the abbreviated document when npm
     install asks for it (``Accept: application/vnd.npm.install-v1+json``)."""
     services = _services(request)
-    registry = (await _readable(request, services)).registry
+    grant = await _readable(request, services)
+    registry = grant.registry
     name = _package_name(request)
-    versions = await services.database.read(services.packages.npm_versions, registry, name)
+    versions = await services.database.read(
+        services.packages.npm_versions, registry, name, grant.packages
+    )
     tags = await services.database.read(services.packages.npm_dist_tags, registry, name, versions)
     base = services.urls.npm_registry(registry.organization_slug, registry.slug)
     if INSTALL_V1 in (request.headers.get("accept") or ""):
@@ -225,9 +228,11 @@ async def publish(request: Request) -> Response:
 async def dist_tags(request: Request) -> Response:
     """``npm dist-tag ls``."""
     services = _services(request)
-    registry = (await _readable(request, services)).registry
+    grant = await _readable(request, services)
     name = _package_name(request)
-    tags = await services.database.read(services.packages.npm_dist_tags, registry, name)
+    tags = await services.database.read(
+        services.packages.npm_dist_tags, grant.registry, name, None, grant.packages
+    )
     return _json(tags)
 
 

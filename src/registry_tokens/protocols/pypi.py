@@ -64,23 +64,27 @@ def _page(content: str, media_type: str) -> Response:
 async def simple_index(request: Request) -> Response:
     """``…/simple/``: the registry's projects."""
     services = _services(request)
-    registry = (await _authorized(request, services)).registry
+    grant = await _authorized(request, services)
     media_type = _negotiated(request)
-    projects = await services.database.read(services.packages.projects, registry)
+    projects = await services.database.read(
+        services.packages.projects, grant.registry, grant.packages
+    )
     return _page(index_page(projects, media_type), media_type)
 
 
 async def simple_project(request: Request) -> Response:
     """``…/simple/{project}/``, the request behind every ``pip install``."""
     services = _services(request)
-    registry = (await _authorized(request, services)).registry
+    grant = await _authorized(request, services)
     project = request.path_params["project"]
     normalized = canonicalize_name(project)
     if normalized != project:  # PEP 503: redirect to the normalized name
         org, registry_slug = request.path_params["org"], request.path_params["registry"]
         return RedirectResponse(f"/{org}/{registry_slug}/pypi/simple/{normalized}/", 301)
     media_type = _negotiated(request)
-    files = await services.database.read(services.packages.project_files, registry, normalized)
+    files = await services.database.read(
+        services.packages.project_files, grant.registry, normalized, grant.packages
+    )
     return _page(project_page(normalized, files, media_type), media_type)
 
 
