@@ -431,3 +431,86 @@ def test_an_unknown_token_has_no_usage(client: httpx.Client, registry: Registry)
     for token_id in (str(uuid.uuid4()), "not-an-id"):
         url = f"{tokens_path(tenant.org, tenant.registry)}/{token_id}/usage"
         assert client.get(url, headers=tenant.auth()).status_code == 404
+
+
+# --------------------------------------------------------------------------- the fields
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"allowed_packages": []}, "allowed_packages"),
+        ({"allowed_packages": ["@acme/*"]}, "allowed_packages"),  # an npm name, Python registry
+        ({"allowed_packages": ["acme-?"]}, "allowed_packages"),
+        ({"allowed_packages": ["a" * 215]}, "allowed_packages"),
+        ({"allowed_packages": "acme-*"}, "allowed_packages"),
+        ({"allowed_packages": [1]}, "allowed_packages"),
+        (
+            {"not_before": "2030-01-01T00:00:00Z", "expires_at": "2030-01-01T00:00:00Z"},
+            "not_before",
+        ),
+        ({"not_before": "2030-01-01T00:00:00"}, "not_before"),
+        ({"max_downloads": 0}, "max_downloads"),
+        ({"max_downloads": -1}, "max_downloads"),
+        ({"max_downloads": True}, "max_downloads"),
+        ({"max_downloads": 1.5}, "max_downloads"),
+        ({"max_downloads": "10"}, "max_downloads"),
+        ({"max_clients": 2**31}, "max_clients"),
+        ({"max_bytes": 2**53}, "max_bytes"),
+        ({"quota_period": "year"}, "quota_period"),
+    ],
+)
+def test_a_bad_limit_is_a_422_naming_its_field_and_nothing_is_stored(
+    client: httpx.Client, registry: Registry, fields: dict[str, Any], field: str
+) -> None:
+    tenant = registry.tenant
+    path = tokens_path(tenant.org, tenant.registry)
+    before = client.get(path, headers=tenant.auth()).json()
+    response = client.post(path, headers=tenant.auth(), json={"description": "bad", **fields})
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]
+    assert client.get(path, headers=tenant.auth()).json() == before
+    # The same on update, and the token keeps what it had.
+    created = create(client, registry)
+    updated = client.patch(f"{path}/{created['id']}", headers=tenant.auth(), json=fields)
+    assert updated.status_code == 422, updated.text
+    kept = token(client, registry, created["id"])
+    assert {name: kept[name] for name in fields} == {name: created[name] for name in fields}
+
+
+def test_limits_round_trip_and_an_update_changes_only_what_it_names(
+    client: httpx.Client, registry: Registry
+) -> None:
+    created = create(
+        client,
+        registry,
+        allowed_packages=["Acme.Utils", "acme_*", "acme-*"],
+        not_before="2026-12-01T00:00:00Z",
+        expires_at="2027-01-01T00:00:00Z",
+        max_downloads=5.0,  # JSON cannot tell 5.0 from 5
+        max_clients=3,
+        max_bytes=2**53 - 1,
+        quota_period="week",
+    )
+    assert created["allowed_packages"] == ["acme-utils", "acme-*"]  # normalized, once each
+    assert created["not_before"] == "2026-12-01T00:00:00.000Z"
+    limits = ("max_downloads", "max_clients", "max_bytes", "quota_period")
+    assert [created[name] for name in limits] == [5, 3, 2**53 - 1, "week"]
+    assert created["disabled_at"] is None
+    tenant = registry.tenant
+    url = f"{tokens_path(tenant.org, tenant.registry)}/{created['id']}"
+    updated = client.patch(url, headers=tenant.auth(), json={"max_downloads": None})
+    assert updated.status_code == 200, updated.text
+    body = updated.json()
+    assert body["max_downloads"] is None
+    assert [body[name] for name in limits[1:]] == [3, 2**53 - 1, "week"]
+    assert body["allowed_packages"] == ["acme-utils", "acme-*"]
+    # not_before must stay before the stored expiry.
+    late = client.patch(url, headers=tenant.auth(), json={"not_before": "2027-01-01T00:00:00Z"})
+    assert late.status_code == 422
+    events = client.get(
+        f"/v2/packages/organizations/{tenant.org}/audit-events",
+        params={"token": created["id"], "event_type": "REGISTRY_TOKEN_UPDATED"},
+        headers=tenant.auth(),
+    ).json()["items"]
+    assert [event["data"]["changed"] for event in events] == [["max_downloads"]]
