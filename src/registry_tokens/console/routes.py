@@ -684,12 +684,6 @@ async def _usage_page(visit: Visit, token_id: str | None) -> Response:
     token_row = report.token if report is not None else None
     if token_id is not None and token_row is None:
         token_row = (await visit.read(services.registry_tokens.get, org, slug, token_id)).token
-    names: dict[uuid.UUID, str] = {}
-    if report is not None and token_id is None and report.tokens:
-        _, listed = await visit.read(
-            services.registry_tokens.list, org, slug, PageRequest(1, MAX_PER_PAGE)
-        )
-        names = {row.id: row.description for row in listed.items}
     base = (
         visit.urls.registry_token_web(org, slug, token_row.id)
         if token_row is not None
@@ -705,7 +699,6 @@ async def _usage_page(visit: Visit, token_id: str | None) -> Response:
         registry=registry_row,
         token=token_row,
         report=report,
-        names=names,
         label=label,
         choices=chosen,
         ranges=USAGE_RANGES,
