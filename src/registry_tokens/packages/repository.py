@@ -124,6 +124,34 @@ PROJECT_FILES = Query(
 )
 
 
+class StoredFile(NamedTuple):
+    """A package file as a download needs it: what to name, count and find on disk."""
+
+    id: uuid.UUID
+    filename: str
+    project: str
+    kind: str
+    size: int
+    sha256: str
+
+
+_STORED_FILE = select(
+    Package.id.label("id"),
+    Package.filename.label("filename"),
+    Package.project.label("project"),
+    Package.kind.label("kind"),
+    Package.size.label("size"),
+    Package.sha256.label("sha256"),
+).where(Package.registry_id == bindparam("registry_id", type_=Package.registry_id.type))
+
+# "This registry's file with this id" (pip's downloads) and "… with this stored name"
+# (npm's tarballs): one indexed row each, on the readers' kept connections.
+FILE_BY_ID = Query(
+    _STORED_FILE.where(Package.id == bindparam("package_id", type_=Package.id.type)), StoredFile
+)
+FILE_BY_NAME = Query(_STORED_FILE.where(Package.filename == bindparam("filename")), StoredFile)
+
+
 class Project(NamedTuple):
     project: str
 

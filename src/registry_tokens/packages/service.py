@@ -45,6 +45,8 @@ from registry_tokens.packages.npm import (
 )
 from registry_tokens.packages.repository import (
     DIST_TAGS,
+    FILE_BY_ID,
+    FILE_BY_NAME,
     NPM_VERSIONS,
     PROJECT_FILES,
     PROJECTS,
@@ -53,6 +55,7 @@ from registry_tokens.packages.repository import (
     PackageRepository,
     ProjectFile,
     StagedUploadRepository,
+    StoredFile,
 )
 from registry_tokens.packages.storage import FileStore, StagedFile, Sweep
 from registry_tokens.registries.repository import RegistryRepository, RegistryRow
@@ -215,14 +218,13 @@ class PackageService:
                 tags["latest"] = fallback
         return dict(sorted(tags.items()))
 
-    def npm_file(self, registry: RegistryRow, name: str, filename: str) -> tuple[Package, Path]:
+    def npm_file(self, registry: RegistryRow, name: str, filename: str) -> tuple[StoredFile, Path]:
         """An npm tarball an install may download (by its stored name), and its path."""
         _npm_registry(registry)
-        with self.database.reading() as session:
-            package = PackageRepository(session).get_by_filename(registry.id, filename)
-        if package is None or package.kind != NPM_KIND or package.project != name:
+        rows = self.database.fetch(FILE_BY_NAME, registry_id=registry.id, filename=filename)
+        if not rows or rows[0].kind != NPM_KIND or rows[0].project != name:
             raise NotFound("file")
-        return package, self.files.path_for(package.sha256, package.id)
+        return rows[0], self.files.path_for(rows[0].sha256, rows[0].id)
 
     def tag_npm_version(
         self, caller: Caller, org: str, registry: str, name: str, tag: str, version: object
@@ -589,17 +591,18 @@ class PackageService:
             raise NotFound("project")
         return files
 
-    def file(self, registry: RegistryRow, package_id: str, filename: str) -> tuple[Package, Path]:
+    def file(
+        self, registry: RegistryRow, package_id: str, filename: str
+    ) -> tuple[StoredFile, Path]:
         """A file an install may download, and where it is stored."""
         try:
             parsed = uuid.UUID(package_id)
         except ValueError:
             raise NotFound("file") from None
-        with self.database.reading() as session:
-            package = PackageRepository(session).get(registry.id, parsed)
-        if package is None or package.filename != filename:
+        rows = self.database.fetch(FILE_BY_ID, registry_id=registry.id, package_id=parsed)
+        if not rows or rows[0].filename != filename:
             raise NotFound("file")
-        return package, self.files.path_for(package.sha256, package.id)
+        return rows[0], self.files.path_for(rows[0].sha256, rows[0].id)
 
     def files_of_deleted_registry(
         self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext
