@@ -165,6 +165,13 @@ ENDPOINTS = [
     Endpoint("delete-token", "DELETE", TOKEN, Scope.WRITE_REGISTRIES, writes=True),
     Endpoint("rotate-token", "POST", TOKEN + "/rotate", Scope.WRITE_REGISTRIES,
              body={"grace_period_seconds": 60}, writes=True),
+    Endpoint("disable-token", "POST", TOKEN + "/disable", Scope.WRITE_REGISTRIES, writes=True),
+    # Enabling a token that is not disabled changes nothing: the control sees no write.
+    Endpoint("enable-token", "POST", TOKEN + "/enable", Scope.WRITE_REGISTRIES),
+    Endpoint("reset-token-usage", "POST", TOKEN + "/usage/reset", Scope.WRITE_REGISTRIES,
+             writes=True),
+    Endpoint("get-token-usage", "GET", TOKEN + "/usage", Scope.READ_REGISTRIES),
+    Endpoint("get-registry-usage", "GET", REGISTRY + "/usage", Scope.READ_REGISTRIES),
     Endpoint("create-registry", "POST", REGISTRIES, Scope.WRITE_REGISTRIES, body=NEW_REGISTRY,
              writes=True, admins_only=True),
     Endpoint("list-registries", "GET", REGISTRIES, Scope.READ_REGISTRIES),

@@ -66,10 +66,17 @@ class Registry:
 @pytest.fixture
 def registry(client: httpx.Client, seeder: Seeder, tmp_path: Path, clock: Clock) -> Registry:
     clock.now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    return make_registry(client, seeder, tmp_path)
+
+
+def make_registry(client: httpx.Client, seeder: Seeder, tmp_path: Path) -> Registry:
+    """A registry (of its own organization) with two wheels published."""
     tenant = admin_tenant(seeder)
+    directory = tmp_path / tenant.org
+    directory.mkdir()
     files, sizes = {}, {}
     for project in ("acme-utils", "other-lib"):
-        wheel = build_wheel(tmp_path, project, "1.0.0")
+        wheel = build_wheel(directory, project, "1.0.0")
         body = published(client, tenant.org, tenant.registry, tenant.tokens["rw"], wheel)
         files[project] = f"/{tenant.org}/{tenant.registry}/pypi/files/{body['id']}/{wheel.name}"
         sizes[project] = wheel.stat().st_size
@@ -514,3 +521,26 @@ def test_limits_round_trip_and_an_update_changes_only_what_it_names(
         headers=tenant.auth(),
     ).json()["items"]
     assert [event["data"]["changed"] for event in events] == [["max_downloads"]]
+
+
+def test_usage_of_a_token_whose_registry_was_deleted_does_not_hold_up_the_others(
+    server: InProcessServer,
+    client: httpx.Client,
+    registry: Registry,
+    seeder: Seeder,
+    tmp_path: Path,
+) -> None:
+    doomed = make_registry(client, seeder, tmp_path)
+    gone = create(client, doomed)
+    kept = create(client, registry)
+    assert download(client, doomed, gone["token"]).status_code == 200
+    assert download(client, registry, kept["token"]).status_code == 200
+    tenant = doomed.tenant
+    deleted = client.delete(
+        f"/v2/packages/organizations/{tenant.org}/registries/{tenant.registry}",
+        headers=tenant.auth(),
+    )
+    assert deleted.status_code in (200, 204), deleted.text
+    flush_usage(server)  # raises if the batch fails
+    assert server.app.state.services.install.usage.pending == 0
+    assert token(client, registry, kept["id"])["usage"]["downloads"] == 1

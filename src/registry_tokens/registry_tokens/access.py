@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import anyio.to_thread
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from registry_tokens.audit.service import Refusal
 from registry_tokens.auth.service import AuthService
@@ -261,6 +261,9 @@ class InstallAccess:
                     raise _NotCounted  # rolls back the new client's row
         except _NotCounted:
             return False
+        except IntegrityError:
+            # The token's row went with its registry between the decision and this write.
+            raise NotFound("file") from None
         return True
 
     def _exceeded(self, download: Download) -> tuple[str, int] | None:

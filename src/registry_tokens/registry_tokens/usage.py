@@ -176,9 +176,19 @@ class UsageRepository:
         return counted
 
     def count_all(self, downloads: Iterable[Download]) -> None:
-        """A batch of downloads already served (tokens without quotas), in token order."""
-        for download in sorted(downloads, key=lambda d: (d.token_id, d.key, d.address, d.hour)):
-            self.count(download, enforce=False)
+        """A batch of downloads already served (tokens without quotas), in token order.
+        A token whose row is gone (its registry was deleted since) has nothing to count
+        into: its downloads are skipped rather than failing the batch on its foreign key
+        (on PostgreSQL, a deletion committing under the batch fails it once; the next
+        try skips the token)."""
+        batch = sorted(downloads, key=lambda d: (d.token_id, d.key, d.address, d.hour))
+        wanted = {download.token_id for download in batch}
+        existing = set(
+            self.session.scalars(select(RegistryToken.id).where(RegistryToken.id.in_(wanted)))
+        )
+        for download in batch:
+            if download.token_id in existing:
+                self.count(download, enforce=False)
 
     def reset(self, token_id: uuid.UUID, now: datetime) -> None:
         """Counts start again at ``now``; the hourly series is history and stays."""
