@@ -205,21 +205,22 @@ async def rotate_registry_token(
     return RegistryTokenCreated.of_new(rotated, rest.urls, _now(rest))
 
 
-def _switch_route(action: str, summary: str, description: str) -> None:
-    async def switch(org: str, registry: str, id: str, rest: RestDep) -> RegistryTokenOut:
-        service = rest.service(RegistryTokenService)
-        method = {"disable": service.disable, "enable": service.enable}.get(
-            action, service.reset_usage
-        )
-        found = await rest.database.write(method, rest.caller, org, registry, id, rest.context)
+def _token_action(
+    path: str, operation_id: str, method: str, summary: str, description: str
+) -> None:
+    """A POST to ``…/tokens/{id}{path}`` that calls ``RegistryTokenService.<method>`` and
+    answers with the token as it then is."""
+
+    async def act(org: str, registry: str, id: str, rest: RestDep) -> RegistryTokenOut:
+        service = getattr(rest.service(RegistryTokenService), method)
+        found = await rest.database.write(service, rest.caller, org, registry, id, rest.context)
         return RegistryTokenOut.of(found, rest.urls, _now(rest))
 
-    path = "/{id}/usage/reset" if action == "reset" else f"/{{id}}/{action}"
     router.add_api_route(
-        path,
-        switch,
+        "/{id}" + path,
+        act,
         methods=["POST"],
-        operation_id=f"{action}RegistryToken" if action != "reset" else "resetRegistryTokenUsage",
+        operation_id=operation_id,
         summary=summary,
         description=description,
         response_model=RegistryTokenOut,
@@ -227,20 +228,26 @@ def _switch_route(action: str, summary: str, description: str) -> None:
     )
 
 
-_switch_route(
+_token_action(
+    "/disable",
+    "disableRegistryToken",
     "disable",
     "Disable a registry token",
     "Required scope: `write_registries`. From this response on, every use of the token is "
     "refused (401, recorded with reason `disabled`) on every process, until it is enabled. "
     "Disabling a disabled token changes nothing.",
 )
-_switch_route(
+_token_action(
+    "/enable",
+    "enableRegistryToken",
     "enable",
     "Enable a disabled registry token",
     "Required scope: `write_registries`. It works again from this response on.",
 )
-_switch_route(
-    "reset",
+_token_action(
+    "/usage/reset",
+    "resetRegistryTokenUsage",
+    "reset_usage",
     "Reset a registry token's usage",
     "Required scope: `write_registries`. Its counts (and so its quotas) start again now; "
     "the usage series keeps the history. Recorded as `REGISTRY_TOKEN_USAGE_RESET` with "
