@@ -374,6 +374,12 @@ def test_usage_of_a_token_without_quotas_is_counted_after_the_download(
         ("2026-12-02T11:00:00.000Z", 1, 1),
     ]
     assert (body["downloads"], body["bytes"], body["clients"]) == (4, 4 * registry.size, 2)
+    assert list(body)[:3] == ["from", "to", "interval"]
+    assert (body["from"], body["to"], body["interval"]) == (
+        "2026-12-02T09:00:00.000Z",
+        "2026-12-02T12:00:00.000Z",
+        "hour",
+    )
     daily = client.get(
         url, params={"from": "2026-12-01T00:00:00Z", "interval": "day"}, headers=tenant.auth()
     ).json()
