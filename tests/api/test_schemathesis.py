@@ -40,6 +40,8 @@ BEYOND_SCHEMA = {
     # Exactly the spellings Python's ipaddress accepts (netmask and hostmask forms, IPv6
     # compression, zone ids, surrounding spaces): no usable pattern says that, not more.
     "allowed_cidrs",
+    # A usage window's start: before its end and at most so many buckets from it.
+    "from",
     # Before expires_at (the request's or the stored one): a relation, not a constraint.
     "not_before",
     # Package-name patterns in the registry's ecosystem's normal form (Python's or npm's).
