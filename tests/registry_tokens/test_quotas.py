@@ -18,7 +18,14 @@ import pytest
 from registry_tokens.kit.timestamps import format_timestamp
 from tests.distributions import build_wheel
 from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
-from tests.package_helpers import admin_tenant, basic, published, simple_path, tokens_path
+from tests.package_helpers import (
+    admin_tenant,
+    basic,
+    published,
+    simple_path,
+    storage_dir,
+    tokens_path,
+)
 
 MS = timedelta(milliseconds=1)
 
@@ -550,3 +557,14 @@ def test_usage_of_a_token_whose_registry_was_deleted_does_not_hold_up_the_others
     flush_usage(server)  # raises if the batch fails
     assert server.app.state.services.install.usage.pending == 0
     assert token(client, registry, kept["id"])["usage"]["downloads"] == 1
+
+
+def test_a_file_gone_from_disk_is_a_404_and_counts_nothing(
+    server: InProcessServer, client: httpx.Client, registry: Registry
+) -> None:
+    created = create(client, registry, max_downloads=5)
+    package_id = registry.files["acme-utils"].split("/")[-2]
+    [stored] = storage_dir(server).glob(f"sha256/*/*/{package_id}")
+    stored.unlink()
+    assert download(client, registry, created["token"]).status_code == 404
+    assert token(client, registry, created["id"])["usage"]["downloads"] == 0

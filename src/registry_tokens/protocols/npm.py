@@ -205,8 +205,11 @@ async def tarball(request: Request) -> Response:
     package, path = await services.database.read(
         services.packages.npm_file, grant.registry, name, filename
     )
-    await services.install.admit_download(grant, package.project, package.size)
-    return file_response(path, request.path_params["filename"])
+    return await file_response(
+        path,
+        request.path_params["filename"],
+        lambda: services.install.admit_download(grant, package.project, package.size),
+    )
 
 
 @_npm

@@ -98,8 +98,11 @@ async def download(request: Request) -> Response:
         request.path_params["package_id"],
         request.path_params["filename"],
     )
-    await services.install.admit_download(grant, package.project, package.size)
-    return file_response(path, package.filename)
+    return await file_response(
+        path,
+        package.filename,
+        lambda: services.install.admit_download(grant, package.project, package.size),
+    )
 
 
 def routes() -> list[BaseRoute]:

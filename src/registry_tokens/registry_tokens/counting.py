@@ -12,7 +12,9 @@ uncleanly (SIGKILL, a crash): at most ``flush_seconds`` of the usage of tokens w
 quotas, never a quota's count. A graceful shutdown (the app's lifespan,
 :meth:`UsageBuffer.close`) writes them. A write the database refuses (an outage, a full
 disk) is logged and tried again at the next interval; while it fails, what gathers is
-bounded by ``max_keys`` (past it, new counts are dropped and counted in ``dropped``).
+bounded by ``max_keys`` (past it, new counts are dropped and counted in ``dropped``). A
+connection lost during the commit itself leaves the write's outcome unknown: that batch
+is dropped (counted in ``dropped``), so a download is counted at most once.
 """
 
 import logging
@@ -24,6 +26,7 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from registry_tokens.db import Database
+from registry_tokens.db.failures import CommitOutcomeUnknown
 from registry_tokens.registry_tokens.usage import Download, UsageRepository
 
 logger = logging.getLogger("registry_tokens")
@@ -80,6 +83,11 @@ class UsageBuffer:
             try:
                 with self.database.writing() as session:
                     UsageRepository(session, self.database.is_sqlite).count_all(_downloads(taken))
+            except CommitOutcomeUnknown:
+                # Written or not, no one can tell: counted at most once, never twice.
+                with self._changed:
+                    self._drop(sum(counts[0] for counts in taken.values()))
+                raise
             except BaseException:
                 self._put_back(taken)
                 raise
@@ -94,7 +102,7 @@ class UsageBuffer:
             thread.join()
         try:
             self.flush()  # anything gathered after the thread stopped
-        except (SQLAlchemyError, OSError) as error:
+        except (SQLAlchemyError, OSError, CommitOutcomeUnknown) as error:
             logger.warning("Token usage could not be written at shutdown: %s", error)
         with self._changed:
             self._thread = None
@@ -108,7 +116,7 @@ class UsageBuffer:
                 closing = self._closing
             try:
                 self.flush()
-            except (SQLAlchemyError, OSError) as error:
+            except (SQLAlchemyError, OSError, CommitOutcomeUnknown) as error:
                 logger.warning("Token usage cannot be written now (%s); trying again", error)
             except Exception:  # the thread must outlive any one batch
                 logger.exception("Token usage could not be written")
