@@ -99,7 +99,7 @@ class UsageWindow:
             raise ValidationFailed([FieldProblem("from", "invalid", "must be before to")])
         if (stop - first) / step > limit:
             raise ValidationFailed(
-                [FieldProblem("from", "invalid", f"at most {limit} {interval}s from to")]
+                [FieldProblem("from", "invalid", f"must be at most {limit} {interval}s before to")]
             )
         return cls(first, stop, interval)
 
