@@ -406,7 +406,10 @@ def test_allowed_packages_hide_the_others_from_pip(
     html = package_client.get(index, headers=basic(secret)).text
     assert NAME in html
     assert "other-pkg" not in html
-    assert package_client.get(f"{index}other-pkg/", headers=basic(secret)).status_code == 404
+    hidden_page = package_client.get(f"{index}other-pkg/", headers=basic(secret))
+    absent_page = package_client.get(f"{index}never-published/", headers=basic(secret))
+    assert hidden_page.status_code == absent_page.status_code == 404
+    assert hidden_page.content == absent_page.content  # nothing tells them apart
     # The owner's own API token sees both.
     everything = package_client.get(
         index, headers={**bearer(owner.tokens["rw"]), "Accept": SIMPLE_JSON}
