@@ -1,7 +1,7 @@
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -133,36 +133,31 @@ def _count(maximum: int) -> Callable[[object, ValidatorFunctionWrapHandler], obj
 
 MAX_COUNT = 2**31 - 1
 MAX_BYTES = 2**53 - 1  # the largest integer every JSON client reads exactly
+
+
+def _limit_field(maximum: int, description: str) -> Any:
+    return Field(strict=True, ge=1, le=maximum, description=description + " `null`: no limit.")
+
+
 MaxDownloads = Annotated[
     int | None,
-    Field(
-        strict=True,
-        ge=1,
-        le=MAX_COUNT,
-        description="Package files it may download (per `quota_period`, or ever). "
-        "`null`: no limit.",
-    ),
+    _limit_field(MAX_COUNT, "Package files it may download (per `quota_period`, or ever)."),
     WrapValidator(_count(MAX_COUNT)),
 ]
 MaxClients = Annotated[
     int | None,
-    Field(
-        strict=True,
-        ge=1,
-        le=MAX_COUNT,
-        description="Distinct client addresses it may download from (per `quota_period`, "
-        "or ever). `null`: no limit.",
+    _limit_field(
+        MAX_COUNT,
+        "Distinct client addresses it may download from (per `quota_period`, or ever).",
     ),
     WrapValidator(_count(MAX_COUNT)),
 ]
 MaxBytes = Annotated[
     int | None,
-    Field(
-        strict=True,
-        ge=1,
-        le=MAX_BYTES,
-        description="Bytes of package files it may download (per `quota_period`, or "
-        "ever); a file that would go over is refused whole. `null`: no limit.",
+    _limit_field(
+        MAX_BYTES,
+        "Bytes of package files it may download (per `quota_period`, or ever); a file "
+        "that would go over is refused whole.",
     ),
     WrapValidator(_count(MAX_BYTES)),
 ]
