@@ -1,0 +1,369 @@
+"""``registry-tokens db backup`` and the README's restore procedure, end to end.
+
+A backup is taken by the real command while eight clients create registry tokens through
+a real server; the README's "Restoring SQLite" block is then run as written, and a new
+server on the restored database must know every token acknowledged before the backup
+began, and install with each one.
+"""
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+
+from registry_tokens.settings import Settings
+from tests.distributions import build_wheel
+from tests.e2e.test_pip_install import (
+    NAME,
+    VERSION,
+    assert_installed,
+    fresh_venv,
+    index_url,
+    pip_install,
+)
+from tests.harness import (
+    BACKEND,
+    Seeder,
+    ServerProcess,
+    Tenant,
+    free_port,
+    server_env,
+)
+from tests.package_helpers import admin_tenant, basic, published, simple_path, tokens_path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+WRITERS = 8
+SQLITE_ONLY = pytest.mark.skipif(
+    BACKEND != "sqlite",
+    reason="`db backup` copies SQLite databases; PostgreSQL is backed up with pg_dump "
+    "(test_on_postgresql_it_says_to_use_pg_dump)",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cli(
+    cwd: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``registry-tokens ARGS`` as an operator runs it, with ``env`` as its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "registry_tokens", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def sqlite_env(home: Path, **extra: str) -> dict[str, str]:
+    """An operator's environment for a SQLite database in ``home`` (key file beside it)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_TOKENS_")}
+    return {
+        **clean,
+        "REGISTRY_TOKENS_DATABASE_URL": f"sqlite:///{home / 'registry-tokens.db'}",
+        **extra,
+    }
+
+
+def integrity(path: Path) -> list[str]:
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    finally:
+        connection.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@dataclass
+class KeyFileServer(ServerProcess):
+    """A server on the embedded default's key: no ``REGISTRY_TOKENS_SECRET_KEY``, so the
+    key is the ``secret_key`` file beside the database, which a restore must put back."""
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            api_url=self.base_url,
+            web_url=self.env["REGISTRY_TOKENS_WEB_URL"],
+            package_storage_dir=Path(self.env["REGISTRY_TOKENS_PACKAGE_STORAGE_DIR"]),
+        )
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A token the server acknowledged (its create answered 200), and when."""
+
+    at: float  # time.monotonic() once the answer was read
+    id: str
+    secret: str
+
+
+@dataclass
+class Writers:
+    """Clients creating registry tokens, each as fast as the server answers."""
+
+    base_url: str
+    tenant: Tenant
+    acks: list[Ack] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, count: int) -> None:
+        for number in range(count):
+            thread = threading.Thread(target=self._write, args=(number,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _write(self, number: int) -> None:
+        path = tokens_path(self.tenant.org, self.tenant.registry)
+        with httpx.Client(base_url=self.base_url, timeout=60) as client:
+            attempt = 0
+            while not self._stop.is_set():
+                attempt += 1
+                try:
+                    response = client.post(
+                        path,
+                        headers=self.tenant.auth(),
+                        json={"description": f"writer {number} #{attempt}"},
+                    )
+                except httpx.HTTPError as error:
+                    with self._lock:
+                        self.problems.append(f"writer {number}: {error!r}")
+                    return
+                now = time.monotonic()
+                with self._lock:
+                    if response.status_code == 200:
+                        body = response.json()
+                        self.acks.append(Ack(now, body["id"], body["token"]))
+                    else:
+                        self.problems.append(f"{response.status_code} {response.text}")
+
+    def wait_for(self, count: int, *, after: float = 0.0, timeout: float = 120) -> None:
+        """Until ``count`` acknowledgements have arrived since ``after``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if sum(ack.at > after for ack in self.acks) >= count or self.problems:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} tokens acknowledged in {timeout}s")
+
+    def stop(self) -> list[Ack]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+        return list(self.acks)
+
+
+def restore_block(values: dict[str, str]) -> str:
+    """The README's "Restoring SQLite" shell block, its first lines' paths set to ``values``."""
+    text = README.read_text()
+    section = text[text.index("### Restoring SQLite") :]
+    block = section[section.index("```sh\n") + len("```sh\n") :]
+    block = block[: block.index("```")]
+    for name, value in values.items():
+        # A replacement function, so that the value is taken as it is (no \ escapes).
+        block, found = re.subn(
+            rf"^{name}=\S+", _constant(f"{name}={value}"), block, count=1, flags=re.M
+        )
+        assert found, f"the README's restore block sets no {name}"
+    return block
+
+
+def _constant(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: text
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[KeyFileServer, Path]]:
+    """A server on a SQLite database in ``srv/var``, as the embedded default lays it out:
+    the key file and the package directory beside the database."""
+    home = tmp_path / "srv" / "var"
+    base_url = f"http://127.0.0.1:{free_port()}"
+    database_url = f"sqlite:///{home / 'registry-tokens.db'}"
+    env = {
+        **os.environ,
+        **server_env(
+            tmp_path / "srv",
+            database_url,
+            base_url,
+            {"REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(home / "packages")},
+        ),
+    }
+    del env["REGISTRY_TOKENS_SECRET_KEY"]
+    server = KeyFileServer(base_url, env, tmp_path / "server.log", database_url)
+    server.start()
+    try:
+        yield server, home
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- the restore
+
+
+@SQLITE_ONLY
+def test_a_backup_taken_under_writes_restores_every_token_acknowledged_before_it(
+    served: tuple[KeyFileServer, Path], tmp_path: Path
+) -> None:
+    server, home = served
+    database = home / "registry-tokens.db"
+    seeder = Seeder(server)
+    tenant = admin_tenant(seeder)
+    seeder.services.database.dispose()
+    (tmp_path / "dist").mkdir()
+    wheel = build_wheel(tmp_path / "dist", NAME, VERSION, value="restored")
+    with server.client() as client:
+        published(client, tenant.org, tenant.registry, tenant.tokens["rw"], wheel)
+
+    writers = Writers(server.base_url, tenant)
+    writers.start(WRITERS)
+    try:
+        writers.wait_for(200)
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        backup = backups / "registry-tokens.db"
+        began = time.monotonic()
+        made = cli(tmp_path, server.env, "db", "backup", str(backup), "--json")
+        ended = time.monotonic()
+        # The key and the package files, copied after the database (README).
+        shutil.copy2(home / "secret_key", backups / "secret_key")
+        shutil.copytree(home / "packages", backups / "packages")
+        writers.wait_for(100, after=ended)
+    finally:
+        acks = writers.stop()
+    assert made.returncode == 0, made.stderr
+    assert writers.problems == []
+
+    document = json.loads(made.stdout)
+    assert document["path"] == str(backup)
+    assert document["size_bytes"] == backup.stat().st_size
+    assert document["revision"] == document["head_revision"]
+    assert {item["what"]: item["where"] for item in document["also_keep"]} == {
+        "secret key": str(home / "secret_key"),
+        "package files": str(home / "packages"),
+    }
+    assert mode(backup) == 0o600
+    assert integrity(backup) == ["ok"]
+    assert sorted(path.name for path in backups.iterdir()) == [
+        "packages",
+        "registry-tokens.db",
+        "secret_key",
+    ]  # no temporary file left, no -wal: one self-contained file
+
+    before = [ack for ack in acks if ack.at < began]
+    during = [ack for ack in acks if began <= ack.at <= ended]
+    after = [ack for ack in acks if ack.at > ended]
+    assert len(before) >= 200
+    assert during, "the writers were not served while the backup ran"
+    assert len(after) >= 100
+
+    # The README's restore, as written: 1. stop; a lost key and package directory, so
+    # that steps 3 must bring them back; the old database stays, with its -wal if any.
+    server.stop()
+    (home / "secret_key").unlink()
+    shutil.rmtree(home / "packages")
+    script = restore_block(
+        {
+            "BACKUP": str(backup),
+            "KEY_BACKUP": str(backups / "secret_key"),
+            "PACKAGES_BACKUP": str(backups / "packages"),
+            "DATABASE": str(database),
+            "PACKAGES": str(home / "packages"),
+        }
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{server.env['PATH']}"
+    restored = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={**server.env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "database is up to date" in restored.stdout
+    assert mode(database) == 0o600
+    assert mode(home / "secret_key") == 0o600
+    server.start()  # 5. start: a new process, on the restored database and key
+
+    assert integrity(database) == ["ok"]
+    with server.client() as client:
+        present = _in_parallel(lambda ack: _token_status(client, tenant, ack), before)
+        assert present == [200] * len(before)
+        installs = _in_parallel(lambda ack: _index_status(client, tenant, ack), before)
+        assert installs == [200] * len(before)
+        for ack in random.Random(17).sample(before, 20):
+            _assert_downloads(client, tenant, ack, wheel)
+        # Written after the backup ended, so not in it: this is the backup, restored.
+        assert _in_parallel(lambda ack: _token_status(client, tenant, ack), after) == [404] * len(
+            after
+        )
+        assert _in_parallel(lambda ack: _index_status(client, tenant, ack), after[:20]) == [
+            401
+        ] * len(after[:20])
+
+    python = fresh_venv(tmp_path / "venv")
+    url = index_url(server, tenant.org, tenant.registry, before[0].secret)
+    assert_installed(pip_install(python, "--index-url", url, NAME), python, "restored")
+
+
+def _in_parallel(check: Callable[[Ack], int], acks: list[Ack]) -> list[int]:
+    with ThreadPoolExecutor(WRITERS) as pool:
+        return list(pool.map(check, acks))
+
+
+def _token_status(client: httpx.Client, tenant: Tenant, ack: Ack) -> int:
+    response = client.get(
+        f"{tokens_path(tenant.org, tenant.registry)}/{ack.id}", headers=tenant.auth()
+    )
+    if response.status_code == 200:
+        assert response.json()["id"] == ack.id
+    return response.status_code
+
+
+def _index_status(client: httpx.Client, tenant: Tenant, ack: Ack) -> int:
+    return client.get(
+        simple_path(tenant.org, tenant.registry), headers=basic(ack.secret)
+    ).status_code
+
+
+def _assert_downloads(client: httpx.Client, tenant: Tenant, ack: Ack, wheel: Path) -> None:
+    """What pip does with the token: the project's page, then its file, byte for byte."""
+    page_url = f"{simple_path(tenant.org, tenant.registry)}{NAME}/"
+    page = client.get(page_url, headers=basic(ack.secret))
+    assert page.status_code == 200, page.text
+    link = re.search(r'href="([^"]+)"', page.text)
+    assert link, page.text
+    file_url = urljoin(f"{server_base(client)}{page_url}", link.group(1))
+    download = client.get(file_url, headers=basic(ack.secret), follow_redirects=True)
+    assert download.status_code == 200
+    assert hashlib.sha256(download.content).digest() == hashlib.sha256(wheel.read_bytes()).digest()
+
+
+def server_base(client: httpx.Client) -> str:
+    return str(client.base_url).rstrip("/")
