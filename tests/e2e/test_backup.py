@@ -26,7 +26,9 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
+from registry_tokens.db.backup import head_revision
 from registry_tokens.settings import Settings
 from tests.distributions import build_wheel
 from tests.e2e.test_pip_install import (
@@ -43,16 +45,25 @@ from tests.harness import (
     ServerProcess,
     Tenant,
     free_port,
+    running_server,
+    scratch_database,
     server_env,
 )
-from tests.package_helpers import admin_tenant, basic, published, simple_path, tokens_path
+from tests.package_helpers import (
+    admin_tenant,
+    basic,
+    create_registry_token,
+    published,
+    simple_path,
+    tokens_path,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WRITERS = 8
 SQLITE_ONLY = pytest.mark.skipif(
     BACKEND != "sqlite",
     reason="`db backup` copies SQLite databases; PostgreSQL is backed up with pg_dump "
-    "(test_on_postgresql_it_says_to_use_pg_dump)",
+    "(the test_on_postgresql_ tests)",
 )
 
 
@@ -367,3 +378,192 @@ def _assert_downloads(client: httpx.Client, tenant: Tenant, ack: Ack, wheel: Pat
 
 def server_base(client: httpx.Client) -> str:
     return str(client.base_url).rstrip("/")
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def operator(tmp_path: Path) -> dict[str, str]:
+    """An operator's environment, on a migrated SQLite database in ``tmp_path/var``."""
+    env = sqlite_env(tmp_path / "var")
+    upgraded = cli(tmp_path, env, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    return env
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """The usual umask (group and others may read): what the backup must not rely on."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@SQLITE_ONLY
+@pytest.mark.usefixtures("permissive_umask")
+def test_the_backup_is_owner_only_and_says_what_else_to_keep(
+    tmp_path: Path, operator: dict[str, str]
+) -> None:
+    backup = tmp_path / "backup.db"
+    made = cli(tmp_path, operator, "db", "backup", str(backup))
+    assert made.returncode == 0, made.stderr
+    assert mode(backup) == 0o600
+    assert integrity(backup) == ["ok"]
+    lines = made.stdout.splitlines()
+    assert lines[0] == (
+        f"wrote {backup}: {backup.stat().st_size} bytes, "
+        f"migration revision {head_revision()} (the newest)"
+    )
+    assert f"the secret key: {tmp_path / 'var' / 'secret_key'} (" in made.stdout
+    assert f"the package files: {tmp_path / 'var' / 'packages'} (" in made.stdout
+    assert 'README, "Backups and restore"' in made.stdout
+    assert made.stderr == ""
+
+
+@SQLITE_ONLY
+def test_an_existing_file_is_replaced_only_with_force(
+    tmp_path: Path, operator: dict[str, str]
+) -> None:
+    backup = tmp_path / "backup.db"
+    backup.write_bytes(b"yesterday's backup")
+    backup.chmod(0o644)
+    refused = cli(tmp_path, operator, "db", "backup", str(backup))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"error: {backup} already exists; use --force to replace it"
+    assert refused.stdout == ""
+    assert backup.read_bytes() == b"yesterday's backup"
+    assert sorted(tmp_path.iterdir()) == [backup, tmp_path / "var"]  # no temporary file left
+
+    forced = cli(tmp_path, operator, "db", "backup", str(backup), "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["size_bytes"] == backup.stat().st_size
+    assert integrity(backup) == ["ok"]
+    assert mode(backup) == 0o600  # a new file, not the old one rewritten
+    assert sorted(tmp_path.iterdir()) == [backup, tmp_path / "var"]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("missing/backup.db", "error: the directory {tmp}/missing does not exist; create it first"),
+        (".", "error: {tmp} is a directory; give the path of the file to write"),
+        (
+            "var/registry-tokens.db",
+            "error: {tmp}/var/registry-tokens.db is the live database (or one of its files)",
+        ),
+    ],
+)
+def test_refusals_are_clear_and_write_nothing(
+    tmp_path: Path, operator: dict[str, str], target: str, error: str
+) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    refused = cli(tmp_path, operator, "db", "backup", str(tmp_path / target), "--force")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == error.format(tmp=tmp_path)
+    assert "Traceback" not in refused.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@SQLITE_ONLY
+def test_an_absent_database_is_not_created(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path / "nowhere")
+    refused = cli(tmp_path, env, "db", "backup", str(tmp_path / "backup.db"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: there is no database at {tmp_path / 'nowhere' / 'registry-tokens.db'} "
+        "(REGISTRY_TOKENS_DATABASE_URL)"
+    )
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_on_postgresql_it_says_to_use_pg_dump(tmp_path: Path) -> None:
+    """Whatever the backend under test: nothing is copied, and the command line given is
+    pg_dump's for the configured database, without its password."""
+    env = {
+        **sqlite_env(tmp_path),
+        "REGISTRY_TOKENS_DATABASE_URL": (
+            "postgresql+psycopg://registry:hunter2-secret@db.internal:5433/registry_tokens"
+            "?sslmode=require"
+        ),
+        "REGISTRY_TOKENS_SECRET_KEY": "the-key",
+        "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": "/srv/packages",
+    }
+    target = tmp_path / "my backups" / "registry-tokens.dump"
+    refused = cli(tmp_path, env, "db", "backup", str(target))
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    command = (
+        f"pg_dump --format=custom --file '{target}' "
+        "'postgresql://registry@db.internal:5433/registry_tokens?sslmode=require'"
+    )
+    assert refused.stderr.splitlines()[0] == (
+        "error: this command backs up SQLite only; back up PostgreSQL with its own tool, "
+        f"pg_dump (the password from PGPASSWORD or ~/.pgpass): {command}"
+    )
+    assert "the secret key: the value of REGISTRY_TOKENS_SECRET_KEY (" in refused.stderr
+    assert "the package files: /srv/packages (" in refused.stderr
+    assert "hunter2" not in refused.stderr
+    assert sorted(tmp_path.iterdir()) == []
+
+    as_json = cli(tmp_path, env, "db", "backup", str(target), "--json")
+    assert as_json.returncode == 2
+    document = json.loads(as_json.stdout)
+    assert document["pg_dump"] == command
+    assert [item["what"] for item in document["also_keep"]] == ["secret key", "package files"]
+
+
+@pytest.mark.skipif(
+    BACKEND != "postgresql", reason="runs pg_dump and pg_restore on the test PostgreSQL"
+)
+def test_on_postgresql_the_pg_dump_it_gives_restores_with_pg_restore(tmp_path: Path) -> None:
+    """The README's PostgreSQL way, end to end: the command line ``db backup`` prints is
+    run as printed, the dump is restored into an empty database as the README says, and
+    a server on it with the same key knows every token."""
+    dump = tmp_path / "registry-tokens.dump"
+    restore = "pg_restore --no-owner --exit-on-error --dbname"
+    assert f"{restore} 'postgresql://" in README.read_text()
+    with (
+        scratch_database(tmp_path / "source") as source_url,
+        scratch_database(tmp_path / "empty") as empty_url,
+    ):
+        with running_server(tmp_path / "before", source_url) as server:
+            seeder = Seeder(server)
+            tenant = admin_tenant(seeder)
+            seeder.services.database.dispose()
+            with server.client() as client:
+                made = [
+                    create_registry_token(client, tenant.org, tenant.registry, tenant.tokens["rw"])
+                    for _ in range(20)
+                ]
+            refused = cli(tmp_path, server.env, "db", "backup", str(dump), "--json")
+            assert refused.returncode == 2
+            command = json.loads(refused.stdout)["pg_dump"]
+            dumped = subprocess.run(
+                ["sh", "-c", command], capture_output=True, text=True, timeout=120, check=False
+            )
+            assert dumped.returncode == 0, dumped.stderr
+            key = server.env["REGISTRY_TOKENS_SECRET_KEY"]
+
+        target = make_url(empty_url).set(drivername="postgresql")
+        restored = subprocess.run(
+            [*restore.split(), target.render_as_string(hide_password=False), str(dump)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert restored.returncode == 0, restored.stderr
+        env = {"REGISTRY_TOKENS_SECRET_KEY": key}
+        with running_server(tmp_path / "after", empty_url, env=env) as again:
+            upgraded = cli(tmp_path, again.env, "db", "upgrade")
+            assert upgraded.returncode == 0, upgraded.stderr
+            with again.client() as client:
+                for token in made:
+                    path = f"{tokens_path(tenant.org, tenant.registry)}/{token['id']}"
+                    assert client.get(path, headers=tenant.auth()).status_code == 200
+                    index = simple_path(tenant.org, tenant.registry)
+                    assert client.get(index, headers=basic(token["token"])).status_code == 200
