@@ -129,7 +129,9 @@ def pg_dump_command(database_url: str, target: Path) -> str:
         query=url.query,
     )
     libpq_url = without_password.render_as_string(hide_password=False)
-    return f"pg_dump --format=custom --file {shlex.quote(str(target))} {shlex.quote(libpq_url)}"
+    # Quoted even when the shell would not need it: a URL of ``?`` and ``&`` often does.
+    quoted_url = "'" + libpq_url.replace("'", "'\"'\"'") + "'"
+    return f"pg_dump --format=custom --file {shlex.quote(str(target))} {quoted_url}"
 
 
 def backup_sqlite(
