@@ -189,19 +189,34 @@ class Writers:
         return list(self.acks)
 
 
-def restore_block(values: dict[str, str]) -> str:
-    """The README's "Restoring SQLite" shell block, its first lines' paths set to ``values``."""
+def readme_block(heading: str, values: dict[str, str]) -> str:
+    """The README's shell block under ``heading``, its first lines' paths set to ``values``."""
     text = README.read_text()
-    section = text[text.index("### Restoring SQLite") :]
+    section = text[text.index(f"### {heading}") :]
     block = section[section.index("```sh\n") + len("```sh\n") :]
     block = block[: block.index("```")]
     for name, value in values.items():
-        # A replacement function, so that the value is taken as it is (no \ escapes).
+        # A replacement function, so that the value is taken as it is (no \\ escapes).
         block, found = re.subn(
             rf"^{name}=\S+", _constant(f"{name}={value}"), block, count=1, flags=re.M
         )
-        assert found, f"the README's restore block sets no {name}"
+        assert found, f"the README's block under {heading!r} sets no {name}"
     return block
+
+
+def run_block(block: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A README block run by bash, stopping at the first failing command, with the
+    ``registry-tokens`` of this test run first on the ``PATH``."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd,
+        env={**env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _constant(text: str) -> Callable[[re.Match[str]], str]:
@@ -257,27 +272,33 @@ def test_a_backup_taken_under_writes_restores_every_token_acknowledged_before_it
         backups = tmp_path / "backups"
         backups.mkdir()
         backup = backups / "registry-tokens.db"
+        copies = {
+            "BACKUP": str(backup),
+            "KEY_BACKUP": str(backups / "secret_key"),
+            "PACKAGES_BACKUP": str(backups / "packages"),
+        }
+        # The README's backup, as written: the database, then the key and the package files.
+        block = readme_block(
+            "Backing up SQLite",
+            {**copies, "KEY": str(home / "secret_key"), "PACKAGES": str(home / "packages")},
+        )
         began = time.monotonic()
-        made = cli(tmp_path, server.env, "db", "backup", str(backup), "--json")
+        made = run_block(block, server.env, tmp_path)
         ended = time.monotonic()
-        # The key and the package files, copied after the database (README).
-        shutil.copy2(home / "secret_key", backups / "secret_key")
-        shutil.copytree(home / "packages", backups / "packages")
         writers.wait_for(100, after=ended)
     finally:
         acks = writers.stop()
-    assert made.returncode == 0, made.stderr
+    assert made.returncode == 0, made.stdout + made.stderr
     assert writers.problems == []
 
-    document = json.loads(made.stdout)
-    assert document["path"] == str(backup)
-    assert document["size_bytes"] == backup.stat().st_size
-    assert document["revision"] == document["head_revision"]
-    assert {item["what"]: item["where"] for item in document["also_keep"]} == {
-        "secret key": str(home / "secret_key"),
-        "package files": str(home / "packages"),
-    }
+    assert made.stdout.splitlines()[0] == (
+        f"wrote {backup}: {backup.stat().st_size} bytes, "
+        f"migration revision {head_revision()} (the newest)"
+    )
+    assert f"the secret key: {home / 'secret_key'} (" in made.stdout
+    assert f"the package files: {home / 'packages'} (" in made.stdout
     assert mode(backup) == 0o600
+    assert mode(backups / "secret_key") == 0o600
     assert integrity(backup) == ["ok"]
     assert sorted(path.name for path in backups.iterdir()) == [
         "packages",
@@ -297,25 +318,11 @@ def test_a_backup_taken_under_writes_restores_every_token_acknowledged_before_it
     server.stop()
     (home / "secret_key").unlink()
     shutil.rmtree(home / "packages")
-    script = restore_block(
-        {
-            "BACKUP": str(backup),
-            "KEY_BACKUP": str(backups / "secret_key"),
-            "PACKAGES_BACKUP": str(backups / "packages"),
-            "DATABASE": str(database),
-            "PACKAGES": str(home / "packages"),
-        }
+    block = readme_block(
+        "Restoring SQLite",
+        {**copies, "DATABASE": str(database), "PACKAGES": str(home / "packages")},
     )
-    path = f"{Path(sys.executable).parent}{os.pathsep}{server.env['PATH']}"
-    restored = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env={**server.env, "PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    restored = run_block(block, server.env, tmp_path)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "database is up to date" in restored.stdout
     assert mode(database) == 0o600
