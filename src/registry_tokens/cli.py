@@ -182,9 +182,9 @@ def db_backup(
 ) -> None:
     """Copy the SQLite database to PATH, consistently, while the service runs.
 
-    PostgreSQL is backed up with pg_dump: the command says how and exits 2. Either way,
-    the secret key and the package files are not in the database: keep them too (README,
-    "Backups and restore").
+    PostgreSQL is backed up with pg_dump: the command says how, and exits 2.
+    The secret key and the package files are not in the database: keep them
+    too (README, "Backups and restore").
     """
     settings = Settings()
     keep = backups.also_keep(settings)

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from registry_tokens.db.backup import head_revision
 from registry_tokens.settings import Settings
 from tests.distributions import build_wheel
+from tests.e2e.test_full_disk import small_disk
 from tests.e2e.test_pip_install import (
     NAME,
     VERSION,
@@ -462,6 +463,14 @@ def test_an_existing_file_is_replaced_only_with_force(
             "var/registry-tokens.db",
             "error: {tmp}/var/registry-tokens.db is the live database (or one of its files)",
         ),
+        (
+            "var/registry-tokens.db-wal",
+            "error: {tmp}/var/registry-tokens.db-wal is the live database (or one of its files)",
+        ),
+        (
+            "var/secret_key/backup.db",
+            "error: {tmp}/var/secret_key is not a directory",
+        ),
     ],
 )
 def test_refusals_are_clear_and_write_nothing(
@@ -473,6 +482,18 @@ def test_refusals_are_clear_and_write_nothing(
     assert refused.stderr.strip() == error.format(tmp=tmp_path)
     assert "Traceback" not in refused.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@SQLITE_ONLY
+def test_a_full_disk_leaves_no_half_written_backup(
+    tmp_path: Path, operator: dict[str, str]
+) -> None:
+    with small_disk(tmp_path / "disk", size="64k") as disk:
+        target = disk / "backup.db"
+        refused = cli(tmp_path, operator, "db", "backup", str(target))
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == "error: the backup failed: database or disk is full"
+        assert list(disk.iterdir()) == []
 
 
 @SQLITE_ONLY
