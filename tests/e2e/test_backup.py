@@ -497,6 +497,21 @@ def test_a_full_disk_leaves_no_half_written_backup(
 
 
 @SQLITE_ONLY
+def test_a_directory_it_cannot_write_in_is_a_clear_error(
+    tmp_path: Path, operator: dict[str, str]
+) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True, check=False
+        )
+        if remounted.returncode != 0:
+            pytest.skip(f"cannot make the tmpfs read-only: {remounted.stderr.strip()}")
+        refused = cli(tmp_path, operator, "db", "backup", str(disk / "backup.db"))
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == f"error: cannot write in {disk}: Read-only file system"
+
+
+@SQLITE_ONLY
 def test_an_absent_database_is_not_created(tmp_path: Path) -> None:
     env = sqlite_env(tmp_path / "nowhere")
     refused = cli(tmp_path, env, "db", "backup", str(tmp_path / "backup.db"))

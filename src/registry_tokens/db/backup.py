@@ -141,19 +141,24 @@ def backup_sqlite(
     _check_target(source, target, force=force)
     if not source.is_file():
         raise BackupError(f"there is no database at {source} (REGISTRY_TOKENS_DATABASE_URL)")
-    fd, temporary_name = tempfile.mkstemp(  # mode 0600
-        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-    )
+    try:
+        fd, temporary_name = tempfile.mkstemp(  # mode 0600
+            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+        )
+    except OSError as error:
+        raise BackupError(f"cannot write in {target.parent}: {error.strerror}") from None
     os.close(fd)
     temporary = Path(temporary_name)
     try:
         revision = _copy(source, temporary, busy_timeout_ms)
         _flush(temporary)
         _put_in_place(temporary, target, force=force)
-    except BaseException:
+    except BaseException as failure:
         for leftover in (temporary, Path(f"{temporary}-journal"), Path(f"{temporary}-wal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+        if isinstance(failure, OSError):
+            raise BackupError(f"cannot write {target}: {failure.strerror}") from None
         raise
     _flush_directory(target.parent)
     return Backup(target.absolute(), target.stat().st_size, revision, head_revision())
