@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from registry_tokens.db import backup as backups
 from registry_tokens.db import migrate
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.secrets import SecretKind, secret_kind
@@ -169,6 +170,73 @@ def db_upgrade() -> None:
     services = _services()
     migrate.upgrade(services.database)
     typer.echo("database is up to date")
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="The file to write (its directory must exist).")
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy the SQLite database to PATH, consistently, while the service runs.
+
+    PostgreSQL is backed up with pg_dump: the command says how, and exits 2.
+    The secret key and the package files are not in the database: keep them
+    too (README, "Backups and restore").
+    """
+    settings = Settings()
+    keep = backups.also_keep(settings)
+    try:
+        made = backups.backup(settings, path, force=force)
+    except backups.UseAnotherTool as refusal:
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {"error": refusal.message, "pg_dump": refusal.command, **_keep_document(keep)}
+                )
+            )
+        typer.echo(f"error: {refusal.message}\n{_keep_text(keep)}", err=True)
+        raise typer.Exit(code=2) from None
+    except backups.BackupError as error:
+        raise _fail(error.message) from None
+    document = {
+        "path": str(made.path),
+        "size_bytes": made.size_bytes,
+        "revision": made.revision,
+        "head_revision": made.head_revision,
+        **_keep_document(keep),
+    }
+    if made.revision is None:
+        schema = "no migration revision (a database never migrated)"
+    elif made.is_current:
+        schema = f"migration revision {made.revision} (the newest)"
+    else:
+        schema = (
+            f"migration revision {made.revision} (this version's newest is "
+            f"{made.head_revision}: `registry-tokens db upgrade` after restoring)"
+        )
+    _emit(
+        as_json,
+        document,
+        f"wrote {made.path}: {made.size_bytes} bytes, {schema}\n{_keep_text(keep)}",
+    )
+
+
+def _keep_document(keep: list[backups.KeepAlso]) -> dict[str, Any]:
+    return {"also_keep": [{"what": k.what, "where": k.where, "why": k.why} for k in keep]}
+
+
+def _keep_text(keep: list[backups.KeepAlso]) -> str:
+    lines = [f"  - the {k.what}: {k.where} ({k.why})" for k in keep]
+    return "\n".join(
+        [
+            "The database alone cannot be restored; keep these with it, they are not in it:",
+            *lines,
+            'To restore: README, "Backups and restore".',
+        ]
+    )
 
 
 @admin_app.command("create-org")
