@@ -37,6 +37,7 @@ from registry_tokens.kit.timestamps import utcnow
 from registry_tokens.organizations.models import Role
 from registry_tokens.services import Services
 from registry_tokens.settings import Settings
+from tests.object_store import STORAGE, bucket_env
 
 READ_WRITE = ("read_registries", "write_registries")
 BACKEND = os.environ.get("REGISTRY_TOKENS_TEST_BACKEND", "sqlite")
@@ -99,6 +100,8 @@ class ServerProcess:
             api_url=self.base_url,
             web_url=self.env["REGISTRY_TOKENS_WEB_URL"],
             package_storage_dir=Path(self.env["REGISTRY_TOKENS_PACKAGE_STORAGE_DIR"]),
+            package_storage_url=self.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_URL"),
+            s3_endpoint_url=self.env.get("REGISTRY_TOKENS_S3_ENDPOINT_URL"),
         )
 
     def client(self, *, headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Client:
@@ -210,9 +213,12 @@ def server_env(
     workdir: Path, database_url: str, base_url: str, env: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The configuration of a test server: a fresh key, rate limits off unless ``env``
-    sets them, package files under ``workdir``. ``{base_url}`` in a value of ``env`` is
-    the server's own address (e.g. a ``WEB_URL`` that is the server's, for the console)."""
+    sets them, package files under ``workdir`` (and, with ``REGISTRY_TOKENS_TEST_STORAGE=s3``,
+    in a bucket of their own unless ``env`` names one). ``{base_url}`` in a value of ``env``
+    is the server's own address (e.g. a ``WEB_URL`` that is the server's, for the console)."""
     given = {name: value.replace("{base_url}", base_url) for name, value in (env or {}).items()}
+    if STORAGE == "s3" and "REGISTRY_TOKENS_PACKAGE_STORAGE_URL" not in given:
+        given = {**bucket_env(), **given}
     return {
         "REGISTRY_TOKENS_DATABASE_URL": database_url,
         "REGISTRY_TOKENS_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,

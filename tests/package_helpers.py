@@ -8,6 +8,7 @@ import httpx
 
 from registry_tokens.organizations.models import Role
 from tests.harness import Seeder, Server, Tenant
+from tests.object_store import StoredObject, objects, stored_object
 
 ALL_REGISTRY_SCOPES = (
     "read_registries",
@@ -98,22 +99,44 @@ def create_registry_token(
 
 
 def storage_dir(server: Server) -> Path:
-    """Where the server keeps package files (``package_server`` always configures it)."""
+    """Where the server keeps package files, or with a bucket stages them (``package_server``
+    always configures it)."""
     configured = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_DIR")
     assert configured, "use the package_server fixture, or set the storage directory"
     return Path(configured)
 
 
 def stored_files(root: Path) -> dict[Path, bytes]:
-    """Every file under the storage directory, staging area included, with its bytes."""
+    """Every file under a storage directory, staging area included, with its bytes."""
     if not root.exists():
         return {}
     return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def package_file(server: Server, sha256: str, package_id: str) -> Path:
-    """The file the storage layout promises for a package: addressed by digest, owned by id."""
-    return storage_dir(server) / "sha256" / sha256[:2] / sha256 / package_id
+def stored(server: Server) -> dict[str, bytes]:
+    """Every file the server keeps, staged ones included: its directory's, and its
+    bucket's objects when it has one."""
+    files = {str(path): content for path, content in stored_files(storage_dir(server)).items()}
+    bucket = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_URL")
+    return {**files, **(objects(bucket) if bucket else {})}
+
+
+def package_file(server: Server, sha256: str, package_id: str) -> "Path | StoredObject":
+    """The file the storage layout promises for a package: addressed by digest, owned by id
+    (in the server's bucket, when it has one)."""
+    relative = f"sha256/{sha256[:2]}/{sha256}/{package_id}"
+    bucket = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_URL")
+    if bucket:
+        return stored_object(bucket, relative)
+    return storage_dir(server) / relative
+
+
+def staged_files(server: Server) -> list[str]:
+    """Presigned uploads' files waiting for their finalize, on disk or in the bucket."""
+    tmp = storage_dir(server) / "tmp"
+    local = sorted(str(path) for path in tmp.iterdir()) if tmp.exists() else []
+    bucket = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_URL")
+    return local + sorted(objects(bucket, "tmp/") if bucket else [])
 
 
 def list_all_packages(

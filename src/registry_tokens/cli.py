@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -92,7 +91,7 @@ def serve(
         seeded = _seed_demo(services, with_password=True)
         typer.echo(f"{_demo_text(seeded)}\n")
     services.packages.discard_expired_uploads()  # before the sweep, which spares none
-    _report(services.packages.sweep_orphans(), settings.package_storage_path)
+    _report(services.packages.sweep_orphans(), services.packages.files.describe())
     services.database.dispose()
     if settings.secret_key is None:
         # Workers must share one key: create it (if new) before they start, and hand it down.
@@ -148,7 +147,7 @@ def _follow_the_server(host: str, port: int) -> None:
         )
 
 
-def _report(sweep: Sweep, storage: Path) -> None:
+def _report(sweep: Sweep, storage: str) -> None:
     """Says in the log what the start-up sweep of package files did, or why it did not."""
     if sweep.refused:
         typer.echo(

@@ -13,8 +13,9 @@ from registry_tokens.kit.urls import Urls
 from registry_tokens.oidc.keys import IssuerKeys
 from registry_tokens.oidc.service import OidcGate, OidcService
 from registry_tokens.organizations.service import OrganizationService
+from registry_tokens.packages.object_storage import ObjectStore, s3_client
 from registry_tokens.packages.service import PackageService
-from registry_tokens.packages.storage import FileStore
+from registry_tokens.packages.storage import FileStore, PackageStore
 from registry_tokens.ratelimits.service import RateLimitPolicy
 from registry_tokens.registries.service import RegistryService
 from registry_tokens.registry_tokens.access import InstallAccess
@@ -58,7 +59,7 @@ class Services:
         users = UserService(database, clock)
         packages = PackageService(
             database,
-            FileStore(settings.package_storage_path),
+            package_store(settings),
             settings.max_upload_bytes,
             key=key,
             urls=urls,
@@ -135,3 +136,16 @@ class Services:
     def by_type(self) -> dict[type, object]:
         """Each service under its own type: what ``api.routes.provided`` looks up."""
         return {type(value): value for value in (getattr(self, f.name) for f in fields(self))}
+
+
+def package_store(settings: Settings) -> PackageStore:
+    """The package files' store: a bucket when PACKAGE_STORAGE_URL names one (the local
+    directory then only stages uploads), else the local directory."""
+    if settings.package_storage_url:
+        return ObjectStore(
+            settings.package_storage_url,
+            settings.package_storage_path,
+            client=s3_client(settings.s3_endpoint_url),
+            redirect_seconds=settings.package_download_redirect_seconds,
+        )
+    return FileStore(settings.package_storage_path)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from registry_tokens.kit.files import create_private_file, private_directory
 from registry_tokens.kit.network import Network, parse_networks
-from registry_tokens.kit.urls import oidc_issuer_problem
+from registry_tokens.kit.urls import oidc_issuer_problem, parse_storage_url
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/registry-tokens.db"
 SECRET_KEY_FILE_NAME = "secret_key"
@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     # Package files: where they live (default: "packages" beside the SQLite database, or
     # ./var/packages) and the largest one that may be published.
     package_storage_dir: Path | None = None
+    # Package files in an S3-compatible bucket instead (``s3://bucket/prefix``): what
+    # several machines share. The directory above is then only scratch space for uploads.
+    # The endpoint (MinIO, R2, Ceph …): S3_ENDPOINT_URL, else AWS_ENDPOINT_URL; region and
+    # credentials from the standard AWS variables and files.
+    package_storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    # With a bucket: downloads answered by a redirect to a presigned URL of the file, valid
+    # this long (after our own authorization and counting); 0 sends them through us.
+    package_download_redirect_seconds: int = Field(default=0, ge=0, le=3600)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     # How long a presigned upload's policy (``…/packages/upload``) may be used, and so how
     # long its staged file waits to be finalized. At most an hour: the sweep of files no
@@ -102,6 +111,16 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)
+
+    @field_validator("package_storage_url")
+    @classmethod
+    def _storage_is_a_bucket(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_storage_url(value)
+            except ValueError as exc:
+                raise SettingsError(f"REGISTRY_TOKENS_PACKAGE_STORAGE_URL: {exc}") from None
+        return value or None
 
     @field_validator("oidc_issuers")
     @classmethod

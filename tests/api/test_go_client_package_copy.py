@@ -49,8 +49,7 @@ from tests.package_helpers import (
     package_file,
     published,
     simple_path,
-    storage_dir,
-    stored_files,
+    stored,
 )
 
 
@@ -234,7 +233,7 @@ def test_refused_copies_answer_go_errors_and_store_nothing(
         tenant.org, "Gems", slug=unique("reg"), ecosystem=Ecosystem.RUBY
     )
     stranger = admin_tenant(package_seeder)  # another organization
-    before = stored_files(storage_dir(package_server))
+    before = stored(package_server)
     read_only = package_seeder.api_token(tenant.email, ("read_packages",))
     write_only = package_seeder.api_token(tenant.email, ("write_packages",))
     limited = package_seeder.api_token(tenant.email, ALL_REGISTRY_SCOPES, orgs=(stranger.org,))
@@ -287,7 +286,7 @@ def test_refused_copies_answer_go_errors_and_store_nothing(
         "Validation failed: To can't be blank",
     )
 
-    assert stored_files(storage_dir(package_server)) == before
+    assert stored(package_server) == before
     assert list_all_packages(package_client, tenant.org, copying.target, rw) == []
     assert list_all_packages(package_client, tenant.org, ruby.slug, rw) == []
 
@@ -297,11 +296,11 @@ def test_a_second_copy_into_the_same_registry_is_a_conflict(
 ) -> None:
     tenant, source = copying.tenant, copying.source
     copy, _ = go.packages_copy(tenant.org, tenant.registry, source["id"], copying.target)
-    before = stored_files(storage_dir(package_server))
+    before = stored(package_server)
     with pytest.raises(GoErrorResponse) as raised:
         go.packages_copy(tenant.org, tenant.registry, source["id"], copying.target)
     assert raised.value.status == 409
     assert raised.value.message == f"{copying.wheel.name} is already published in this registry"
-    assert stored_files(storage_dir(package_server)) == before
+    assert stored(package_server) == before
     listed = list_all_packages(package_client, tenant.org, copying.target, tenant.tokens["rw"])
     assert [item["id"] for item in listed] == [copy.id]

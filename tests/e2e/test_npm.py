@@ -345,7 +345,6 @@ def test_a_tarball_tampered_with_on_disk_fails_npms_integrity_check(world: World
         )
     )
     forged = world.root / json.loads(packed.stdout)[0]["filename"]
-    stored.chmod(0o600)
     stored.write_bytes(forged.read_bytes())
 
     project = project_dir(world.root, "tampered")

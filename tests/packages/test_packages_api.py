@@ -33,8 +33,7 @@ from tests.package_helpers import (
     publish,
     published,
     simple_path,
-    storage_dir,
-    stored_files,
+    stored,
 )
 from tests.registries.test_registries_api import REGISTRY_KEYS
 from tests.registry_tokens.test_seed_contract import assert_uuid7_matches
@@ -252,7 +251,7 @@ class State:
     def __init__(self, client: httpx.Client, server: Server, tenant: Tenant) -> None:
         self.client, self.server, self.tenant = client, server, tenant
         self.packages = self.listed()
-        self.files = stored_files(storage_dir(server))
+        self.files = stored(server)
 
     def listed(self) -> list[dict[str, Any]]:
         return list_all_packages(
@@ -261,7 +260,7 @@ class State:
 
     def assert_unchanged(self) -> None:
         assert self.listed() == self.packages
-        assert stored_files(storage_dir(self.server)) == self.files
+        assert stored(self.server) == self.files
 
 
 def assert_error(response: httpx.Response, status: int, words: str = "") -> None:
@@ -431,7 +430,7 @@ def test_publishing_to_a_registry_that_takes_no_such_file_is_422(
 ) -> None:
     """Python registries take wheels and sdists, javascript ones npm tarballs (see
     ``test_npm_packages.py``), and the other ecosystems nothing yet."""
-    files = stored_files(storage_dir(package_server))
+    files = stored(package_server)
     wheel = build_wheel(dist, "hello-pkg", "1.0.0")
     for ecosystem, words in ((Ecosystem.JAVASCRIPT, "npm tarballs"), (Ecosystem.RUBY, "python")):
         other = package_seeder.services.registries.create(
@@ -442,7 +441,7 @@ def test_publishing_to_a_registry_that_takes_no_such_file_is_422(
         listed = package_client.get(packages_path(owner.org, other.slug), headers=owner.auth())
         assert listed.status_code == 200
         assert listed.json()["items"] == []
-        assert stored_files(storage_dir(package_server)) == files
+        assert stored(package_server) == files
 
 
 def test_a_file_over_the_upload_limit_is_413(small_limit_server: Server, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tests.api.test_go_client_contract import GoClient, GoErrorResponse
 from tests.api.test_go_client_presigned_upload import GoPackages, PackagePresignedUpload
 from tests.distributions import build_wheel
 from tests.harness import Seeder, Server, Tenant, in_process_server
-from tests.package_helpers import admin_tenant, bearer, list_all_packages, storage_dir
+from tests.package_helpers import admin_tenant, bearer, list_all_packages, staged_files
 
 LIMIT = 4096
 OTHER_ID = "01930000-0000-7000-8000-000000000000"
@@ -66,11 +66,6 @@ def packages(go: GoClient) -> GoPackages:
 def staged_count(seeder: Seeder) -> int:
     with seeder.services.database.reading() as session:
         return session.scalar(select(func.count()).select_from(StagedUpload)) or 0
-
-
-def staged_files(server: Server) -> list[Path]:
-    tmp = storage_dir(server) / "tmp"
-    return sorted(tmp.iterdir()) if tmp.exists() else []
 
 
 def post_upload(

@@ -21,9 +21,10 @@ from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
 from tests.package_helpers import (
     admin_tenant,
     basic,
+    package_file,
+    packages_path,
     published,
     simple_path,
-    storage_dir,
     tokens_path,
 )
 
@@ -564,7 +565,9 @@ def test_a_file_gone_from_disk_is_a_404_and_counts_nothing(
 ) -> None:
     created = create(client, registry, max_downloads=5)
     package_id = registry.files["acme-utils"].split("/")[-2]
-    [stored] = storage_dir(server).glob(f"sha256/*/*/{package_id}")
-    stored.unlink()
+    tenant = registry.tenant
+    listed = client.get(packages_path(tenant.org, tenant.registry), headers=tenant.auth())
+    [package] = [item for item in listed.json()["items"] if item["id"] == package_id]
+    package_file(server, package["digests"]["sha256"], package_id).unlink()
     assert download(client, registry, created["token"]).status_code == 404
     assert token(client, registry, created["id"])["usage"]["downloads"] == 0

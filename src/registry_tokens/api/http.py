@@ -393,21 +393,34 @@ def relative_location(location: str) -> str:
 
 
 class RelativeRedirects(ResponseStartRewrite):
-    """Every redirect the app answers points at this server, relative to the request.
+    """Every redirect the app answers at the request's own host points at this server,
+    relative to the request.
 
     Starlette's trailing-slash redirect (``redirect_slashes``) writes an absolute URL
     built from the request's ``Host`` header, so ``Host: evil.example`` would send the
     client there. A relative ``Location`` (RFC 9110 10.2.2) resolves against the URL the
-    client actually asked for, behind any proxy, whatever the Host header says.
+    client actually asked for, behind any proxy, whatever the Host header says. A
+    ``Location`` at another host than the request's is one the app meant (a download's
+    presigned URL in the package store): it is left as it is.
     """
 
     def rewrite(self, scope: Scope, message: Message) -> Message:
         if not 300 <= message["status"] < 400:
             return message
+        host = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name == b"host"), ""
+        )
         headers = [
-            (name, relative_location(value.decode("latin-1")).encode("latin-1"))
+            (name, _own_location(value.decode("latin-1"), host).encode("latin-1"))
             if name.lower() == b"location"
             else (name, value)
             for name, value in message.get("headers", [])
         ]
         return {**message, "headers": headers}
+
+
+def _own_location(location: str, host: str) -> str:
+    parts = urlsplit(location)
+    if parts.scheme in ("http", "https") and parts.netloc and parts.netloc.lower() != host.lower():
+        return location
+    return relative_location(location)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -33,6 +33,7 @@ from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, Validat
 from registry_tokens.kit.pagination import MAX_PAGE, MAX_PER_PAGE, PageRequest
 from registry_tokens.kit.validation import validated
 from registry_tokens.organizations.models import Role
+from registry_tokens.packages.downloads import file_response
 from registry_tokens.packages.models import Package
 from registry_tokens.ratelimits.service import RateLimited
 from registry_tokens.registries.oidc_policy import shown as shown_policy
@@ -364,17 +365,16 @@ async def package(visit: Visit) -> Response:
 async def download_package(visit: Visit) -> Response:
     services = visit.services
     found, registry_row = await _package(visit)
-    _, path = await services.database.read(
+    stored = await services.database.read(
         services.packages.file, registry_row, str(found.id), found.filename
     )
-    response = FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=found.filename,
-        content_disposition_type="attachment",
-    )
+    response = await file_response(services.packages.files, stored, found.filename, _uncounted)
     secure(response)
     return response
+
+
+async def _uncounted() -> None:
+    """A download from the console is a person's, not an install's: no quota counts it."""
 
 
 @page()

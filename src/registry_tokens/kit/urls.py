@@ -214,3 +214,13 @@ def oidc_issuer_problem(url: str) -> str | None:
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1"):
         return "must be an https:// URL (plain http only for http://127.0.0.1… or http://[::1]…)"
     return None
+
+
+def parse_storage_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` as (bucket, prefix without its slashes); ``ValueError`` if not."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"{url!r} is not an object storage URL: write s3://bucket or s3://bucket/prefix"
+        )
+    return parts.netloc, parts.path.strip("/")

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import BinaryIO
 
 from packaging.utils import canonicalize_name
@@ -57,7 +56,7 @@ from registry_tokens.packages.repository import (
     StagedUploadRepository,
     StoredFile,
 )
-from registry_tokens.packages.storage import FileStore, StagedFile, Sweep
+from registry_tokens.packages.storage import PackageStore, StagedFile, Sweep
 from registry_tokens.registries.repository import RegistryRepository, RegistryRow
 from registry_tokens.registries.service import Ecosystem, visible_registry
 
@@ -94,7 +93,7 @@ class PackageService:
     def __init__(
         self,
         database: Database,
-        files: FileStore,
+        files: PackageStore,
         max_upload_bytes: int,
         *,
         key: bytes,
@@ -218,13 +217,13 @@ class PackageService:
                 tags["latest"] = fallback
         return dict(sorted(tags.items()))
 
-    def npm_file(self, registry: RegistryRow, name: str, filename: str) -> tuple[StoredFile, Path]:
-        """An npm tarball an install may download (by its stored name), and its path."""
+    def npm_file(self, registry: RegistryRow, name: str, filename: str) -> StoredFile:
+        """An npm tarball an install may download (by its stored name)."""
         _npm_registry(registry)
         rows = self.database.fetch(FILE_BY_NAME, registry_id=registry.id, filename=filename)
         if not rows or rows[0].kind != NPM_KIND or rows[0].project != name:
             raise NotFound("file")
-        return rows[0], self.files.path_for(rows[0].sha256, rows[0].id)
+        return rows[0]
 
     def tag_npm_version(
         self, caller: Caller, org: str, registry: str, name: str, tag: str, version: object
@@ -309,6 +308,11 @@ class PackageService:
     def keep_upload(self, grant: "UploadGrant", staged: StagedFile) -> None:
         """Records a file staged under a grant, for its finalize; else discards it."""
         try:
+            name = self.files.hold(staged)  # where any instance's finalize finds it
+        except BaseException:
+            self.files.discard(staged)
+            raise
+        try:
             with self.database.writing() as session:
                 StagedUploadRepository(session).add(
                     StagedUpload(
@@ -317,7 +321,7 @@ class PackageService:
                         uploaded_by_id=grant.user_id,
                         token_id=grant.token_id,
                         filename=grant.filename,
-                        staged_name=staged.path.name,
+                        staged_name=name,
                         size=staged.size,
                         sha256=staged.sha256,
                         sha512=staged.sha512,
@@ -325,7 +329,7 @@ class PackageService:
                     )
                 )
         except BaseException as error:
-            self.files.discard(staged)
+            self.files.forget(name)
             if is_foreign_key_violation(error):  # the registry (or its user) is gone
                 raise NotFound("registry") from error
             if isinstance(error, IntegrityError):
@@ -397,7 +401,7 @@ class PackageService:
         with self.database.writing() as session:
             names = StagedUploadRepository(session).take_expired(self.clock())
         for name in names:
-            self.files.discard(self.files.staged(name, 0, "", ""))
+            self.files.forget(name)
         return len(names)
 
     def _publish_staged(
@@ -591,10 +595,8 @@ class PackageService:
             raise NotFound("project")
         return files
 
-    def file(
-        self, registry: RegistryRow, package_id: str, filename: str
-    ) -> tuple[StoredFile, Path]:
-        """A file an install may download, and where it is stored."""
+    def file(self, registry: RegistryRow, package_id: str, filename: str) -> StoredFile:
+        """A file an install may download."""
         try:
             parsed = uuid.UUID(package_id)
         except ValueError:
@@ -602,7 +604,7 @@ class PackageService:
         rows = self.database.fetch(FILE_BY_ID, registry_id=registry.id, package_id=parsed)
         if not rows or rows[0].filename != filename:
             raise NotFound("file")
-        return rows[0], self.files.path_for(rows[0].sha256, rows[0].id)
+        return rows[0]
 
     def files_of_deleted_registry(
         self, session: Session, registry: RegistryRow, caller: Caller, context: RequestContext

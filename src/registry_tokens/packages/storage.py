@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from registry_tokens.kit.files import create_private_file, private_directory
 
@@ -34,7 +34,7 @@ class Sweep:
     package_files: int  # files under sha256/
     owned: int  # of those, files a package row names
     unowned: int  # files no package owns, older than the threshold (tmp/ included)
-    quarantine: Path | None = None  # where they went, if they were moved
+    quarantine: str | None = None  # where they went, if they were moved
 
     @property
     def refused(self) -> bool:
@@ -50,6 +50,46 @@ class StagedFile:
     size: int
     sha256: str
     sha512: str
+    held: bool = False  # fetched from an object store's tmp/ (a presigned upload's)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A stored file being sent: its size, and its bytes whole (one chunk at most) or as
+    a stream of chunks."""
+
+    size: int
+    content: bytes | None = None
+    stream: Iterator[bytes] | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.content is not None:
+            yield self.content
+        elif self.stream is not None:
+            yield from self.stream
+
+
+class PackageStore(Protocol):
+    """Where package files live: a local directory (``FileStore``) or a bucket
+    (``object_storage.ObjectStore``). Uploads are staged on local disk either way."""
+
+    # True when reads go over the network (a download then fetches in a worker thread).
+    remote: bool
+
+    def describe(self) -> str: ...
+    def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile: ...
+    def staging(self, max_bytes: int) -> "Staging": ...
+    def hold(self, staged: StagedFile) -> str: ...
+    def staged(self, name: str, size: int, sha256: str, sha512: str) -> StagedFile: ...
+    def forget(self, name: str) -> None: ...
+    def stage_copy(self, sha256: str, package_id: uuid.UUID, sha512: str) -> StagedFile: ...
+    def commit(self, staged: StagedFile, package_id: uuid.UUID) -> None: ...
+    def discard(self, staged: StagedFile) -> None: ...
+    def remove(self, sha256: str, package_id: uuid.UUID) -> None: ...
+    def fetch(self, sha256: str, package_id: uuid.UUID) -> Opened: ...
+    def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None: ...
+    def check(self) -> None: ...
+    def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> Sweep: ...
 
 
 class Staging:
@@ -87,9 +127,14 @@ class Staging:
 
 
 class FileStore:
+    remote = False
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
+
+    def describe(self) -> str:
+        return str(self.root)
 
     def stage(self, source: BinaryIO, max_bytes: int) -> StagedFile:
         """Copies an upload into ``tmp/`` while hashing it; raises ``ValueError`` if too big."""
@@ -107,11 +152,19 @@ class FileStore:
         private_directory(self.tmp)
         return Staging(self.tmp / f"{uuid.uuid4().hex}.part", max_bytes)
 
+    def hold(self, staged: StagedFile) -> str:
+        """Keeps a presigned upload's staged file for its finalize: where it is; its name."""
+        return staged.path.name
+
     def staged(self, name: str, size: int, sha256: str, sha512: str) -> StagedFile:
-        """A file staged earlier (a presigned upload's), by the name ``stage`` gave it."""
+        """A file staged earlier (a presigned upload's), by the name ``hold`` gave it."""
         if not _STAGED_NAME.fullmatch(name):
             raise ValueError(f"not a staged file's name: {name!r}")
         return StagedFile(self.tmp / name, size, sha256, sha512)
+
+    def forget(self, name: str) -> None:
+        """A held file that will never be finalized (its upload expired)."""
+        self.discard(self.staged(name, 0, "", ""))
 
     def stage_copy(self, sha256: str, package_id: uuid.UUID, sha512: str) -> StagedFile:
         """Stages another package's file for a new package: a hard link in ``tmp/`` (the
@@ -138,7 +191,7 @@ class FileStore:
     def path_for(self, sha256: str, package_id: uuid.UUID) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256 / str(package_id)
 
-    def commit(self, staged: StagedFile, package_id: uuid.UUID) -> Path:
+    def commit(self, staged: StagedFile, package_id: uuid.UUID) -> None:
         """Moves a staged file to its final place, durably."""
         final = self.path_for(staged.sha256, package_id)
         private_directory(final.parent)
@@ -146,7 +199,6 @@ class FileStore:
         # The new name, and any directories just made for it, must survive a power loss.
         for directory in (final.parent, final.parent.parent, final.parent.parent.parent):
             _fsync_directory(directory)
-        return final
 
     def discard(self, staged: StagedFile) -> None:
         staged.path.unlink(missing_ok=True)
@@ -155,8 +207,33 @@ class FileStore:
         # Empty directories stay: removing one could race a publish moving a file into it.
         self.path_for(sha256, package_id).unlink(missing_ok=True)
 
-    def open(self, sha256: str, package_id: uuid.UUID) -> BinaryIO:
-        return self.path_for(sha256, package_id).open("rb")
+    def fetch(self, sha256: str, package_id: uuid.UUID) -> Opened:
+        """The file to send (``FileNotFoundError`` if it is gone). It is opened at once: a
+        delete racing the download unlinks the name, but the open file stays readable to
+        the end. One chunk (most packages) is read whole, at once: a streamed body is read
+        in the server's worker threads, two trips for even the smallest file, each waiting
+        its turn behind other requests' database work, where one read of 1 MiB at most
+        from the page cache takes a fraction of a millisecond."""
+        handle = self.path_for(sha256, package_id).open("rb")
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= CHUNK:  # stored files never change: what fstat said is what is read
+                with handle:
+                    return Opened(size, content=handle.read())
+        except BaseException:
+            handle.close()
+            raise
+        return Opened(size, stream=_read(handle))
+
+    def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None:
+        """Local files are sent by this server: no URL elsewhere."""
+        return None
+
+    def check(self) -> None:
+        """Raises ``OSError`` unless the directory can be written (readiness)."""
+        private_directory(self.root)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"{self.root} is not writable")
 
     def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> Sweep:
         """Moves files no package owns (left by crashes) to ``.quarantine/<time>/``, if
@@ -186,12 +263,18 @@ class FileStore:
             target = folder / path.relative_to(self.root)
             private_directory(target.parent)
             os.replace(path, target)
-        return replace(sweep, quarantine=folder)
+        return replace(sweep, quarantine=str(folder))
 
     def _files(self) -> Iterator[Path]:
         for top in (self.tmp, self.root / "sha256"):
             if top.exists():
                 yield from (path for path in top.rglob("*") if path.is_file())
+
+
+def _read(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
 
 
 def _fsync_directory(directory: Path) -> None:

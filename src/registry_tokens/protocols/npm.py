@@ -26,6 +26,7 @@ from registry_tokens.api.routes import PackageAccess
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import AppError, NotFound
 from registry_tokens.kit.secrets import SecretKind, secret_kind
+from registry_tokens.packages.downloads import file_response
 from registry_tokens.packages.npm import (
     describe_manifest,
     integrity,
@@ -34,7 +35,6 @@ from registry_tokens.packages.npm import (
     tarball_file,
 )
 from registry_tokens.packages.repository import NpmVersion
-from registry_tokens.protocols.downloads import file_response
 from registry_tokens.registry_tokens.access import (
     InstallGrant,
     InstallUnauthorized,
@@ -202,11 +202,12 @@ async def tarball(request: Request) -> Response:
     grant = await _readable(request, services)
     name = _package_name(request)
     filename = stored_filename(name, request.path_params["filename"])
-    package, path = await services.database.read(
+    package = await services.database.read(
         services.packages.npm_file, grant.registry, name, filename
     )
     return await file_response(
-        path,
+        services.packages.files,
+        package,
         request.path_params["filename"],
         lambda: services.install.admit_download(grant, package.project, package.size),
     )

@@ -16,8 +16,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.packages.downloads import file_response
 from registry_tokens.packages.repository import ProjectFile
-from registry_tokens.protocols.downloads import file_response
 from registry_tokens.registries.service import Ecosystem
 from registry_tokens.registry_tokens.access import InstallGrant
 from registry_tokens.services import Services
@@ -92,14 +92,15 @@ async def download(request: Request) -> Response:
     """A package file: the one request counted as a download (quotas, usage)."""
     services = _services(request)
     grant = await _authorized(request, services)
-    package, path = await services.database.read(
+    package = await services.database.read(
         services.packages.file,
         grant.registry,
         request.path_params["package_id"],
         request.path_params["filename"],
     )
     return await file_response(
-        path,
+        services.packages.files,
+        package,
         package.filename,
         lambda: services.install.admit_download(grant, package.project, package.size),
     )
