@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -96,7 +97,8 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
                 logger.warning("package store unavailable: %s", error)
                 raise StoreUnavailable() from error
             raise
-        except BotoCoreError as error:  # no connection, a timeout, a broken response
+        except (BotoCoreError, S3UploadFailedError) as error:
+            # No connection, a timeout, a broken response; an upload the store refused.
             logger.warning("package store unavailable: %s", error)
             raise StoreUnavailable() from error
 
