@@ -16,6 +16,7 @@ import pytest
 
 from tests.distributions import build_wheel
 from tests.harness import Seeder, ServerProcess, Tenant, running_server, scratch_database
+from tests.object_store import STORAGE, bucket_env
 from tests.package_helpers import admin_tenant, basic, published, tokens_path
 
 ATTEMPTS = 50
@@ -32,13 +33,15 @@ class Shared:
 
 @contextmanager
 def two_instances(workdir: Path) -> Iterator[Shared]:
-    """Two servers on one database and one package directory, trusting loopback as a
+    """Two servers on one database and one package store, trusting loopback as a
     proxy (so ``X-Forwarded-For`` names the client), with a wheel published."""
     packages = workdir / "packages"
     env = {
         "REGISTRY_TOKENS_TRUSTED_PROXIES": "127.0.0.1",
         "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(packages),
         "REGISTRY_TOKENS_SECRET_KEY": "k" * 64,
+        # With object storage, one bucket for both (each server would get its own).
+        **(bucket_env() if STORAGE == "s3" else {}),
     }
     with scratch_database(workdir) as url, ExitStack() as stack:
         servers = [

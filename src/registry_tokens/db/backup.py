@@ -90,12 +90,23 @@ def also_keep(settings: Settings) -> list[KeepAlso]:
             "every token is stored as an HMAC under it: without it no stored token can be "
             "verified again",
         ),
-        KeepAlso(
-            "package files",
-            str(settings.package_storage_path.absolute()),
-            "the database holds only their names and digests",
-        ),
+        _package_files(settings),
     ]
+
+
+def _package_files(settings: Settings) -> KeepAlso:
+    if settings.package_storage_url:
+        return KeepAlso(
+            "package files",
+            f"the bucket {settings.package_storage_url} (with the store's own tools: "
+            "versioning, replication or a copy)",
+            "the database holds only their names and digests",
+        )
+    return KeepAlso(
+        "package files",
+        str(settings.package_storage_path.absolute()),
+        "the database holds only their names and digests",
+    )
 
 
 def backup(settings: Settings, target: Path, *, force: bool = False) -> Backup:
