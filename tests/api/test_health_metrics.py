@@ -3,12 +3,15 @@ several workers, a database that stops and the JSON log are in tests/e2e/test_op
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import Tenant, in_process_server, unique
-from tests.package_helpers import basic, bearer, create_registry_token
+from registry_tokens.registries.service import Ecosystem
+from tests.harness import Seeder, Tenant, in_process_server, unique
+from tests.package_helpers import admin_tenant, basic, bearer, create_registry_token
+from tests.packages.test_npm_packages import npm_path, published
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -126,3 +129,44 @@ def test_an_empty_metrics_token_leaves_metrics_open(tmp_path: Path) -> None:
         server.client() as client,
     ):
         assert client.get("/metrics").status_code == 200
+
+
+def _counts(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    return {
+        (found.name, tuple(sorted(found.labels.items()))): found.value
+        for family in text_string_to_metric_families(scraped.text)
+        if family.name.startswith("registry_tokens_")
+        for found in family.samples
+        if found.name.endswith("_total")
+    }
+
+
+def test_npm_installs_and_downloads_are_counted_as_javascript(
+    client: httpx.Client, seeder: Seeder
+) -> None:
+    tenant = admin_tenant(seeder)
+    registry = seeder.services.registries.create(
+        tenant.org, "Node", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT
+    )
+    tenant.registry = registry.slug
+    published(client, tenant, "observed-js", "1.0.0")
+    token = create_registry_token(client, tenant.org, tenant.registry, tenant.tokens["rw"])
+    reader = bearer(token["token"])
+    before = _counts(client)
+    packument = client.get(npm_path(tenant, "observed-js"), headers=reader)
+    assert packument.status_code == 200, packument.text
+    tarball = urlsplit(packument.json()["versions"]["1.0.0"]["dist"]["tarball"]).path
+    assert client.get(tarball, headers=reader).status_code == 200
+    after = _counts(client)
+    found = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    npm = "/{org}/{registry}/npm"
+    assert found[("registry_tokens_installs_total", (("ecosystem", "javascript"),))] == 1
+    assert found[("registry_tokens_downloads_total", (("ecosystem", "javascript"),))] == 1
+    for route in (f"{npm}/{{name:path}}", f"{npm}/{{name:path}}/-/{{filename}}"):
+        key = (
+            "registry_tokens_http_requests_total",
+            (("method", "GET"), ("route", route), ("status", "200")),
+        )
+        assert found[key] == 1, route
