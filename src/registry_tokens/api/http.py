@@ -391,8 +391,9 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        # In place, not a copy: what the router leaves in the scope (the matched route)
-        # is read by the middleware outside (api.observability).
+        # In place: what the router leaves in the scope (the matched route) is read by
+        # the middleware outside (api.observability), which hands the app a copy of the
+        # server's scope (whose HEAD tells the server to send no body).
         scope["method"] = "GET"
         await self.app(scope, receive, headers_only)
 

@@ -111,8 +111,11 @@ class RequestObserver:
         started = time.perf_counter()
         method = scope["method"]  # before HeadAsGet makes a HEAD a GET
         request_id = request_id_of(scope["headers"])
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        # The app's own copy of the scope: the router leaves the route it matched in it
+        # (read here), and HeadAsGet makes a HEAD a GET in it, while the server's stays
+        # as the client sent it (uvicorn sends no body for a HEAD because it says HEAD).
+        inner = {**scope}
+        inner.setdefault("state", {})["request_id"] = request_id
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 500  # if the app fails before answering, the server answers 500
         observed = False
@@ -126,14 +129,14 @@ class RequestObserver:
                 # Counted before the last bytes leave: a client that has its answer (and
                 # scrapes next) finds it counted.
                 observed = True
-                self.observe(scope, method, status, time.perf_counter() - started, request_id)
+                self.observe(inner, method, status, time.perf_counter() - started, request_id)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_observed)
+            await self.app(inner, receive, send_observed)
         finally:
             if not observed:
-                self.observe(scope, method, status, time.perf_counter() - started, request_id)
+                self.observe(inner, method, status, time.perf_counter() - started, request_id)
 
     def observe(
         self, scope: Scope, method: str, status: int, seconds: float, request_id: str
