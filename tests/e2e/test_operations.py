@@ -6,10 +6,12 @@ private PostgreSQL cluster of the test's own (``initdb`` and ``pg_ctl`` on a fre
 the shared server at 127.0.0.1:5432 is never stopped.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -129,6 +131,20 @@ def installing(server: ServerProcess, tmp_path: Path) -> Installing:
     )
 
 
+def metrics_dirs(server: ServerProcess) -> set[Path]:
+    """The multiprocess directories named in the environments of the server's workers."""
+    assert server.process is not None
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = set()
+    for child in children:
+        with contextlib.suppress(OSError):
+            for entry in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+                if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                    found.add(Path(entry.split(b"=", 1)[1].decode()))
+    return found
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_metrics_show_exactly_the_requests_made(tmp_path: Path, workers: int) -> None:
     with running_server(tmp_path, serve_args=("--workers", str(workers))) as server:
@@ -150,6 +166,14 @@ def test_metrics_show_exactly_the_requests_made(tmp_path: Path, workers: int) ->
             listed = client.get(seen.tokens_path, headers=bearer(seen.api_token))
             assert listed.status_code == 200
             after = scrape(client)
+        shared = metrics_dirs(server)
+        if workers > 1:  # every worker in one private directory, made by serve
+            (directory,) = shared
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+            assert list(directory.glob("*.db"))
+        else:
+            assert not shared
+    assert not any(directory.exists() for directory in shared)  # removed when serve stops
 
     assert increments(before, after) == merged(
         requests_of("/metrics", "GET", 200, 1),  # the first scrape
