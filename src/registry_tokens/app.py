@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from registry_tokens import __version__
+from registry_tokens.api.health import Readiness, health_routes
 from registry_tokens.api.http import (
     BodySizeLimit,
     HeadAsGet,
@@ -19,11 +21,13 @@ from registry_tokens.api.http import (
     RelativeRedirects,
     install_error_handlers,
 )
+from registry_tokens.api.observability import RequestObserver, metrics_route
 from registry_tokens.api.routes import Gate
 from registry_tokens.audit.endpoints import router as audit_router
 from registry_tokens.auth.endpoints import rate_limit_router
 from registry_tokens.auth.endpoints import router as access_token_router
 from registry_tokens.console import routes as console
+from registry_tokens.db import migrate
 from registry_tokens.kit.urls import UPLOAD_TARGET_PATH
 from registry_tokens.organizations.endpoints import router as organizations_router
 from registry_tokens.packages.endpoints import router as packages_router
@@ -57,6 +61,15 @@ def npm_publish_limit(settings: Settings) -> int:
     return -(-settings.max_upload_bytes // 3) * 4 + settings.max_body_bytes
 
 
+class ObservedApp(FastAPI):
+    """The app with :class:`RequestObserver` outermost, outside even Starlette's error
+    middleware, so that every response (a 500 too) carries the request id and is counted."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return RequestObserver(super().build_middleware_stack(), self.router.routes, settings)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -69,12 +82,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         built: Services = served.state.services
         # Before the first sign-in, so that its refusal takes as long as any other.
         await anyio.to_thread.run_sync(built.users.prepare_password_checks)
+        # Read once, so that the first /readyz is as quick as any other.
+        await anyio.to_thread.run_sync(migrate.head_revisions)
         yield
         # Refused installs still queued, and usage gathered, are written before the end.
         await anyio.to_thread.run_sync(built.install.refusals.close)
         await anyio.to_thread.run_sync(built.install.usage.close)
 
-    app = FastAPI(
+    app = ObservedApp(
         title="registry-tokens",
         version=__version__,
         description=DESCRIPTION,
@@ -105,7 +120,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # The package protocols and the console: plain Starlette routes beside the API,
     # outside OpenAPI, and matched first (their paths, ``/{org}/{registry}/pypi/…``,
     # ``/{org}/{registry}/npm/…`` and the console's under WEB_URL, are never the API's).
-    app.router.routes[0:0] = [*pypi.routes(), *npm.routes(), *console.routes(settings.web_base)]
+    # Health and metrics first: for probes and scrapers, outside the REST door (no
+    # credentials, no rate limits) and outside OpenAPI.
+    readiness = Readiness(services.database, services.packages.files)
+    app.router.routes[0:0] = [
+        *health_routes(readiness),
+        metrics_route(services.settings),
+        *pypi.routes(),
+        *npm.routes(),
+        *console.routes(settings.web_base),
+    ]
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,

@@ -13,10 +13,13 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from registry_tokens.db import backup as backups
 from registry_tokens.db import migrate
+from registry_tokens.kit import metrics
 from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.logs import json_logging_config
 from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.kit.timestamps import format_timestamp
 from registry_tokens.kit.urls import listen_origin
@@ -97,6 +100,18 @@ def serve(
     if settings.secret_key is None:
         # Workers must share one key: create it (if new) before they start, and hand it down.
         os.environ["REGISTRY_TOKENS_SECRET_KEY"] = ensure_secret_key(settings)
+    # Several workers keep their metrics in files of a directory of their own, made
+    # fresh before they start, so any worker's /metrics answers for all (kit/metrics.py).
+    metrics_dir = metrics.private_multiprocess_dir() if workers > 1 else None
+    json_logs = settings.log_format == "json"
+    try:
+        _run(host, port, workers, settings, json_logs)
+    finally:
+        if metrics_dir is not None:
+            metrics.remove_multiprocess_dir(metrics_dir)
+
+
+def _run(host: str, port: int, workers: int, settings: Settings, json_logs: bool) -> None:
     uvicorn.run(
         "registry_tokens.app:create_app",
         factory=True,
@@ -104,6 +119,10 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level,
+        # JSON: every log line as JSON, and one per request from the app instead of
+        # uvicorn's access log (api/observability.py).
+        log_config=json_logging_config(settings.log_level) if json_logs else LOGGING_CONFIG,
+        access_log=not json_logs,
         server_header=False,
         # uvicorn would believe X-Forwarded-For from loopback by default; whose header is
         # believed is decided by REGISTRY_TOKENS_TRUSTED_PROXIES alone (kit/network.py).

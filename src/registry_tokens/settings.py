@@ -5,6 +5,7 @@ import secrets
 import time
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -109,6 +110,11 @@ class Settings(BaseSettings):
     oidc_jwks_refresh_seconds: int = Field(default=60, ge=1)
     oidc_fetch_timeout_seconds: float = Field(default=5, gt=0, le=60)
     log_level: str = "info"
+    # "json": one JSON line per request (and every other log line as JSON); "text": as
+    # uvicorn writes its logs.
+    log_format: Literal["text", "json"] = "text"
+    # When set, GET /metrics asks for ``Authorization: Bearer <it>``; unset, it is open.
+    metrics_token: SecretStr | None = None
     # Threads per process that run request handlers (database work); see app.py.
     worker_threads: int = Field(default=4, ge=1, le=256)
 

@@ -27,6 +27,7 @@ VOLATILE = {
     "ratelimit-reset",
     "ratelimit-user-remaining",
     "ratelimit-user-reset",
+    "x-request-id",  # a new one for every request that sends none
 }
 UNKNOWN_ID = "0191b6a2-aa51-70e5-b1d2-7c4b3e9e3c1a"
 

@@ -16,8 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry_tokens.db.failures import is_busy, is_storage_full, is_unavailable
+from registry_tokens.db.failures import (
+    CommitOutcomeUnknown,
+    is_busy,
+    is_storage_full,
+    is_unavailable,
+)
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
+from registry_tokens.kit.metrics import DATABASE_ERRORS, STORAGE_ERRORS
 from registry_tokens.kit.schemas import ErrorBody, carries_secret
 from registry_tokens.kit.validation import field_problem
 
@@ -103,7 +109,7 @@ def _allowed_methods(request: Request) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def on_app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return error_response(exc)
+        return exception_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,6 +159,8 @@ def _cause(exc: Exception) -> object:
 def exception_response(exc: Exception) -> JSONResponse:
     """The answer to an exception raised while serving a request, logged where it is ours."""
     if isinstance(exc, AppError):
+        if isinstance(exc, CommitOutcomeUnknown):
+            DATABASE_ERRORS.labels("commit_lost").inc()
         return error_response(exc)
     if isinstance(exc, StarletteHTTPException):  # e.g. the 413 of BodySizeLimit
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
@@ -165,17 +173,21 @@ def exception_response(exc: Exception) -> JSONResponse:
         )
     if is_storage_full(exc):
         logger.warning("storage full: %s", _cause(exc))
+        STORAGE_ERRORS.labels("full").inc()
         return error_response(STORAGE_FULL)
     if is_busy(exc):
         logger.warning("database busy: %s", _cause(exc))
+        DATABASE_ERRORS.labels("busy").inc()
         return error_response(
             AppError("The database is busy; please retry", 503, headers={"Retry-After": "1"})
         )
     if is_unavailable(exc):
         logger.warning("database unavailable: %s", _cause(exc))
+        DATABASE_ERRORS.labels("unavailable").inc()
         return error_response(DATABASE_UNAVAILABLE)
     if isinstance(exc, DBAPIError):
         logger.exception("database error", exc_info=exc)
+        DATABASE_ERRORS.labels("error").inc()
         return error_response(AppError("Internal server error", 500))
     logger.exception("unhandled error", exc_info=exc)
     return error_response(AppError("Internal server error", 500))
@@ -379,7 +391,11 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        # In place: what the router leaves in the scope (the matched route) is read by
+        # the middleware outside (api.observability), which hands the app a copy of the
+        # server's scope (whose HEAD tells the server to send no body).
+        scope["method"] = "GET"
+        await self.app(scope, receive, headers_only)
 
 
 def relative_location(location: str) -> str:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry_tokens.api.http import error_responses
+from registry_tokens.api.observability import note_caller
 from registry_tokens.db import Database
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.pagination import MAX_PAGE, Page
@@ -112,6 +113,7 @@ async def _admitted(request: Request, package_access: PackageAccess | None) -> R
     )
     if headers:  # RateLimitHeaders adds them to the response, whatever it is
         request.state.rate_limit_headers = headers
+    note_caller(request, "api_token" if caller.user_id else "oidc_token", caller.token_id)
     return Rest(caller, context, provided)
 
 

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from registry_tokens.api.http import exception_response
+from registry_tokens.api.observability import note_caller
 from registry_tokens.kit.context import Caller, RequestContext
 from registry_tokens.kit.errors import AppError
 from registry_tokens.kit.timestamps import format_timestamp
@@ -236,6 +237,7 @@ def page(
                     visit.who = await services.database.write(services.sessions.resume, cookie)
                     if visit.who is None:
                         return _to_sign_in(visit, had_cookie=cookie is not None)
+                    note_caller(request, "user", visit.who.user_id)
                 if request.method == "POST":
                     visit.form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
                     _refuse_forgeries(visit)

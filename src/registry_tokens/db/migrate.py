@@ -1,10 +1,15 @@
 """Running Alembic from code: `registry-tokens db upgrade`, `serve` and the tests use it."""
 
+import functools
+from typing import NamedTuple
+
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, column, select, table, text
 
 from registry_tokens.db.engine import Database
+from registry_tokens.db.queries import Query
 
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
 _LOCK_KEY = 0x5265_6754_6F6B  # "RegTok": the advisory lock that serializes migrations
@@ -48,3 +53,24 @@ def _upgrade_sqlite(config: Config, connection: Connection) -> None:
                 raise RuntimeError(f"migration left foreign key violations: {violations[:5]}")
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
+
+
+class SchemaRevision(NamedTuple):
+    version_num: str
+
+
+# The revision the database is at (Alembic's own table): what readiness asks.
+SCHEMA_REVISIONS = Query(
+    select(column("version_num")).select_from(table("alembic_version")), SchemaRevision
+)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The revisions this code's migrations end at (read from the scripts once)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def schema_revisions(database: Database) -> frozenset[str]:
+    """The revisions the database is at: one indexed read, which also shows it answers."""
+    return frozenset(row.version_num for row in database.fetch(SCHEMA_REVISIONS))

@@ -22,9 +22,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from registry_tokens.api.http import strict_json
+from registry_tokens.api.observability import note_caller
 from registry_tokens.api.routes import PackageAccess
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.kit.metrics import INSTALLS
 from registry_tokens.kit.secrets import SecretKind, secret_kind
 from registry_tokens.packages.downloads import file_response
 from registry_tokens.packages.npm import (
@@ -109,12 +111,15 @@ def _context(request: Request, services: Services) -> RequestContext:
 async def _readable(request: Request, services: Services) -> InstallGrant:
     """The registry, if the credentials may install from it (else 401), and the token's
     limits."""
-    return await services.install.authorize(
+    grant = await services.install.authorize(
         request.path_params["org"],
         request.path_params["registry"],
         request.headers.get("authorization"),
         _context(request, services),
     )
+    if grant.caller is not None:
+        note_caller(request, *grant.caller)
+    return grant
 
 
 async def _publisher(request: Request, services: Services, action: str) -> Caller:
@@ -129,6 +134,7 @@ async def _publisher(request: Request, services: Services, action: str) -> Calle
     )
     if headers:
         request.state.rate_limit_headers = headers
+    note_caller(request, "api_token" if caller.user_id else "oidc_token", caller.token_id)
     return caller
 
 
@@ -190,6 +196,7 @@ async def packument(request: Request) -> Response:
     )
     tags = await services.database.read(services.packages.npm_dist_tags, registry, name, versions)
     base = services.urls.npm_registry(registry.organization_slug, registry.slug)
+    INSTALLS.labels(registry.ecosystem).inc()
     if INSTALL_V1 in (request.headers.get("accept") or ""):
         return _json(abbreviated(name, versions, tags, base), media_type=INSTALL_V1)
     return _json(full(name, versions, tags, base))

@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from registry_tokens.api.observability import note_caller
 from registry_tokens.kit.context import RequestContext
 from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.kit.metrics import INSTALLS
 from registry_tokens.packages.downloads import file_response
 from registry_tokens.packages.repository import ProjectFile
 from registry_tokens.registries.service import Ecosystem
@@ -40,6 +42,8 @@ async def _authorized(request: Request, services: Services) -> InstallGrant:
     )
     if grant.registry.ecosystem != Ecosystem.PYTHON.value:  # not pip's to see
         raise NotFound("project")
+    if grant.caller is not None:
+        note_caller(request, *grant.caller)
     return grant
 
 
@@ -85,6 +89,7 @@ async def simple_project(request: Request) -> Response:
     files = await services.database.read(
         services.packages.project_files, grant.registry, normalized, grant.packages
     )
+    INSTALLS.labels(Ecosystem.PYTHON.value).inc()
     return _page(project_page(normalized, files, media_type), media_type)
 
 

@@ -8,12 +8,13 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from registry_tokens.db import Database
 from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.metrics import RATE_LIMITED
 from registry_tokens.ratelimits.store import (
     Counted,
     CounterStore,
@@ -96,6 +97,7 @@ class RateLimited(AppError):
 
     def __init__(self, allowances: Allowances) -> None:
         tightest = allowances.tightest
+        self.kind = tightest.kind  # the limit exceeded: organization, user, client, …
         super().__init__(
             "You have exceeded your API rate limit. Please wait "
             f"{tightest.reset_seconds} seconds before making more requests.",
@@ -183,6 +185,16 @@ def _decide(
     return allowances
 
 
+async def _refusals_counted(hit: Awaitable[Allowances | None]) -> Allowances | None:
+    """A count of a request's, whose 429 is counted in the metrics (``RATE_LIMITED``);
+    the counts of refusals to record (``refused_*``) are not requests refused."""
+    try:
+        return await hit
+    except RateLimited as limited:
+        RATE_LIMITED.labels(limited.kind).inc()
+        raise
+
+
 class RateLimitPolicy:
     """Which subjects a request counts against, under the configured limits."""
 
@@ -228,13 +240,15 @@ class RateLimitPolicy:
         not limited away from it): no one can spend another organization's allowance, or
         learn from its headers that it exists.
         """
-        return await self.limiter.hit(self._caller_subjects(user_id, organization_id))
+        return await _refusals_counted(
+            self.limiter.hit(self._caller_subjects(user_id, organization_id))
+        )
 
     async def for_oidc(self, organization_id: uuid.UUID, address: str) -> Allowances | None:
         """An OIDC token acts for no user: it counts against its registry's organization
         and the client's address."""
-        return await self.limiter.hit(
-            [*self._client_subjects(address), self._organization(organization_id)]
+        return await _refusals_counted(
+            self.limiter.hit([*self._client_subjects(address), self._organization(organization_id)])
         )
 
     async def for_refused_oidc(self, organization_id: uuid.UUID, address: str) -> Allowances | None:
@@ -253,7 +267,7 @@ class RateLimitPolicy:
 
     async def for_client(self, address: str) -> Allowances | None:
         """Requests without a valid token count against the client's address."""
-        return await self.limiter.hit(self._client_subjects(address))
+        return await _refusals_counted(self.limiter.hit(self._client_subjects(address)))
 
     async def for_refused_token(self, token_id: uuid.UUID) -> Allowances | None:
         """Counts a refused use of a registry token that is to be recorded in the audit log
@@ -275,7 +289,9 @@ class RateLimitPolicy:
             if failed >= subject.limit:
                 over.append(Allowance(subject.limit, failed + 1, reset, subject.kind))
         if over:
-            raise RateLimited(Allowances(tuple(over)))
+            limited = RateLimited(Allowances(tuple(over)))
+            RATE_LIMITED.labels(limited.kind).inc()
+            raise limited
 
     async def count_failed_sign_in(self, address: str, account: str) -> None:
         """Counts a refused sign-in against the address and the account (successes are

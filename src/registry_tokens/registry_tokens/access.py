@@ -28,6 +28,7 @@ from registry_tokens.db import Database
 from registry_tokens.db.failures import is_storage_full
 from registry_tokens.kit.context import RequestContext, Scope
 from registry_tokens.kit.errors import AppError, NotFound
+from registry_tokens.kit.metrics import CREDENTIAL_REFUSALS, DOWNLOADS
 from registry_tokens.kit.network import address_allowed
 from registry_tokens.kit.patterns import PackagePatterns, normalized_name, patterns_of
 from registry_tokens.kit.secrets import SecretKind, digests_match, hash_secret, secret_kind
@@ -104,6 +105,19 @@ class InstallDecision:
     oidc_refusal: OidcRefused | None = None
     # The registry at the path whatever the decision: where an OIDC refusal is recorded.
     found: RegistryRow | None = None
+    # An API access token that may read here: its id (for the request log).
+    api_token_id: uuid.UUID | None = None
+
+    @property
+    def caller(self) -> tuple[str, uuid.UUID] | None:
+        """Who was let in, as the request log names them: a kind and a token's id."""
+        if self.token is not None:
+            return "registry_token", self.token.id
+        if self.api_token_id is not None:
+            return "api_token", self.api_token_id
+        if self.oidc is not None:
+            return "oidc_token", self.oidc.caller().token_id
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class InstallGrant:
     registry: RegistryRow
     token: PresentedCredential | None
     context: RequestContext
+    # Who was let in (``InstallDecision.caller``), if anyone: for the request log.
+    caller: tuple[str, uuid.UUID] | None = None
 
     @property
     def packages(self) -> PackagePatterns | None:
@@ -146,6 +162,19 @@ class QuotaExceeded(AppError):
             403,
             headers=headers,
         )
+
+
+def _refusal_reason(decision: InstallDecision, secret: str | None) -> str:
+    """Why a credential was refused, as the metrics count it (a fixed set of words)."""
+    if decision.refusal is not None:
+        return decision.refusal.value
+    if decision.oidc_refusal is not None:
+        return f"oidc_{decision.oidc_refusal.reason.value}"
+    if secret is None:
+        return "missing"
+    if secret_kind(secret) is SecretKind.API_ACCESS_TOKEN:
+        return "api_token_not_allowed"
+    return "unknown"
 
 
 class _NotCounted(Exception):
@@ -195,6 +224,7 @@ class InstallAccess:
         )
         if decision.registry is None:  # counted first: a client over its limit gets 429,
             await self.rate_limits.for_client(context.client_ip or "unknown")  # unrecorded
+            CREDENTIAL_REFUSALS.labels(_refusal_reason(decision, secret)).inc()
             self.settle(decision)
             raise InstallUnauthorized(decision.oidc_refusal)
         if decision.record_use:
@@ -206,9 +236,14 @@ class InstallAccess:
                 if not is_storage_full(error):
                     raise
                 logger.warning("A registry token's last use cannot be written: %s", error.orig)
-        return InstallGrant(decision.registry, decision.token, context)
+        return InstallGrant(decision.registry, decision.token, context, decision.caller)
 
     async def admit_download(self, grant: InstallGrant, name: str, size: int) -> None:
+        """:meth:`_admit_download`, counted in the metrics once admitted."""
+        await self._admit_download(grant, name, size)
+        DOWNLOADS.labels(grant.registry.ecosystem).inc()
+
+    async def _admit_download(self, grant: InstallGrant, name: str, size: int) -> None:
         """Whether the grant's token may download this package file now, and its count.
 
         A download is a package file served (index pages are not). Without a registry
@@ -294,6 +329,7 @@ class InstallAccess:
         self, grant: InstallGrant, token: PresentedCredential, refusal: Refusal
     ) -> None:
         registry = grant.registry
+        CREDENTIAL_REFUSALS.labels(refusal.value).inc()
         self.refusals.add(
             token, refusal, f"{registry.organization_slug}/{registry.slug}", grant.context
         )
@@ -332,12 +368,10 @@ class InstallAccess:
                 if refusal is None and found is not None:
                     return replace(decision, token=token, record_use=self._use_unrecorded(token))
                 return replace(decision, registry=None, token=token, refusal=refusal)
-        if (
-            kind is SecretKind.API_ACCESS_TOKEN
-            and self._api_token_may_read(secret, org)  # checked first: same work either way
-            and found is not None
-        ):
-            return decision
+        if kind is SecretKind.API_ACCESS_TOKEN:
+            reader = self._api_token_reader(secret, org)  # first: same work either way
+            if reader is not None and found is not None:
+                return replace(decision, api_token_id=reader)
         return replace(decision, registry=None)
 
     def _verify(self, secret: str) -> VerifiedToken | OidcRefused:
@@ -437,8 +471,11 @@ class InstallAccess:
             return Refusal.IP_NOT_ALLOWED
         return None
 
-    def _api_token_may_read(self, secret: str | None, org: str) -> bool:
+    def _api_token_reader(self, secret: str | None, org: str) -> uuid.UUID | None:
+        """The id of the API access token, if it may read the organization's packages."""
         caller = self.auth.identify(secret)
         if caller is None or Scope.READ_PACKAGES.value not in caller.scopes:
-            return False
-        return member_organization(self.database, caller, org) is not None
+            return None
+        if member_organization(self.database, caller, org) is None:
+            return None
+        return caller.token_id
