@@ -12,11 +12,26 @@ from starlette.testclient import TestClient
 from registry_tokens.kit.pagination import PageRequest
 from registry_tokens.registries.requests import Ecosystem
 from registry_tokens.registry_tokens.models import RegistryToken
-from tests.console.conftest import PASSWORD, csrf_of, post_form, sign_in, web_path
+from tests.console.conftest import (
+    PASSWORD,
+    READ_AND_PUBLISH,
+    Clock,
+    csrf_of,
+    post_form,
+    sign_in,
+    web_path,
+)
 from tests.distributions import build_wheel
 from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
-from tests.package_helpers import bearer, create_registry_token, published
+from tests.package_helpers import (
+    basic,
+    bearer,
+    create_registry_token,
+    published,
+    simple_path,
+)
 
+SECRET = re.compile(r"bkpt_[0-9A-Za-z]{36}")
 SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
@@ -669,3 +684,48 @@ def test_form_posts_count_against_the_persons_rate_limit(tmp_path: Path) -> None
             assert statuses[3] == 429
             assert int(answer.headers["retry-after"]) > 0
             assert "Too many requests" in answer.text
+
+
+def test_a_rotation_with_a_grace_period_keeps_the_old_secret_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    """Rotated in the console with the form's shortest grace (5 minutes): the new secret
+    is shown once; the old one still installs with pip until the grace ends, then not."""
+    clock = Clock()
+    with in_process_server(
+        tmp_path, env={"REGISTRY_TOKENS_WEB_URL": "{base_url}"}, clock=clock
+    ) as server:
+        seeder = Seeder(server)
+        tenant = seeder.tenant(scopes=READ_AND_PUBLISH)
+        seeder.services.users.set_password(tenant.email, PASSWORD)
+        with server.client() as browser, server.client() as pip:
+            sign_in(browser, tenant.email)
+            tokens_page = web_path(tenant.org, tenant.registry) + "/tokens"
+            created = post_form(browser, tokens_page, tokens_page, {"description": "graced"})
+            old = SECRET.search(created.text)
+            assert old is not None
+            token_id = re.search(r'id="token-([0-9a-f-]{36})"', browser.get(tokens_page).text)
+            assert token_id is not None
+            page = f"{tokens_page}/{token_id[1]}"
+            assert '<option value="300"' in browser.get(page).text  # a choice the form offers
+
+            rotated = post_form(browser, page, page + "/rotate", {"grace_period_seconds": "300"})
+            assert rotated.status_code == 200, rotated.text
+            assert_secure_page(rotated.headers, secret=True)
+            new = SECRET.search(rotated.text)
+            assert new is not None
+            assert new[0] != old[0]
+            assert old[0] not in rotated.text
+            assert f"buildkite:{new[0]}@" in rotated.text
+            for path in (tokens_page, page, web_path(tenant.org) + "/audit-log"):
+                assert "bkpt_" not in browser.get(path).text, path  # shown once
+
+            index = simple_path(tenant.org, tenant.registry)
+            rotated_at = clock.now
+            for moment in (rotated_at, rotated_at + timedelta(seconds=300, milliseconds=-1)):
+                clock.now = moment
+                assert pip.get(index, headers=basic(old[0])).status_code == 200, moment
+                assert pip.get(index, headers=basic(new[0])).status_code == 200, moment
+            clock.now = rotated_at + timedelta(seconds=300)
+            assert pip.get(index, headers=basic(old[0])).status_code == 401
+            assert pip.get(index, headers=basic(new[0])).status_code == 200
