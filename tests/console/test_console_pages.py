@@ -189,13 +189,33 @@ def test_another_organizations_pages_are_not_found(
 ) -> None:
     other = console_seeder.tenant()
     token = create_registry_token(
-        console_server.client(), other.org, other.registry, other.tokens["rw"]
+        console_server.client(), other.org, other.registry, other.tokens["rw"], "Payroll CI"
     )
+    hidden = console_seeder.services.registries.create(
+        other.org,
+        "Quarterly Forecasts",
+        slug=f"forecasts-{uuid.uuid4().hex[:6]}",
+        description="the board's numbers",
+    )
+    # What the other organization's pages would show beyond the slugs and ids of the URL
+    # typed: none of it may be on a 404 page.
+    their_data = (f"Org {other.org}", "Quarterly Forecasts", "board", "Payroll CI")
+    console_seeder.services.users.set_password(other.email, PASSWORD)
+    with console_server.client() as theirs:  # the control: their own pages show it all
+        sign_in(theirs, other.email)
+        shown = (
+            theirs.get(web_path(other.org)).text
+            + theirs.get(web_path(other.org, other.registry) + "/tokens").text
+            + theirs.get(web_path(other.org, hidden.slug)).text
+        )
+        for data in their_data:
+            assert data in shown.replace("&#39;", "'"), data
     sign_in(browser, member.email)
     base = web_path(other.org, other.registry)
     for path in (
         web_path(other.org),
         web_path(other.org) + "/audit-log",
+        web_path(other.org, hidden.slug),
         base,
         base + "/settings",
         base + "/delete",
@@ -207,7 +227,8 @@ def test_another_organizations_pages_are_not_found(
         page = browser.get(path)
         assert page.status_code == 404, path
         assert "Page not found" in page.text
-        assert other.org not in page.text or path in page.text
+        for data in their_data:
+            assert data not in page.text, (path, data)
     # A forged post with this person's own CSRF token changes nothing there either.
     own = browser.get(web_path(member.org, member.registry) + "/tokens")
     for action in (base + "/tokens", f"{base}/tokens/{token['id']}/delete"):
@@ -219,7 +240,7 @@ def test_another_organizations_pages_are_not_found(
         f"/v2/packages/organizations/{other.org}/registries/{other.registry}/tokens",
         headers=bearer(other.tokens["rw"]),
     )
-    assert [item["description"] for item in listed.json()] == ["pip"]
+    assert [item["description"] for item in listed.json()] == ["Payroll CI"]
 
 
 def test_forms_without_the_sessions_csrf_token_are_refused(
