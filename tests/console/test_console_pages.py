@@ -10,6 +10,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from registry_tokens.kit.pagination import PageRequest
+from registry_tokens.organizations.models import Role
 from registry_tokens.registries.requests import Ecosystem
 from registry_tokens.registry_tokens.models import RegistryToken
 from tests.console.conftest import (
@@ -24,10 +25,12 @@ from tests.console.conftest import (
 from tests.distributions import build_wheel
 from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
 from tests.package_helpers import (
+    ALL_REGISTRY_SCOPES,
     basic,
     bearer,
     create_registry_token,
     published,
+    registry_path,
     simple_path,
 )
 
@@ -750,3 +753,62 @@ def test_a_rotation_with_a_grace_period_keeps_the_old_secret_until_it_ends(
             clock.now = rotated_at + timedelta(seconds=300)
             assert pip.get(index, headers=basic(old[0])).status_code == 401
             assert pip.get(index, headers=basic(new[0])).status_code == 200
+
+
+def test_a_member_sees_settings_without_an_admins_buttons_and_forged_posts_fail(
+    browser: TestClient,
+    member: Tenant,
+    admin: Tenant,
+    console_seeder: Seeder,
+    console_server: InProcessServer,
+) -> None:
+    """What a member may see but not change (a registry's settings, its deletion) has no
+    button for them, and a forged post is refused with the API's answer, changing nothing."""
+    console_seeder.services.organizations.add_member(admin.org, member.email, Role.MEMBER)
+    settings = web_path(admin.org, admin.registry) + "/settings"
+    delete = web_path(admin.org, admin.registry) + "/delete"
+    admin_only = (  # patterns: the console's links and actions are absolute URLs
+        rf'action="[^"]*{settings}"',
+        "Save settings",
+        rf'href="[^"]*{delete}"',
+        "Delete registry",
+        'name="public"',
+        'name="oidc_policy"',
+    )
+    with console_server.client() as as_admin:  # the control: an admin has them all
+        sign_in(as_admin, admin.email)
+        admins = as_admin.get(settings)
+        assert admins.status_code == 200
+        for control in admin_only:
+            assert re.search(control, admins.text), control
+
+    sign_in(browser, member.email)
+    for path in (settings, web_path(admin.org, admin.registry), web_path(admin.org)):
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        for control in admin_only:
+            assert not re.search(control, page.text), (path, control)
+    assert "Only the organization's admins can change these settings." in browser.get(settings).text
+    assert browser.get(delete).status_code == 403
+
+    # The member's own API token, with every registry scope, is refused the same changes.
+    api = console_server.client()
+    token = console_seeder.api_token(member.email, ALL_REGISTRY_SCOPES)
+    registry_api = registry_path(admin.org, admin.registry)
+    patched = api.patch(registry_api, headers=bearer(token), json={"description": "forged"})
+    removed = api.delete(registry_api, headers=bearer(token))
+    assert patched.status_code == removed.status_code == 403
+    message = patched.json()["message"]
+    assert removed.json()["message"] == message
+    forged_edit = post_form(
+        browser, settings, settings, {"name": "Forged", "description": "forged", "public": "on"}
+    )
+    forged_delete = post_form(browser, settings, delete, {})
+    for answer in (forged_edit, forged_delete):
+        assert answer.status_code == 403
+        assert message.replace("'", "&#39;") in answer.text
+    shown = api.get(registry_api, headers=bearer(admin.tokens["rw"]))
+    assert shown.status_code == 200
+    assert shown.json()["name"] == "My Registry"
+    assert shown.json()["description"] is None
+    assert shown.json()["public"] is False
