@@ -2,6 +2,7 @@
 through the same services (and rules) as the REST API."""
 
 import hashlib
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -135,7 +136,9 @@ def test_a_member_cannot_create_a_registry_even_with_a_forged_form(
     assert [registry.slug for registry in registries.items] == [member.registry]
 
 
-def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admin: Tenant) -> None:
+def test_an_admin_creates_edits_and_deletes_a_registry(
+    browser: TestClient, admin: Tenant, console_server: InProcessServer
+) -> None:
     sign_in(browser, admin.email)
     name = f"Console {uuid.uuid4().hex[:6]}"
     created = post_form(
@@ -161,6 +164,7 @@ def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admi
     assert invalid.status_code == 422
     assert "Name can&#39;t be blank" in invalid.text
 
+    saved_page = web_path(admin.org, slug) + "/settings"
     saved = post_form(
         browser,
         web_path(admin.org, slug) + "/settings",
@@ -169,6 +173,23 @@ def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admi
     )
     assert saved.status_code == 303
     assert "changed" in browser.get(web_path(admin.org, slug)).text
+    api, auth = console_server.client(), bearer(admin.tokens["rw"])
+    stored = api.get(registry_path(admin.org, slug), headers=auth).json()
+    assert (stored["description"], stored["color"], stored["public"]) == (
+        "changed",
+        "#ff0000",
+        True,
+    )
+    checkbox = re.search(r"<input[^>]*name=\"public\"[^>]*>", browser.get(saved_page).text)
+    assert checkbox is not None
+    assert "checked" in checkbox[0]
+    # Without the box ticked (a browser then sends no field), the registry is private again.
+    private = post_form(browser, saved_page, saved_page, {"name": name, "description": "changed"})
+    assert private.status_code == 303
+    assert api.get(registry_path(admin.org, slug), headers=auth).json()["public"] is False
+    checkbox = re.search(r"<input[^>]*name=\"public\"[^>]*>", browser.get(saved_page).text)
+    assert checkbox is not None
+    assert "checked" not in checkbox[0]
     bad_color = post_form(
         browser,
         web_path(admin.org, slug) + "/settings",
@@ -812,3 +833,61 @@ def test_a_member_sees_settings_without_an_admins_buttons_and_forged_posts_fail(
     assert shown.json()["name"] == "My Registry"
     assert shown.json()["description"] is None
     assert shown.json()["public"] is False
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """The cells of each row of the page's table bodies, as text (tags dropped)."""
+    rows = []
+    for body in re.findall(r"<tbody[^>]*>(.*?)</tbody>", html, re.S):
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):
+            cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+            rows.append([" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells])
+    return rows
+
+
+def test_the_packages_table_shows_each_files_size_and_when_it_was_published(
+    browser: TestClient, member: Tenant, console_server: InProcessServer, tmp_path: Path
+) -> None:
+    api = console_server.client()
+    small = build_wheel(tmp_path, "sized-small", "1.0")
+    noise = {"sized_large/noise.bin": os.urandom(3000)}  # does not compress
+    large = build_wheel(tmp_path, "sized-large", "2.0", extra_members=noise)
+    bodies = [published(api, member.org, member.registry, member.tokens["rw"], small)]
+    bodies.append(published(api, member.org, member.registry, member.tokens["rw"], large))
+    sizes = [body["metadata"]["size"] for body in bodies]
+    assert sizes[1] > 1000 > sizes[0]  # one in bytes, one in kB
+    sign_in(browser, member.email)
+    page = browser.get(web_path(member.org, member.registry))
+    assert page.status_code == 200
+    rows = {row[0]: row for row in table_rows(page.text)}
+    for body, size in zip(bodies, sizes, strict=True):
+        shown_size = f"{size} Bytes" if size < 1000 else f"{size / 1000:.1f} kB"  # decimal
+        published_at = body["created_at"][:19].replace("T", " ") + " UTC"
+        _, version, filename, shown, at, download = rows[body["name"]]
+        assert (version, filename) == (body["version"], body["metadata"]["filename"])
+        assert shown == shown_size, (body["name"], shown, size)
+        assert at == published_at, (body["name"], at, body["created_at"])
+        assert download.startswith("Download")
+    assert list(rows) == ["sized-large", "sized-small"]  # newest first
+
+
+def test_the_tokens_table_says_who_created_each_token(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    colleague = f"colleague-{uuid.uuid4().hex[:8]}@example.test"
+    console_seeder.services.users.create("Ada Lovelace", colleague)
+    console_seeder.services.organizations.add_member(member.org, colleague, Role.MEMBER)
+    theirs = create_registry_token(
+        console_server.client(),
+        member.org,
+        member.registry,
+        console_seeder.api_token(colleague),
+        "made by a colleague",
+    )
+    sign_in(browser, member.email)
+    tokens_page = web_path(member.org, member.registry) + "/tokens"
+    assert post_form(browser, tokens_page, tokens_page, {"description": "mine"}).status_code == 200
+    rows = {row[0]: row for row in table_rows(browser.get(tokens_page).text)}
+    created = theirs["created_at"][:19].replace("T", " ") + " UTC"
+    assert rows["made by a colleague"][1] == f"by Ada Lovelace {created}"
+    assert rows["mine"][1].startswith("by Test User ")
