@@ -33,6 +33,7 @@ from tests.package_helpers import (
     published,
     registry_path,
     simple_path,
+    tokens_path,
 )
 
 SECRET = re.compile(r"bkpt_[0-9A-Za-z]{36}")
@@ -891,3 +892,54 @@ def test_the_tokens_table_says_who_created_each_token(
     created = theirs["created_at"][:19].replace("T", " ") + " UTC"
     assert rows["made by a colleague"][1] == f"by Ada Lovelace {created}"
     assert rows["mine"][1].startswith("by Test User ")
+
+
+def test_the_audit_logs_registry_and_token_filters_show_only_their_events(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    api = console_server.client()
+    second = console_seeder.services.registries.create(
+        member.org, "Second", slug=f"second-{uuid.uuid4().hex[:6]}"
+    )
+    first_a = create_registry_token(api, member.org, member.registry, member.tokens["rw"], "a1")
+    create_registry_token(api, member.org, member.registry, member.tokens["rw"], "a2")
+    create_registry_token(api, member.org, second.slug, member.tokens["rw"], "b1")
+    renamed = api.patch(
+        f"{tokens_path(member.org, member.registry)}/{first_a['id']}",
+        headers=bearer(member.tokens["rw"]),
+        json={"description": "a1 renamed"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    sign_in(browser, member.email)
+    log = web_path(member.org) + "/audit-log"
+
+    def shown(query: str) -> list[tuple[str, str, str]]:
+        page = browser.get(f"{log}?{query}")
+        assert page.status_code == 200, page.text
+        # (event, registry, token's description) of each row
+        return [(row[1], row[2], row[3].split(" ")[0]) for row in table_rows(page.text)]
+
+    assert shown("") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", second.slug, "b1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a2"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={member.registry}") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a2"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={second.slug}") == [("REGISTRY_TOKEN_CREATED", second.slug, "b1")]
+    assert shown(f"token={first_a['id']}") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={second.slug}&token={first_a['id']}") == []
+    assert shown(f"token={first_a['id']}&event_type=REGISTRY_TOKEN_UPDATED") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+    ]
+    # The filters the page was asked for are the ones its form shows.
+    page = browser.get(f"{log}?registry={second.slug}&token={first_a['id']}")
+    assert re.search(rf'<option value="{second.slug}" selected>', page.text)
+    assert f'name="token" value="{first_a["id"]}"' in page.text
