@@ -8,14 +8,16 @@ rotates, deletes, and reads the audit log. Each page is saved as a screenshot
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
@@ -365,4 +367,62 @@ def test_the_console_works_without_javascript(
         submit(browser, "Delete token")
         assert "it no longer works" in wait_for(browser, "[role=status]").text
         assert httpx.get(simple, headers=basic(secret)).status_code == 401
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
+
+
+def press(browser: WebDriver, *keys: str) -> None:
+    """Keys pressed on whatever has the focus, as a person at a keyboard does."""
+    ActionChains(browser).send_keys(*keys).perform()
+
+
+def focused(browser: WebDriver) -> WebElement:
+    return browser.switch_to.active_element
+
+
+def tab_to(browser: WebDriver, found: Callable[[WebElement], bool], limit: int = 60) -> None:
+    """Presses Tab until the focused element is the one ``found`` picks (or fails)."""
+    seen = []
+    for _ in range(limit):
+        press(browser, Keys.TAB)
+        element = focused(browser)
+        if found(element):
+            return
+        seen.append(f"{element.tag_name}#{element.get_attribute('id')}")
+    raise AssertionError(f"Tab never reached it; the focus went {seen}")
+
+
+def test_a_person_signs_in_and_creates_a_token_with_the_keyboard_only(
+    browser: WebDriver, browser_proxy: LoopbackOnly, console: ServerProcess, person: Tenant
+) -> None:
+    tokens = f"/organizations/{person.org}/packages/registries/{person.registry}/tokens"
+    browser.get(console.base_url + tokens)
+    wait_for(browser, "input[name=email]")
+    assert focused(browser).get_attribute("name") == "email"  # the form starts focused
+    press(browser, person.email, Keys.TAB)
+    assert focused(browser).get_attribute("name") == "password"
+    press(browser, PASSWORD, Keys.ENTER)  # Enter in a field submits its form
+    WebDriverWait(browser, 30).until(lambda _: urlsplit(browser.current_url).path == tokens)
+    wait_for(browser, "#tokens-heading")
+
+    # From the top of the page: Tab to the description, type it, Tab on to the button.
+    tab_to(browser, lambda element: element.get_attribute("id") == "field-description")
+    press(browser, "typed at a keyboard")
+    tab_to(browser, lambda element: element.text == "Create token")
+    assert focused(browser).tag_name == "button"
+    press(browser, Keys.ENTER)
+    secret = wait_for(browser, "pre#secret").text.strip()
+    assert secret.startswith("bkpt_")
+    # The focus is on the heading that says what happened, read first by a screen reader.
+    heading = focused(browser)
+    assert heading.tag_name == "h1"
+    assert heading.text.startswith("Token created")
+    simple = f"{console.base_url}{simple_path(person.org, person.registry)}"
+    assert httpx.get(simple, headers=basic(secret)).status_code == 200
+
+    # On with the keyboard: the link back to the tokens, then the new token is listed.
+    tab_to(browser, lambda element: "back to the tokens" in element.text)
+    press(browser, Keys.ENTER)
+    wait_for(browser, "#tokens-heading")
+    assert "typed at a keyboard" in browser.find_element(By.CSS_SELECTOR, "table.tokens").text
+    assert secret not in browser.page_source
     assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
