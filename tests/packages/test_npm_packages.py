@@ -70,6 +70,17 @@ def npm_tarball(name: str = "junk", version: str = "1.0.0", **extra: Any) -> byt
 
 GOOD = manifest()
 
+
+def sparse(pax: dict[str, str]) -> tuple[tarfile.TarInfo, bytes]:
+    """A GNU sparse file in pax's spelling (``pax``: its format's keywords)."""
+    info, data = member("package/GNUSparseFile.0/holes", b"1\n0\n0\n")
+    info.pax_headers = {"GNU.sparse.name": "package/holes", **pax}
+    return info, data
+
+
+SPARSE_1_0 = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "0"}
+SPARSE_0_1 = {"GNU.sparse.map": "0,0", "GNU.sparse.size": "0", "GNU.sparse.realsize": "0"}
+
 # (tarball bytes, words the error must contain): refused through npm publish and the API.
 BAD_TARBALLS: dict[str, tuple[bytes, str]] = {
     "random bytes": (b"not a tarball at all" * 10, "not a gzip"),
@@ -125,9 +136,21 @@ BAD_TARBALLS: dict[str, tuple[bytes, str]] = {
         tgz(member("package/package.json", manifest(readme="x" * (1024 * 1024)))),
         "too large",
     ),
+    "a sparse file (GNU format 1.0, its map in its data)": (
+        tgz(member("package/package.json", GOOD), sparse(SPARSE_1_0)),
+        "the tarball contains a sparse file",
+    ),
+    "a sparse file (GNU format 0.1, its map in pax)": (
+        tgz(member("package/package.json", GOOD), sparse(SPARSE_0_1)),
+        "the tarball contains a sparse file",
+    ),
+    "an old GNU sparse member": (
+        tgz(member("package/package.json", GOOD), member("package/holes", b"", b"S")),
+        "the tarball contains a sparse file",
+    ),
     "an extended header over its bound": (
         tgz(member("package/package.json", GOOD), pax={"comment": "x" * 9000}),
-        "extended",
+        "the tarball has an extended",
     ),
 }
 
