@@ -524,6 +524,38 @@ def test_lifecycle_rules_apply_to_npm_as_to_pip(
     assert wanted <= reasons
 
 
+def test_a_public_javascript_registry_installs_without_any_token(
+    package_client: httpx.Client, package_seeder: Seeder, owner: Tenant
+) -> None:
+    registry = package_seeder.services.registries.create(
+        owner.org, "Open", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT, public=True
+    )
+    private = owner.registry
+    owner.registry = registry.slug
+    tarball = published(package_client, owner, "@acme/open", "1.0.0")
+    for spelled in ("@acme/open", "@acme%2fopen"):
+        for accept in ({}, {"Accept": INSTALL_V1}):
+            document = package_client.get(npm_path(owner, spelled), headers=accept)
+            assert document.status_code == 200, document.text
+            assert "authorization" not in document.request.headers
+            assert document.json()["dist-tags"] == {"latest": "1.0.0"}
+    url = document.json()["versions"]["1.0.0"]["dist"]["tarball"]
+    downloaded = package_client.get(url)
+    assert downloaded.status_code == 200, downloaded.text
+    assert "authorization" not in downloaded.request.headers
+    assert downloaded.content == tarball
+    # Public is for installing: publishing still needs a token that may write.
+    sent = publish_document("@acme/open", "1.0.1", npm_tarball("@acme/open", "1.0.1"))
+    anonymous = package_client.put(
+        npm_path(owner, "@acme%2fopen"), content=json.dumps(sent).encode()
+    )
+    assert_npm_error(anonymous, 401)
+    # The control: the same request of a private registry's package is refused.
+    owner.registry = private
+    published(package_client, owner, "@acme/closed", "1.0.0")
+    assert_npm_error(package_client.get(npm_path(owner, "@acme/closed")), 401, "_authToken")
+
+
 # --------------------------------------------------------------------------- documents
 
 
