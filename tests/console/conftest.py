@@ -4,7 +4,6 @@ drives a real one)."""
 
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -17,16 +16,6 @@ from tests.package_helpers import admin_tenant
 PASSWORD = "correct horse battery staple"
 READ_AND_PUBLISH = ("read_registries", "write_registries", "read_packages", "write_packages")
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Clock:
-    """The time every service of a test server reads; the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(scope="session")

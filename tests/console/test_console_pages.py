@@ -17,14 +17,13 @@ from registry_tokens.registry_tokens.models import RegistryToken
 from tests.console.conftest import (
     PASSWORD,
     READ_AND_PUBLISH,
-    Clock,
     csrf_of,
     post_form,
     sign_in,
     web_path,
 )
 from tests.distributions import build_wheel
-from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
+from tests.harness import Clock, InProcessServer, Seeder, Tenant, in_process_server
 from tests.package_helpers import (
     ALL_REGISTRY_SCOPES,
     basic,

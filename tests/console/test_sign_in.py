@@ -12,8 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from registry_tokens.users.service import UserService
-from tests.console.conftest import PASSWORD, Clock, csrf_of, sign_in, web_path
-from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
+from tests.console.conftest import PASSWORD, csrf_of, sign_in, web_path
+from tests.harness import Clock, InProcessServer, Seeder, Tenant, in_process_server
 
 IDLE = timedelta(seconds=600)
 LIFETIME = timedelta(seconds=3600)

@@ -11,6 +11,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 
 from registry_tokens.packages.npm import client_setup, name_problem, tag_problem
 from registry_tokens.registries.service import Ecosystem
-from tests.harness import Seeder, Server, Tenant, in_process_server, unique
+from tests.harness import Clock, Seeder, Server, Tenant, in_process_server, unique
 from tests.package_helpers import (
     admin_tenant,
     bearer,
@@ -554,6 +555,54 @@ def test_a_public_javascript_registry_installs_without_any_token(
     owner.registry = private
     published(package_client, owner, "@acme/closed", "1.0.0")
     assert_npm_error(package_client.get(npm_path(owner, "@acme/closed")), 401, "_authToken")
+
+
+def test_a_rotated_tokens_old_secret_installs_with_npm_until_its_grace_ends(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    with in_process_server(
+        tmp_path,
+        env={"REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(tmp_path / "packages")},
+        clock=clock,
+    ) as server:
+        seeder = Seeder(server)
+        tenant = admin_tenant(seeder)
+        tenant.registry = seeder.services.registries.create(
+            tenant.org, "Node", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT
+        ).slug
+        with server.client() as client:
+            tarball = published(client, tenant, "graced", "1.0.0")
+            token = create_registry_token(client, tenant.org, tenant.registry, tenant.tokens["rw"])
+            rotated = client.post(
+                f"{tokens_path(tenant.org, tenant.registry)}/{token['id']}/rotate",
+                headers=tenant.auth(),
+                json={"grace_period_seconds": 300},
+            )
+            assert rotated.status_code == 200, rotated.text
+            old, new = token["token"], rotated.json()["token"]
+            packument = npm_path(tenant, "graced")
+            tarball_url = npm_path(tenant, "graced/-/graced-1.0.0.tgz")
+
+            def installs(secret: str) -> bool:
+                document = client.get(packument, headers=bearer(secret))
+                if document.status_code == 401:
+                    assert_npm_error(document, 401, "_authToken")
+                    return False
+                assert document.status_code == 200, document.text
+                downloaded = client.get(tarball_url, headers=bearer(secret))
+                assert downloaded.status_code == 200, downloaded.text
+                assert downloaded.content == tarball
+                return True
+
+            retired_at = clock.now
+            for moment in (retired_at, retired_at + timedelta(seconds=300, milliseconds=-1)):
+                clock.now = moment
+                assert installs(old), moment
+                assert installs(new), moment
+            clock.now = retired_at + timedelta(seconds=300)
+            assert not installs(old)
+            assert installs(new)
 
 
 # --------------------------------------------------------------------------- documents
