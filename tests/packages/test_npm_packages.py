@@ -431,6 +431,27 @@ def test_a_publish_over_the_upload_limit_is_413(small_limit_server: Server) -> N
         assert response.status_code == 413, response.text
         assert response.json()["message"]
         before.assert_unchanged()
+        # The same .tgz through the Packages API: 413 too, and nothing stored.
+        api = publish(
+            client,
+            tenant.org,
+            tenant.registry,
+            tenant.tokens["rw"],
+            filename="junk-1.0.0.tgz",
+            content=large,
+        )
+        assert_error(api, 413)
+        before.assert_unchanged()
+        # The control: a .tgz within the limit is published by that same door.
+        fits = publish(
+            client,
+            tenant.org,
+            tenant.registry,
+            tenant.tokens["rw"],
+            filename="junk-1.0.0.tgz",
+            content=npm_tarball(),
+        )
+        assert fits.status_code == 200, fits.text
 
 
 def test_who_may_publish_and_read(
