@@ -426,3 +426,42 @@ def test_a_person_signs_in_and_creates_a_token_with_the_keyboard_only(
     assert "typed at a keyboard" in browser.find_element(By.CSS_SELECTOR, "table.tokens").text
     assert secret not in browser.page_source
     assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
+
+
+def test_rotating_with_a_grace_period_in_the_browser_keeps_the_old_secret_working(
+    browser: WebDriver, browser_proxy: LoopbackOnly, console: ServerProcess, person: Tenant
+) -> None:
+    """The rotate form's "5 minutes": a new secret shown once, and the old one still
+    installs (its end, to the millisecond, is tests/console/test_console_pages.py's)."""
+    tokens = f"/organizations/{person.org}/packages/registries/{person.registry}/tokens"
+    browser.get(console.base_url + tokens)
+    wait_for(browser, "input[name=email]")
+    sign_in(browser, person.email)
+    wait_for(browser, "#tokens-heading")
+    fill(browser, "Description", "rotated with a grace")
+    submit(browser, "Create token")
+    old = wait_for(browser, "pre#secret").text.strip()
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Edit").click()
+    wait_for(browser, "#rotate-heading")
+    Select(browser.find_element(By.NAME, "grace_period_seconds")).select_by_visible_text(
+        "5 minutes"
+    )
+    submit(browser, "Rotate secret")
+    new = wait_for(browser, "pre#secret").text.strip()
+    assert new.startswith("bkpt_")
+    assert new != old
+    assert old not in browser.page_source
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Token rotated")
+    simple = f"{console.base_url}{simple_path(person.org, person.registry)}"
+    assert httpx.get(simple, headers=basic(old)).status_code == 200  # in its grace
+    assert httpx.get(simple, headers=basic(new)).status_code == 200
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    assert new not in browser.page_source
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    rotation = wait_for(browser, "tbody tr").text
+    assert "REGISTRY_TOKEN_ROTATED" in rotation
+    assert "grace_period_seconds: 300" in rotation
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
