@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -230,6 +230,17 @@ def server_env(
         "REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(workdir / "packages"),
         **given,
     }
+
+
+class Clock:
+    """A time for ``in_process_server(clock=...)``: every service of that server reads
+    it, and the test moves it (``clock.now += timedelta(...)``)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @dataclass

@@ -2,6 +2,7 @@
 through the same services (and rules) as the REST API."""
 
 import hashlib
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,13 +11,31 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from registry_tokens.kit.pagination import PageRequest
+from registry_tokens.organizations.models import Role
 from registry_tokens.registries.requests import Ecosystem
 from registry_tokens.registry_tokens.models import RegistryToken
-from tests.console.conftest import PASSWORD, csrf_of, post_form, sign_in, web_path
+from tests.console.conftest import (
+    PASSWORD,
+    READ_AND_PUBLISH,
+    csrf_of,
+    post_form,
+    sign_in,
+    web_path,
+)
 from tests.distributions import build_wheel
-from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
-from tests.package_helpers import bearer, create_registry_token, published
+from tests.harness import Clock, InProcessServer, Seeder, Tenant, in_process_server
+from tests.package_helpers import (
+    ALL_REGISTRY_SCOPES,
+    basic,
+    bearer,
+    create_registry_token,
+    published,
+    registry_path,
+    simple_path,
+    tokens_path,
+)
 
+SECRET = re.compile(r"bkpt_[0-9A-Za-z]{36}")
 SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
@@ -117,7 +136,9 @@ def test_a_member_cannot_create_a_registry_even_with_a_forged_form(
     assert [registry.slug for registry in registries.items] == [member.registry]
 
 
-def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admin: Tenant) -> None:
+def test_an_admin_creates_edits_and_deletes_a_registry(
+    browser: TestClient, admin: Tenant, console_server: InProcessServer
+) -> None:
     sign_in(browser, admin.email)
     name = f"Console {uuid.uuid4().hex[:6]}"
     created = post_form(
@@ -143,6 +164,7 @@ def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admi
     assert invalid.status_code == 422
     assert "Name can&#39;t be blank" in invalid.text
 
+    saved_page = web_path(admin.org, slug) + "/settings"
     saved = post_form(
         browser,
         web_path(admin.org, slug) + "/settings",
@@ -151,6 +173,23 @@ def test_an_admin_creates_edits_and_deletes_a_registry(browser: TestClient, admi
     )
     assert saved.status_code == 303
     assert "changed" in browser.get(web_path(admin.org, slug)).text
+    api, auth = console_server.client(), bearer(admin.tokens["rw"])
+    stored = api.get(registry_path(admin.org, slug), headers=auth).json()
+    assert (stored["description"], stored["color"], stored["public"]) == (
+        "changed",
+        "#ff0000",
+        True,
+    )
+    checkbox = re.search(r"<input[^>]*name=\"public\"[^>]*>", browser.get(saved_page).text)
+    assert checkbox is not None
+    assert "checked" in checkbox[0]
+    # Without the box ticked (a browser then sends no field), the registry is private again.
+    private = post_form(browser, saved_page, saved_page, {"name": name, "description": "changed"})
+    assert private.status_code == 303
+    assert api.get(registry_path(admin.org, slug), headers=auth).json()["public"] is False
+    checkbox = re.search(r"<input[^>]*name=\"public\"[^>]*>", browser.get(saved_page).text)
+    assert checkbox is not None
+    assert "checked" not in checkbox[0]
     bad_color = post_form(
         browser,
         web_path(admin.org, slug) + "/settings",
@@ -174,13 +213,33 @@ def test_another_organizations_pages_are_not_found(
 ) -> None:
     other = console_seeder.tenant()
     token = create_registry_token(
-        console_server.client(), other.org, other.registry, other.tokens["rw"]
+        console_server.client(), other.org, other.registry, other.tokens["rw"], "Payroll CI"
     )
+    hidden = console_seeder.services.registries.create(
+        other.org,
+        "Quarterly Forecasts",
+        slug=f"forecasts-{uuid.uuid4().hex[:6]}",
+        description="the board's numbers",
+    )
+    # What the other organization's pages would show beyond the slugs and ids of the URL
+    # typed: none of it may be on a 404 page.
+    their_data = (f"Org {other.org}", "Quarterly Forecasts", "board", "Payroll CI")
+    console_seeder.services.users.set_password(other.email, PASSWORD)
+    with console_server.client() as theirs:  # the control: their own pages show it all
+        sign_in(theirs, other.email)
+        shown = (
+            theirs.get(web_path(other.org)).text
+            + theirs.get(web_path(other.org, other.registry) + "/tokens").text
+            + theirs.get(web_path(other.org, hidden.slug)).text
+        )
+        for data in their_data:
+            assert data in shown.replace("&#39;", "'"), data
     sign_in(browser, member.email)
     base = web_path(other.org, other.registry)
     for path in (
         web_path(other.org),
         web_path(other.org) + "/audit-log",
+        web_path(other.org, hidden.slug),
         base,
         base + "/settings",
         base + "/delete",
@@ -192,7 +251,8 @@ def test_another_organizations_pages_are_not_found(
         page = browser.get(path)
         assert page.status_code == 404, path
         assert "Page not found" in page.text
-        assert other.org not in page.text or path in page.text
+        for data in their_data:
+            assert data not in page.text, (path, data)
     # A forged post with this person's own CSRF token changes nothing there either.
     own = browser.get(web_path(member.org, member.registry) + "/tokens")
     for action in (base + "/tokens", f"{base}/tokens/{token['id']}/delete"):
@@ -204,7 +264,7 @@ def test_another_organizations_pages_are_not_found(
         f"/v2/packages/organizations/{other.org}/registries/{other.registry}/tokens",
         headers=bearer(other.tokens["rw"]),
     )
-    assert [item["description"] for item in listed.json()] == ["pip"]
+    assert [item["description"] for item in listed.json()] == ["Payroll CI"]
 
 
 def test_forms_without_the_sessions_csrf_token_are_refused(
@@ -669,3 +729,216 @@ def test_form_posts_count_against_the_persons_rate_limit(tmp_path: Path) -> None
             assert statuses[3] == 429
             assert int(answer.headers["retry-after"]) > 0
             assert "Too many requests" in answer.text
+
+
+def test_a_rotation_with_a_grace_period_keeps_the_old_secret_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    """Rotated in the console with the form's shortest grace (5 minutes): the new secret
+    is shown once; the old one still installs with pip until the grace ends, then not."""
+    clock = Clock()
+    with in_process_server(
+        tmp_path, env={"REGISTRY_TOKENS_WEB_URL": "{base_url}"}, clock=clock
+    ) as server:
+        seeder = Seeder(server)
+        tenant = seeder.tenant(scopes=READ_AND_PUBLISH)
+        seeder.services.users.set_password(tenant.email, PASSWORD)
+        with server.client() as browser, server.client() as pip:
+            sign_in(browser, tenant.email)
+            tokens_page = web_path(tenant.org, tenant.registry) + "/tokens"
+            created = post_form(browser, tokens_page, tokens_page, {"description": "graced"})
+            old = SECRET.search(created.text)
+            assert old is not None
+            token_id = re.search(r'id="token-([0-9a-f-]{36})"', browser.get(tokens_page).text)
+            assert token_id is not None
+            page = f"{tokens_page}/{token_id[1]}"
+            assert '<option value="300"' in browser.get(page).text  # a choice the form offers
+
+            rotated = post_form(browser, page, page + "/rotate", {"grace_period_seconds": "300"})
+            assert rotated.status_code == 200, rotated.text
+            assert_secure_page(rotated.headers, secret=True)
+            new = SECRET.search(rotated.text)
+            assert new is not None
+            assert new[0] != old[0]
+            assert old[0] not in rotated.text
+            assert f"buildkite:{new[0]}@" in rotated.text
+            for path in (tokens_page, page, web_path(tenant.org) + "/audit-log"):
+                assert "bkpt_" not in browser.get(path).text, path  # shown once
+
+            index = simple_path(tenant.org, tenant.registry)
+            rotated_at = clock.now
+            for moment in (rotated_at, rotated_at + timedelta(seconds=300, milliseconds=-1)):
+                clock.now = moment
+                assert pip.get(index, headers=basic(old[0])).status_code == 200, moment
+                assert pip.get(index, headers=basic(new[0])).status_code == 200, moment
+            clock.now = rotated_at + timedelta(seconds=300)
+            assert pip.get(index, headers=basic(old[0])).status_code == 401
+            assert pip.get(index, headers=basic(new[0])).status_code == 200
+
+
+def test_a_member_sees_settings_without_an_admins_buttons_and_forged_posts_fail(
+    browser: TestClient,
+    member: Tenant,
+    admin: Tenant,
+    console_seeder: Seeder,
+    console_server: InProcessServer,
+) -> None:
+    """What a member may see but not change (a registry's settings, its deletion) has no
+    button for them, and a forged post is refused with the API's answer, changing nothing."""
+    console_seeder.services.organizations.add_member(admin.org, member.email, Role.MEMBER)
+    settings = web_path(admin.org, admin.registry) + "/settings"
+    delete = web_path(admin.org, admin.registry) + "/delete"
+    admin_only = (  # patterns: the console's links and actions are absolute URLs
+        rf'action="[^"]*{settings}"',
+        "Save settings",
+        rf'href="[^"]*{delete}"',
+        "Delete registry",
+        'name="public"',
+        'name="oidc_policy"',
+    )
+    with console_server.client() as as_admin:  # the control: an admin has them all
+        sign_in(as_admin, admin.email)
+        admins = as_admin.get(settings)
+        assert admins.status_code == 200
+        for control in admin_only:
+            assert re.search(control, admins.text), control
+
+    sign_in(browser, member.email)
+    for path in (settings, web_path(admin.org, admin.registry), web_path(admin.org)):
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        for control in admin_only:
+            assert not re.search(control, page.text), (path, control)
+    assert "Only the organization's admins can change these settings." in browser.get(settings).text
+    assert browser.get(delete).status_code == 403
+
+    # The member's own API token, with every registry scope, is refused the same changes.
+    api = console_server.client()
+    token = console_seeder.api_token(member.email, ALL_REGISTRY_SCOPES)
+    registry_api = registry_path(admin.org, admin.registry)
+    patched = api.patch(registry_api, headers=bearer(token), json={"description": "forged"})
+    removed = api.delete(registry_api, headers=bearer(token))
+    assert patched.status_code == removed.status_code == 403
+    message = patched.json()["message"]
+    assert removed.json()["message"] == message
+    forged_edit = post_form(
+        browser, settings, settings, {"name": "Forged", "description": "forged", "public": "on"}
+    )
+    forged_delete = post_form(browser, settings, delete, {})
+    for answer in (forged_edit, forged_delete):
+        assert answer.status_code == 403
+        assert message.replace("'", "&#39;") in answer.text
+    shown = api.get(registry_api, headers=bearer(admin.tokens["rw"]))
+    assert shown.status_code == 200
+    assert shown.json()["name"] == "My Registry"
+    assert shown.json()["description"] is None
+    assert shown.json()["public"] is False
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """The cells of each row of the page's table bodies, as text (tags dropped)."""
+    rows = []
+    for body in re.findall(r"<tbody[^>]*>(.*?)</tbody>", html, re.S):
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):
+            cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+            rows.append([" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells])
+    return rows
+
+
+def test_the_packages_table_shows_each_files_size_and_when_it_was_published(
+    browser: TestClient, member: Tenant, console_server: InProcessServer, tmp_path: Path
+) -> None:
+    api = console_server.client()
+    small = build_wheel(tmp_path, "sized-small", "1.0")
+    noise = {"sized_large/noise.bin": os.urandom(3000)}  # does not compress
+    large = build_wheel(tmp_path, "sized-large", "2.0", extra_members=noise)
+    bodies = [published(api, member.org, member.registry, member.tokens["rw"], small)]
+    bodies.append(published(api, member.org, member.registry, member.tokens["rw"], large))
+    sizes = [body["metadata"]["size"] for body in bodies]
+    assert sizes[1] > 1000 > sizes[0]  # one in bytes, one in kB
+    sign_in(browser, member.email)
+    page = browser.get(web_path(member.org, member.registry))
+    assert page.status_code == 200
+    rows = {row[0]: row for row in table_rows(page.text)}
+    for body, size in zip(bodies, sizes, strict=True):
+        shown_size = f"{size} Bytes" if size < 1000 else f"{size / 1000:.1f} kB"  # decimal
+        published_at = body["created_at"][:19].replace("T", " ") + " UTC"
+        _, version, filename, shown, at, download = rows[body["name"]]
+        assert (version, filename) == (body["version"], body["metadata"]["filename"])
+        assert shown == shown_size, (body["name"], shown, size)
+        assert at == published_at, (body["name"], at, body["created_at"])
+        assert download.startswith("Download")
+    assert list(rows) == ["sized-large", "sized-small"]  # newest first
+
+
+def test_the_tokens_table_says_who_created_each_token(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    colleague = f"colleague-{uuid.uuid4().hex[:8]}@example.test"
+    console_seeder.services.users.create("Ada Lovelace", colleague)
+    console_seeder.services.organizations.add_member(member.org, colleague, Role.MEMBER)
+    theirs = create_registry_token(
+        console_server.client(),
+        member.org,
+        member.registry,
+        console_seeder.api_token(colleague),
+        "made by a colleague",
+    )
+    sign_in(browser, member.email)
+    tokens_page = web_path(member.org, member.registry) + "/tokens"
+    assert post_form(browser, tokens_page, tokens_page, {"description": "mine"}).status_code == 200
+    rows = {row[0]: row for row in table_rows(browser.get(tokens_page).text)}
+    created = theirs["created_at"][:19].replace("T", " ") + " UTC"
+    assert rows["made by a colleague"][1] == f"by Ada Lovelace {created}"
+    assert rows["mine"][1].startswith("by Test User ")
+
+
+def test_the_audit_logs_registry_and_token_filters_show_only_their_events(
+    browser: TestClient, member: Tenant, console_seeder: Seeder, console_server: InProcessServer
+) -> None:
+    api = console_server.client()
+    second = console_seeder.services.registries.create(
+        member.org, "Second", slug=f"second-{uuid.uuid4().hex[:6]}"
+    )
+    first_a = create_registry_token(api, member.org, member.registry, member.tokens["rw"], "a1")
+    create_registry_token(api, member.org, member.registry, member.tokens["rw"], "a2")
+    create_registry_token(api, member.org, second.slug, member.tokens["rw"], "b1")
+    renamed = api.patch(
+        f"{tokens_path(member.org, member.registry)}/{first_a['id']}",
+        headers=bearer(member.tokens["rw"]),
+        json={"description": "a1 renamed"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    sign_in(browser, member.email)
+    log = web_path(member.org) + "/audit-log"
+
+    def shown(query: str) -> list[tuple[str, str, str]]:
+        page = browser.get(f"{log}?{query}")
+        assert page.status_code == 200, page.text
+        # (event, registry, token's description) of each row
+        return [(row[1], row[2], row[3].split(" ")[0]) for row in table_rows(page.text)]
+
+    assert shown("") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", second.slug, "b1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a2"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={member.registry}") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a2"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={second.slug}") == [("REGISTRY_TOKEN_CREATED", second.slug, "b1")]
+    assert shown(f"token={first_a['id']}") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+        ("REGISTRY_TOKEN_CREATED", member.registry, "a1"),
+    ]
+    assert shown(f"registry={second.slug}&token={first_a['id']}") == []
+    assert shown(f"token={first_a['id']}&event_type=REGISTRY_TOKEN_UPDATED") == [
+        ("REGISTRY_TOKEN_UPDATED", member.registry, "a1"),
+    ]
+    # The filters the page was asked for are the ones its form shows.
+    page = browser.get(f"{log}?registry={second.slug}&token={first_a['id']}")
+    assert re.search(rf'<option value="{second.slug}" selected>', page.text)
+    assert f'name="token" value="{first_a["id"]}"' in page.text

@@ -5,7 +5,7 @@ password, and cookies that cannot be forged."""
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,20 +13,10 @@ from starlette.testclient import TestClient
 
 from registry_tokens.users.service import UserService
 from tests.console.conftest import PASSWORD, csrf_of, sign_in, web_path
-from tests.harness import InProcessServer, Seeder, Tenant, in_process_server
+from tests.harness import Clock, InProcessServer, Seeder, Tenant, in_process_server
 
 IDLE = timedelta(seconds=600)
 LIFETIME = timedelta(seconds=3600)
-
-
-class Clock:
-    """The time every service of a test server reads; the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def attempt(browser: TestClient, email: str, password: str) -> tuple[int, str]:

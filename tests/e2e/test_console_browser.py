@@ -8,14 +8,16 @@ rotates, deletes, and reads the audit log. Each page is saved as a screenshot
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
@@ -104,6 +106,24 @@ def no_overflow(browser: WebDriver) -> None:
     ), (browser.current_url, wider)
 
 
+def fits_narrow(browser: WebDriver, narrow_screenshot: str | None = None) -> None:
+    """The page in a phone's window: nothing wider than the window (saved as the screenshot
+    ``narrow_screenshot`` too, if given); then back to the desktop's window."""
+    narrow(browser)
+    try:
+        no_overflow(browser)
+        if narrow_screenshot is not None:
+            screenshot(browser, narrow_screenshot)
+    finally:
+        wide(browser)
+
+
+def looked_at(browser: WebDriver, name: str, *, narrow_screenshot: str | None = None) -> None:
+    """Saves the page's screenshot, then checks it fits a phone's window too."""
+    screenshot(browser, name)
+    fits_narrow(browser, narrow_screenshot)
+
+
 def pip_install(index_url: str, target: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -144,11 +164,11 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     wait_for(browser, "input[name=email]")
     assert urlsplit(browser.current_url).path == "/sign-in"
     assert browser.switch_to.active_element.get_attribute("name") == "email"  # autofocus
-    screenshot(browser, "console-sign-in")
+    looked_at(browser, "console-sign-in")
     sign_in(browser, person.email)
     assert urlsplit(browser.current_url).path == f"/organizations/{person.org}"
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Org {person.org}"
-    screenshot(browser, "console-organization")
+    looked_at(browser, "console-organization")
 
     # Create a registry with the organization page's form.
     name = f"Web {uuid.uuid4().hex[:6]}"
@@ -161,6 +181,7 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert "Registry created." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     assert browser.switch_to.active_element.get_attribute("role") == "status"  # focus moved
     assert "No packages published yet." in browser.page_source
+    fits_narrow(browser)
 
     # A publish (through the API) is shown on the registry page.
     with httpx.Client(base_url=base, timeout=60) as api:
@@ -176,10 +197,10 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
         f"buildkite:$REGISTRY_TOKEN@{urlsplit(base).netloc}/{person.org}/{slug}/pypi/simple/"
         in install
     )
-    screenshot(browser, "console-registry")
+    looked_at(browser, "console-registry")
     browser.find_element(By.LINK_TEXT, "Settings").click()
     assert wait_for(browser, "#field-name").get_attribute("value") == name
-    screenshot(browser, "console-registry-settings")
+    looked_at(browser, "console-registry-settings")
     browser.find_element(By.LINK_TEXT, "Packages").click()
     wait_for(browser, "#packages-heading")
 
@@ -199,7 +220,7 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert copy.is_displayed()  # the script shows it where copying works
     pip_lines = browser.find_element(By.ID, "install-1").text
     assert f"buildkite:{secret}@" in pip_lines
-    screenshot(browser, "console-token-secret")
+    looked_at(browser, "console-token-secret")
     browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
     wait_for(browser, "#tokens-heading")
     assert secret not in browser.page_source
@@ -219,16 +240,12 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert "UTC" in last_used, last_used
     assert "127.0.0.1" in last_used, last_used
     assert secret not in browser.page_source
-    screenshot(browser, "console-tokens")
-    narrow(browser)
-    no_overflow(browser)
-    screenshot(browser, "console-tokens-narrow")
-    wide(browser)
+    looked_at(browser, "console-tokens", narrow_screenshot="console-tokens-narrow")
 
     # Rotate with no grace: a new secret, shown once; the old one stops at once.
     browser.find_element(By.PARTIAL_LINK_TEXT, "Edit").click()
     wait_for(browser, "#rotate-heading")
-    screenshot(browser, "console-token")
+    looked_at(browser, "console-token")
     Select(browser.find_element(By.NAME, "grace_period_seconds")).select_by_value("0")
     submit(browser, "Rotate secret")
     rotated = wait_for(browser, "pre#secret").text.strip()
@@ -244,10 +261,11 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     browser.find_element(By.PARTIAL_LINK_TEXT, "Delete").click()
     wait_for(browser, "form.actions")
     assert "cannot be undone" in browser.page_source
-    screenshot(browser, "console-token-delete")
+    looked_at(browser, "console-token-delete")
     submit(browser, "Delete token")
     assert "it no longer works" in wait_for(browser, "[role=status]").text
     assert httpx.get(simple, headers=basic(rotated)).status_code == 401
+    fits_narrow(browser)
     assert rotated not in browser.page_source
 
     # The audit log shows all of it, newest first.
@@ -280,21 +298,18 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert "reason: rotated_out" in reasons, reasons
     assert secret not in browser.page_source
     assert rotated not in browser.page_source
-    screenshot(browser, "console-audit-log")
+    looked_at(browser, "console-audit-log")
 
     # The package's page (its web_url) and the API access tokens page.
     browser.get(package["web_url"])
     assert wait_for(browser, "h1").text == f"{NAME} {VERSION}"
-    screenshot(browser, "console-package")
+    looked_at(browser, "console-package")
     browser.get(f"{base}/organizations")
     assert wait_for(browser, "h1").text == "Your organizations"
-    screenshot(browser, "console-organizations")
+    looked_at(browser, "console-organizations")
     browser.get(f"{base}/access-tokens")
     wait_for(browser, "#create-heading")
-    screenshot(browser, "console-access-tokens")
-    narrow(browser)
-    no_overflow(browser)
-    wide(browser)
+    looked_at(browser, "console-access-tokens")
 
     # Every web_url of the API's answers opens its page; signed out, the sign-in page.
     with httpx.Client(base_url=base, timeout=30) as api:
@@ -316,6 +331,7 @@ def test_a_person_manages_a_registry_and_its_tokens_in_a_browser(
     assert set(titles.values()) == {f"Org {person.org}", name, f"{NAME} {VERSION}"}
     submit(browser, "Sign out")
     assert "You have signed out." in wait_for(browser, "[role=status]").text
+    fits_narrow(browser)
     for url in sorted(web_urls):
         browser.get(url)
         wait_for(browser, "input[name=email]")
@@ -351,4 +367,101 @@ def test_the_console_works_without_javascript(
         submit(browser, "Delete token")
         assert "it no longer works" in wait_for(browser, "[role=status]").text
         assert httpx.get(simple, headers=basic(secret)).status_code == 401
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
+
+
+def press(browser: WebDriver, *keys: str) -> None:
+    """Keys pressed on whatever has the focus, as a person at a keyboard does."""
+    ActionChains(browser).send_keys(*keys).perform()
+
+
+def focused(browser: WebDriver) -> WebElement:
+    return browser.switch_to.active_element
+
+
+def tab_to(browser: WebDriver, found: Callable[[WebElement], bool], limit: int = 60) -> None:
+    """Presses Tab until the focused element is the one ``found`` picks (or fails)."""
+    seen = []
+    for _ in range(limit):
+        press(browser, Keys.TAB)
+        element = focused(browser)
+        if found(element):
+            return
+        seen.append(f"{element.tag_name}#{element.get_attribute('id')}")
+    raise AssertionError(f"Tab never reached it; the focus went {seen}")
+
+
+def test_a_person_signs_in_and_creates_a_token_with_the_keyboard_only(
+    browser: WebDriver, browser_proxy: LoopbackOnly, console: ServerProcess, person: Tenant
+) -> None:
+    tokens = f"/organizations/{person.org}/packages/registries/{person.registry}/tokens"
+    browser.get(console.base_url + tokens)
+    wait_for(browser, "input[name=email]")
+    assert focused(browser).get_attribute("name") == "email"  # the form starts focused
+    press(browser, person.email, Keys.TAB)
+    assert focused(browser).get_attribute("name") == "password"
+    press(browser, PASSWORD, Keys.ENTER)  # Enter in a field submits its form
+    WebDriverWait(browser, 30).until(lambda _: urlsplit(browser.current_url).path == tokens)
+    wait_for(browser, "#tokens-heading")
+
+    # From the top of the page: Tab to the description, type it, Tab on to the button.
+    tab_to(browser, lambda element: element.get_attribute("id") == "field-description")
+    press(browser, "typed at a keyboard")
+    tab_to(browser, lambda element: element.text == "Create token")
+    assert focused(browser).tag_name == "button"
+    press(browser, Keys.ENTER)
+    secret = wait_for(browser, "pre#secret").text.strip()
+    assert secret.startswith("bkpt_")
+    # The focus is on the heading that says what happened, read first by a screen reader.
+    heading = focused(browser)
+    assert heading.tag_name == "h1"
+    assert heading.text.startswith("Token created")
+    simple = f"{console.base_url}{simple_path(person.org, person.registry)}"
+    assert httpx.get(simple, headers=basic(secret)).status_code == 200
+
+    # On with the keyboard: the link back to the tokens, then the new token is listed.
+    tab_to(browser, lambda element: "back to the tokens" in element.text)
+    press(browser, Keys.ENTER)
+    wait_for(browser, "#tokens-heading")
+    assert "typed at a keyboard" in browser.find_element(By.CSS_SELECTOR, "table.tokens").text
+    assert secret not in browser.page_source
+    assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)
+
+
+def test_rotating_with_a_grace_period_in_the_browser_keeps_the_old_secret_working(
+    browser: WebDriver, browser_proxy: LoopbackOnly, console: ServerProcess, person: Tenant
+) -> None:
+    """The rotate form's "5 minutes": a new secret shown once, and the old one still
+    installs (its end, to the millisecond, is tests/console/test_console_pages.py's)."""
+    tokens = f"/organizations/{person.org}/packages/registries/{person.registry}/tokens"
+    browser.get(console.base_url + tokens)
+    wait_for(browser, "input[name=email]")
+    sign_in(browser, person.email)
+    wait_for(browser, "#tokens-heading")
+    fill(browser, "Description", "rotated with a grace")
+    submit(browser, "Create token")
+    old = wait_for(browser, "pre#secret").text.strip()
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Edit").click()
+    wait_for(browser, "#rotate-heading")
+    Select(browser.find_element(By.NAME, "grace_period_seconds")).select_by_visible_text(
+        "5 minutes"
+    )
+    submit(browser, "Rotate secret")
+    new = wait_for(browser, "pre#secret").text.strip()
+    assert new.startswith("bkpt_")
+    assert new != old
+    assert old not in browser.page_source
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Token rotated")
+    simple = f"{console.base_url}{simple_path(person.org, person.registry)}"
+    assert httpx.get(simple, headers=basic(old)).status_code == 200  # in its grace
+    assert httpx.get(simple, headers=basic(new)).status_code == 200
+    browser.find_element(By.PARTIAL_LINK_TEXT, "back to the tokens").click()
+    wait_for(browser, "#tokens-heading")
+    assert new not in browser.page_source
+    browser.find_element(By.LINK_TEXT, "Audit log").click()
+    rotation = wait_for(browser, "tbody tr").text
+    assert "REGISTRY_TOKEN_ROTATED" in rotation
+    assert "grace_period_seconds: 300" in rotation
     assert browser_proxy.requests == [], "\n".join(browser_proxy.requests)

@@ -8,17 +8,22 @@ implementation might store it: clear, its random part alone, hex, base64, UTF-16
 
 import base64
 import hashlib
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 from sqlalchemy import Engine, MetaData, select
 
 from registry_tokens.kit.context import Scope
 from registry_tokens.kit.secrets import RANDOM_LENGTH, hash_secret
+from tests.console.conftest import csrf_of
 from tests.harness import Seeder, ServerProcess, Tenant, running_server
+from tests.package_helpers import basic as basic_auth
 
 ALL_SCOPES = tuple(scope.value for scope in Scope)
 
@@ -314,3 +319,97 @@ def test_no_secret_is_in_any_row_of_the_backend_under_test(
         assert hash_secret(key, secret) in stored  # the control: we read the token rows
     found = {secret[:9]: leaks_in(stored, secret) for secret in secrets}
     assert not any(found.values()), found
+
+
+# --------------------------------------------------------------------------- the console
+
+
+def plain_forms(value: str) -> dict[str, bytes]:
+    """A password's or a cookie's forms in a log: clear, URL-encoded (as a form posts
+    it), hex, base64 (at each offset) and UTF-16."""
+    raw = value.encode()
+    forms = {
+        "clear": raw,
+        "URL-encoded": quote_plus(value).encode(),
+        "hex": raw.hex().encode(),
+        "UTF-16": value.encode("utf-16-le"),
+    }
+    forms.update(dict(_base64_cores(raw)))
+    return forms
+
+
+def test_no_console_secret_reaches_the_servers_log(tmp_path: Path) -> None:
+    """A person signs in to the console with a password (once wrongly), creates a registry
+    token and an API access token there, rotates the registry token and uses them all:
+    the server's log holds neither the password, the session cookie, nor any secret."""
+    workdir = tmp_path / "server"
+    password = f"console log password {uuid.uuid4().hex}"
+    with running_server(workdir, env={"REGISTRY_TOKENS_WEB_URL": "{base_url}"}) as server:
+        seeder = Seeder(server)
+        tenant = seeder.tenant(scopes=("read_registries", "write_registries"))
+        seeder.services.users.set_password(tenant.email, password)
+        seeder.services.database.dispose()
+        with httpx.Client(base_url=server.base_url, timeout=30) as browser:
+
+            def post(page: str, action: str, data: dict[str, Any]) -> httpx.Response:
+                form = browser.get(page)
+                assert form.status_code == 200, form.text
+                return browser.post(action, data={**data, "csrf_token": csrf_of(form.text)})
+
+            wrong = post(
+                "/sign-in", "/sign-in", {"email": tenant.email, "password": password[::-1]}
+            )
+            assert wrong.status_code == 401
+            signed_in = post("/sign-in", "/sign-in", {"email": tenant.email, "password": password})
+            assert signed_in.status_code == 303, signed_in.text
+            cookie = browser.cookies["registry_tokens_session"]
+
+            tokens = f"/organizations/{tenant.org}/packages/registries/{tenant.registry}/tokens"
+            created = post(tokens, tokens, {"description": "console leak test"})
+            assert created.status_code == 200, created.text
+            first = re.findall(r"bkpt_[0-9A-Za-z]{36}", created.text)[0]
+            token_id = re.search(r'id="token-([0-9a-f-]{36})"', browser.get(tokens).text)
+            assert token_id is not None
+            page = f"{tokens}/{token_id[1]}"
+            rotated = post(page, f"{page}/rotate", {"grace_period_seconds": "300"})
+            assert rotated.status_code == 200, rotated.text
+            second = re.findall(r"bkpt_[0-9A-Za-z]{36}", rotated.text)[0]
+            assert second != first
+            access = post(
+                "/access-tokens",
+                "/access-tokens",
+                {"description": "console leak test", "scopes": ["read_registries"]},
+            )
+            assert access.status_code == 200, access.text
+            api_secret = re.findall(r"bkua_[0-9A-Za-z]{36}", access.text)[0]
+
+            simple = f"/{tenant.org}/{tenant.registry}/pypi/simple/"
+            for secret in (first, second):  # the old one in its grace, and the new one
+                used = httpx.get(server.base_url + simple, headers=basic_auth(secret))
+                assert used.status_code == 200
+            organizations = httpx.get(
+                f"{server.base_url}/v2/organizations",
+                headers={"Authorization": f"Bearer {api_secret}"},
+            )
+            assert organizations.status_code == 200
+            out = post("/organizations", "/sign-out", {})
+            assert out.status_code == 303
+
+        log = server.log_path.read_bytes()
+    # The control: this is the request log of all of the above.
+    for path in ("/sign-in", "/sign-out", "/access-tokens", f"{page}/rotate", simple):
+        assert path.encode() in log, path
+    leaks = [
+        f"{form} of {what}"
+        for what, value in (
+            ("the password", password),
+            ("the session cookie", cookie),
+            *(("its secret part", part) for part in cookie.split(".") if len(part) >= 16),
+        )
+        for form, text in plain_forms(value).items()
+        if text in log
+    ]
+    leaks += [
+        f"{form} of {s[:9]}…" for s in (first, second, api_secret) for form in leaks_in(log, s)
+    ]
+    assert not leaks, leaks

@@ -11,8 +11,9 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -406,3 +407,53 @@ def test_allowed_packages_hide_the_others_from_npm(world: World) -> None:
     assert world.client.get(tarball, headers=bearer(unlimited)).status_code == 200
     packument = f"{world.registry_url}@other%2fhidden"
     assert world.client.get(packument, headers=bearer(token)).status_code == 404
+
+
+def test_a_public_registry_installs_with_npm_and_no_token_at_all(
+    world: World, package_seeder: Seeder
+) -> None:
+    public = package_seeder.services.registries.create(
+        world.owner.org, "Open", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT, public=True
+    )
+    opened = replace(
+        world,
+        owner=replace(world.owner, registry=public.slug),
+        registry_url=npm_registry(world.server, world.owner.org, public.slug),
+    )
+    value = uuid.uuid4().hex
+    opened.publish("@acme/open", "1.0.0", value)
+    anonymous = opened.npm("anonymous", None)
+    assert "_authToken" not in anonymous.userconfig.read_text()
+    project = project_dir(world.root, "public")
+    ok(anonymous.run(project, "install", "@acme/open"))
+    assert required_value(project, "@acme/open") == value
+    # The control: the private registry beside it refuses the same tokenless install.
+    world.publish("@acme/closed", "1.0.0", value)
+    closed = project_dir(world.root, "private")
+    refused(world.npm("anonymous", None).run(closed, "install", "@acme/closed"), 401)
+
+
+def test_a_rotated_tokens_old_secret_installs_with_npm_during_its_grace(world: World) -> None:
+    value = uuid.uuid4().hex
+    world.publish("graced", "1.0.0", value)
+    token = world.registry_token()
+    grace = 20  # seconds: room for an npm install on a loaded machine
+    rotated_at = time.monotonic()
+    rotated = world.client.post(
+        f"{tokens_path(world.owner.org, world.owner.registry)}/{token['id']}/rotate",
+        headers=world.owner.auth(),
+        json={"grace_period_seconds": grace},
+    )
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["token"]
+
+    during = project_dir(world.root, "during")
+    ok(world.npm("old-during", token["token"]).run(during, "install", "graced"))
+    assert time.monotonic() - rotated_at < grace, "the install took longer than the grace"
+    assert required_value(during, "graced") == value
+
+    time.sleep(max(0.0, rotated_at + grace + 0.5 - time.monotonic()))
+    after = project_dir(world.root, "after")
+    refused(world.npm("old-after", token["token"]).run(after, "install", "graced"), 401)
+    ok(world.npm("new-after", new).run(after, "install", "graced"))
+    assert required_value(after, "graced") == value

@@ -11,6 +11,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 
 from registry_tokens.packages.npm import client_setup, name_problem, tag_problem
 from registry_tokens.registries.service import Ecosystem
-from tests.harness import Seeder, Server, Tenant, in_process_server, unique
+from tests.harness import Clock, Seeder, Server, Tenant, in_process_server, unique
 from tests.package_helpers import (
     admin_tenant,
     bearer,
@@ -69,6 +70,17 @@ def npm_tarball(name: str = "junk", version: str = "1.0.0", **extra: Any) -> byt
 
 
 GOOD = manifest()
+
+
+def sparse(pax: dict[str, str]) -> tuple[tarfile.TarInfo, bytes]:
+    """A GNU sparse file in pax's spelling (``pax``: its format's keywords)."""
+    info, data = member("package/GNUSparseFile.0/holes", b"1\n0\n0\n")
+    info.pax_headers = {"GNU.sparse.name": "package/holes", **pax}
+    return info, data
+
+
+SPARSE_1_0 = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "0"}
+SPARSE_0_1 = {"GNU.sparse.map": "0,0", "GNU.sparse.size": "0", "GNU.sparse.realsize": "0"}
 
 # (tarball bytes, words the error must contain): refused through npm publish and the API.
 BAD_TARBALLS: dict[str, tuple[bytes, str]] = {
@@ -125,9 +137,21 @@ BAD_TARBALLS: dict[str, tuple[bytes, str]] = {
         tgz(member("package/package.json", manifest(readme="x" * (1024 * 1024)))),
         "too large",
     ),
+    "a sparse file (GNU format 1.0, its map in its data)": (
+        tgz(member("package/package.json", GOOD), sparse(SPARSE_1_0)),
+        "the tarball contains a sparse file",
+    ),
+    "a sparse file (GNU format 0.1, its map in pax)": (
+        tgz(member("package/package.json", GOOD), sparse(SPARSE_0_1)),
+        "the tarball contains a sparse file",
+    ),
+    "an old GNU sparse member": (
+        tgz(member("package/package.json", GOOD), member("package/holes", b"", b"S")),
+        "the tarball contains a sparse file",
+    ),
     "an extended header over its bound": (
         tgz(member("package/package.json", GOOD), pax={"comment": "x" * 9000}),
-        "extended",
+        "the tarball has an extended",
     ),
 }
 
@@ -407,6 +431,27 @@ def test_a_publish_over_the_upload_limit_is_413(small_limit_server: Server) -> N
         assert response.status_code == 413, response.text
         assert response.json()["message"]
         before.assert_unchanged()
+        # The same .tgz through the Packages API: 413 too, and nothing stored.
+        api = publish(
+            client,
+            tenant.org,
+            tenant.registry,
+            tenant.tokens["rw"],
+            filename="junk-1.0.0.tgz",
+            content=large,
+        )
+        assert_error(api, 413)
+        before.assert_unchanged()
+        # The control: a .tgz within the limit is published by that same door.
+        fits = publish(
+            client,
+            tenant.org,
+            tenant.registry,
+            tenant.tokens["rw"],
+            filename="junk-1.0.0.tgz",
+            content=npm_tarball(),
+        )
+        assert fits.status_code == 200, fits.text
 
 
 def test_who_may_publish_and_read(
@@ -499,6 +544,86 @@ def test_lifecycle_rules_apply_to_npm_as_to_pip(
         reasons = {item["data"]["reason"] for item in items}
         time.sleep(0.2)
     assert wanted <= reasons
+
+
+def test_a_public_javascript_registry_installs_without_any_token(
+    package_client: httpx.Client, package_seeder: Seeder, owner: Tenant
+) -> None:
+    registry = package_seeder.services.registries.create(
+        owner.org, "Open", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT, public=True
+    )
+    private = owner.registry
+    owner.registry = registry.slug
+    tarball = published(package_client, owner, "@acme/open", "1.0.0")
+    for spelled in ("@acme/open", "@acme%2fopen"):
+        for accept in ({}, {"Accept": INSTALL_V1}):
+            document = package_client.get(npm_path(owner, spelled), headers=accept)
+            assert document.status_code == 200, document.text
+            assert "authorization" not in document.request.headers
+            assert document.json()["dist-tags"] == {"latest": "1.0.0"}
+    url = document.json()["versions"]["1.0.0"]["dist"]["tarball"]
+    downloaded = package_client.get(url)
+    assert downloaded.status_code == 200, downloaded.text
+    assert "authorization" not in downloaded.request.headers
+    assert downloaded.content == tarball
+    # Public is for installing: publishing still needs a token that may write.
+    sent = publish_document("@acme/open", "1.0.1", npm_tarball("@acme/open", "1.0.1"))
+    anonymous = package_client.put(
+        npm_path(owner, "@acme%2fopen"), content=json.dumps(sent).encode()
+    )
+    assert_npm_error(anonymous, 401)
+    # The control: the same request of a private registry's package is refused.
+    owner.registry = private
+    published(package_client, owner, "@acme/closed", "1.0.0")
+    assert_npm_error(package_client.get(npm_path(owner, "@acme/closed")), 401, "_authToken")
+
+
+def test_a_rotated_tokens_old_secret_installs_with_npm_until_its_grace_ends(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    with in_process_server(
+        tmp_path,
+        env={"REGISTRY_TOKENS_PACKAGE_STORAGE_DIR": str(tmp_path / "packages")},
+        clock=clock,
+    ) as server:
+        seeder = Seeder(server)
+        tenant = admin_tenant(seeder)
+        tenant.registry = seeder.services.registries.create(
+            tenant.org, "Node", slug=unique("js"), ecosystem=Ecosystem.JAVASCRIPT
+        ).slug
+        with server.client() as client:
+            tarball = published(client, tenant, "graced", "1.0.0")
+            token = create_registry_token(client, tenant.org, tenant.registry, tenant.tokens["rw"])
+            rotated = client.post(
+                f"{tokens_path(tenant.org, tenant.registry)}/{token['id']}/rotate",
+                headers=tenant.auth(),
+                json={"grace_period_seconds": 300},
+            )
+            assert rotated.status_code == 200, rotated.text
+            old, new = token["token"], rotated.json()["token"]
+            packument = npm_path(tenant, "graced")
+            tarball_url = npm_path(tenant, "graced/-/graced-1.0.0.tgz")
+
+            def installs(secret: str) -> bool:
+                document = client.get(packument, headers=bearer(secret))
+                if document.status_code == 401:
+                    assert_npm_error(document, 401, "_authToken")
+                    return False
+                assert document.status_code == 200, document.text
+                downloaded = client.get(tarball_url, headers=bearer(secret))
+                assert downloaded.status_code == 200, downloaded.text
+                assert downloaded.content == tarball
+                return True
+
+            retired_at = clock.now
+            for moment in (retired_at, retired_at + timedelta(seconds=300, milliseconds=-1)):
+                clock.now = moment
+                assert installs(old), moment
+                assert installs(new), moment
+            clock.now = retired_at + timedelta(seconds=300)
+            assert not installs(old)
+            assert installs(new)
 
 
 # --------------------------------------------------------------------------- documents

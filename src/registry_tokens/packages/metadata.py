@@ -278,7 +278,7 @@ def safe_tar_members(path: Path, kind: str) -> Iterator[tuple[tarfile.TarFile, t
     """The members of the gzipped tar at ``path`` (an sdist, an npm tarball …), each one
     refused unless safe to unpack (a plain path, no link, device or sparse file), and
     all read under :class:`TarBudget`'s bounds. ``tarfile``'s own errors pass through."""
-    budget = TarBudget()
+    budget = TarBudget(kind)
     with tarfile.open(path, mode="r:gz", tarinfo=budget.tarinfo()) as archive:
         for member in archive:
             # The member's data (its size as pax may have set it) is skipped, that is
@@ -286,7 +286,7 @@ def safe_tar_members(path: Path, kind: str) -> Iterator[tuple[tarfile.TarFile, t
             budget.expand(member.size)
             check_member_path(member.name)
             if member.sparse is not None:
-                raise sparse_file(member.name)
+                raise sparse_file(member.name, kind)
             if not (member.isfile() or member.isdir()):
                 raise BadDistribution(
                     f"the {kind} contains a link or special file: {member.name!r}"
@@ -298,19 +298,21 @@ def _too_many_files(kind: str) -> str:
     return f"the {kind} has too many files (at most {MAX_MEMBERS})"
 
 
-def sparse_file(name: str) -> BadDistribution:
-    return BadDistribution(f"the sdist contains a sparse file: {name!r}")
+def sparse_file(name: str, kind: str) -> BadDistribution:
+    return BadDistribution(f"the {kind} contains a sparse file: {name!r}")
 
 
 class TarBudget:
-    """What one sdist may cost to read, charged header by header as ``tarfile`` reads them.
+    """What one gzipped tar (an sdist, an npm tarball) may cost to read, charged header by
+    header as ``tarfile`` reads them; ``kind`` names it in refusals.
 
     :meth:`tarinfo` is the ``TarInfo`` class ``tarfile`` builds every header with: its
     ``frombuf`` (which parses one 512-byte header block) charges the header before
     ``tarfile`` reads the payload or data it announces, and refuses what is over a bound.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "sdist") -> None:
+        self.kind = kind  # what the archive is called in refusals: "sdist", "tarball"
         self.members = 0
         self.expanded = 0  # decompressed bytes: headers, extended payloads, members' data
         self.extended = 0  # extended header bytes, each pax header counting the globals
@@ -333,7 +335,7 @@ class TarBudget:
             def _proc_gnusparse_10(
                 self, _next: tarfile.TarInfo, pax_headers: dict[str, str], _archive: object
             ) -> None:
-                raise sparse_file(pax_headers.get("GNU.sparse.name", ""))
+                raise sparse_file(pax_headers.get("GNU.sparse.name", ""), budget.kind)
 
         return BudgetedTarInfo
 
@@ -341,16 +343,16 @@ class TarBudget:
         self.expand(tarfile.BLOCKSIZE)
         if header.type == tarfile.GNUTYPE_SPARSE:
             # Its sparse map continues in extra header blocks tarfile reads with no bound.
-            raise sparse_file(header.name)
+            raise sparse_file(header.name, self.kind)
         if header.type not in _EXTENDED_TYPES:
             self.members += 1
             if self.members > MAX_MEMBERS:
-                raise BadDistribution(_too_many_files("sdist"))
+                raise BadDistribution(_too_many_files(self.kind))
             return
         self.expand(header.size)
         if header.size > MAX_EXTENDED_HEADER_BYTES:
             raise BadDistribution(
-                f"the sdist has an extended (pax or long name) header of {header.size} bytes "
+                f"the {self.kind} has an extended (pax or long name) header of {header.size} bytes "
                 f"(at most {MAX_EXTENDED_HEADER_BYTES})"
             )
         if header.type == tarfile.XGLTYPE:
@@ -362,17 +364,18 @@ class TarBudget:
             self.extended += header.size
         if self.extended > MAX_EXTENDED_HEADERS_TOTAL_BYTES:
             raise BadDistribution(
-                "the sdist's extended (pax or long name) headers hold more than "
+                f"the {self.kind}'s extended (pax or long name) headers hold more than "
                 f"{MAX_EXTENDED_HEADERS_TOTAL_BYTES} bytes in all"
             )
 
     def expand(self, size: int) -> None:
         if size < 0:  # a base-256 size field, or a pax "size", may be negative
-            raise BadDistribution("the file is not a valid sdist (.tar.gz) archive")
+            raise BadDistribution(f"the file is not a valid {self.kind} (.tar.gz) archive")
         self.expanded += size
         if self.expanded > MAX_UNCOMPRESSED_BYTES:
             raise BadDistribution(
-                f"the sdist is too large once uncompressed (at most {MAX_UNCOMPRESSED_BYTES} bytes)"
+                f"the {self.kind} is too large once uncompressed "
+                f"(at most {MAX_UNCOMPRESSED_BYTES} bytes)"
             )
 
 
