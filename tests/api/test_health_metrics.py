@@ -47,7 +47,7 @@ def test_readyz_is_503_when_the_package_directory_cannot_be_one(tmp_path: Path) 
         assert answered.headers["retry-after"] == "5"
         assert answered.json() == {
             "status": "unavailable",
-            "checks": {"database": "ok", "migrations": "ok", "storage": "missing"},
+            "checks": {"database": "ok", "migrations": "ok", "storage": "unavailable"},
         }
         assert client.get("/healthz").status_code == 200
 

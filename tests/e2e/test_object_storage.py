@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from registry_tokens.registries.service import Ecosystem
@@ -265,6 +266,19 @@ def test_sigkill_during_uploads_leaves_no_row_without_its_object(tmp_path: Path)
                 assert page.status_code == 200, page.text
 
 
+def _storage_failures(client: httpx.Client) -> float:
+    """The sum of the package store's failures in ``/metrics``."""
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        if family.name == "registry_tokens_storage_errors"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def test_an_unreachable_store_answers_503_and_recovers_by_itself(tmp_path: Path) -> None:
     store = urlsplit(endpoint())
     forwarder = TcpForwarder((store.hostname or "127.0.0.1", store.port or 80))
@@ -287,7 +301,13 @@ def test_an_unreachable_store_answers_503_and_recovers_by_itself(tmp_path: Path)
                 download = str(httpx.URL(page.url).join(file_url))
                 assert client.get(download, headers=auth).content == wheel.read_bytes()
 
+                assert client.get("/readyz").status_code == 200
+                failures_before = _storage_failures(client)
+
                 forwarder.cut()
+                not_ready = client.get("/readyz")
+                assert not_ready.status_code == 503
+                assert not_ready.json()["checks"]["storage"] == "unavailable"
                 second = build_wheel(_fresh(tmp_path), "other-pkg", "1.0", value="x")
                 refused = [
                     client.get(download, headers=auth),
@@ -310,7 +330,11 @@ def test_an_unreachable_store_answers_503_and_recovers_by_itself(tmp_path: Path)
                 ]
                 assert names == [package["name"]]
 
+                # The readiness check, the download and the publish: each failed once.
+                assert _storage_failures(client) - failures_before == 3
+
                 forwarder.restore()
+                assert client.get("/readyz").status_code == 200
                 assert client.get(download, headers=auth).content == wheel.read_bytes()
                 again = client.post(
                     packages_path(owner.org, owner.registry),

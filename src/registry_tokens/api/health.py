@@ -12,9 +12,7 @@ a limit), outside OpenAPI, and never cached (``Cache-Control: no-store``).
 """
 
 import logging
-import os
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -22,7 +20,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from registry_tokens.db import Database, migrate
-from registry_tokens.kit.files import private_directory
 
 logger = logging.getLogger("registry_tokens")
 OK = "ok"
@@ -30,15 +27,19 @@ NO_STORE = {"Cache-Control": "no-store"}
 RETRY_AFTER_SECONDS = 5
 
 
+class Checkable(Protocol):
+    def check(self) -> None: ...
+
+
 class Readiness:
     """The checks of ``/readyz``: the database, its migrations, the package store.
 
-    ``store`` is the package store: its ``check()`` (or ``reachable()``) when it has one
-    (a store that is not a directory), else its ``root`` directory must be there (it is
-    made if missing, as the first upload would make it) and writable.
+    ``store`` is the package store (``packages.storage.PackageStore``, above this layer):
+    its ``check()`` raises unless it can be used (a local directory that can be made and
+    written, as the first upload would make it; a bucket that answers).
     """
 
-    def __init__(self, database: Database, store: object) -> None:
+    def __init__(self, database: Database, store: "Checkable") -> None:
         self.database = database
         self.store = store
 
@@ -62,27 +63,11 @@ class Readiness:
         return found
 
     def storage(self) -> str:
-        for name in ("check", "reachable"):
-            method = getattr(self.store, name, None)
-            if callable(method):
-                try:
-                    answer = method()
-                except Exception as error:
-                    logger.warning("readiness: the package store fails: %s", error)
-                    return "unavailable"
-                return "unavailable" if answer is False else OK
-        root = getattr(self.store, "root", None)
-        if not isinstance(root, Path):
-            return "unknown"
         try:
-            private_directory(root)  # as the first upload would make it
-        except OSError as error:
-            logger.warning("readiness: the package directory cannot be made: %s", error)
-            return "missing"
-        if not root.is_dir():
-            return "missing"
-        if not os.access(root, os.W_OK | os.X_OK):
-            return "not writable"
+            self.store.check()
+        except Exception as error:  # the store's own (or OSError): either way, not ready
+            logger.warning("readiness: the package store fails: %s", error)
+            return "unavailable"
         return OK
 
 

@@ -33,6 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry_tokens.kit.errors import AppError
+from registry_tokens.kit.metrics import STORAGE_ERRORS
 from registry_tokens.kit.urls import parse_storage_url
 from registry_tokens.packages.storage import (
     CHUNK,
@@ -86,6 +87,9 @@ def _unavailable(error: ClientError) -> bool:
 def _guarded(method: Callable[P, T]) -> Callable[P, T]:
     """The store's failures as ``StoreUnavailable``; a missing object as ``FileNotFoundError``."""
 
+    operation = method.__name__.strip("_")  # a label from a fixed set: the methods' names
+    failures = STORAGE_ERRORS.labels(operation=operation)
+
     @functools.wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -93,13 +97,15 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
         except ClientError as error:
             if _missing(error):
                 raise FileNotFoundError(str(error)) from None
+            failures.inc()
             if _unavailable(error):
-                logger.warning("package store unavailable: %s", error)
+                logger.warning("package store unavailable (%s): %s", operation, error)
                 raise StoreUnavailable() from error
             raise
         except (BotoCoreError, S3UploadFailedError) as error:
             # No connection, a timeout, a broken response; an upload the store refused.
-            logger.warning("package store unavailable: %s", error)
+            failures.inc()
+            logger.warning("package store unavailable (%s): %s", operation, error)
             raise StoreUnavailable() from error
 
     return call
