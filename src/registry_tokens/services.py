@@ -147,5 +147,6 @@ def package_store(settings: Settings) -> PackageStore:
             settings.package_storage_path,
             client=s3_client(settings.s3_endpoint_url),
             redirect_seconds=settings.package_download_redirect_seconds,
+            direct_uploads=settings.presigned_uploads_to_bucket,
         )
     return FileStore(settings.package_storage_path)

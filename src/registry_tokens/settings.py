@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # With a bucket: downloads answered by a redirect to a presigned URL of the file, valid
     # this long (after our own authorization and counting); 0 sends them through us.
     package_download_redirect_seconds: int = Field(default=0, ge=0, le=3600)
+    # With a bucket: presigned uploads (go-buildkite's) posted straight to it, under S3's
+    # own presigned POST, instead of through this server's upload target.
+    presigned_uploads_to_bucket: bool = False
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     # How long a presigned upload's policy (``…/packages/upload``) may be used, and so how
     # long its staged file waits to be finalized. At most an hour: the sweep of files no

@@ -55,6 +55,7 @@ from tests.harness import (
 )
 from tests.object_store import bucket_env, endpoint, new_bucket, objects
 from tests.package_helpers import (
+    ALL_REGISTRY_SCOPES,
     admin_tenant,
     basic,
     create_registry_token,
@@ -142,7 +143,7 @@ def test_two_instances_sharing_only_postgresql_and_the_bucket_serve_pip_and_npm(
             url = index_url(server, owner.org, owner.registry, token["token"])
             assert_installed(pip_install(python, "--index-url", url, NAME), python, value)
 
-        # npm: publish through the second, install and require() through the first.
+        # npm: publish through the second, install and require() through each.
         js = _js_registry(seeder, owner)
         npm_value = uuid.uuid4().hex
         publisher = Npm(tmp_path / "publisher", f"{second.base_url}/{owner.org}/{js}/npm/")
@@ -151,12 +152,16 @@ def test_two_instances_sharing_only_postgresql_and_the_bucket_serve_pip_and_npm(
         ok(publisher.run(package_dir(tmp_path, "shared-npm", "1.0.0", npm_value), "publish"))
         with first.client() as client:
             js_token = create_registry_token(client, owner.org, js, owner.tokens["rw"])
-        installer = Npm(tmp_path / "installer", f"{first.base_url}/{owner.org}/{js}/npm/")
-        installer.home.mkdir()
-        installer.configure(js_token["token"])
-        project = project_dir(tmp_path, "shared")
-        ok(installer.run(project, "install", "shared-npm"))
-        assert required_value(project, "shared-npm") == npm_value
+        for server in (first, second):
+            port = urlsplit(server.base_url).port
+            installer = Npm(
+                tmp_path / f"installer-{port}", f"{server.base_url}/{owner.org}/{js}/npm/"
+            )
+            installer.home.mkdir()
+            installer.configure(js_token["token"])
+            project = project_dir(tmp_path, f"shared-{port}")
+            ok(installer.run(project, "install", "shared-npm"))
+            assert required_value(project, "shared-npm") == npm_value
 
         # Neither scratch directory keeps a package file: they are all in the bucket.
         for server in (first, second):
@@ -392,3 +397,61 @@ def test_downloads_redirect_to_a_presigned_url_only_after_our_authorization(
             refused = client.get(download, headers=auth)
             assert refused.status_code == 403
             assert "location" not in refused.headers
+
+
+def test_presigned_uploads_go_straight_to_the_bucket_and_publish_once(tmp_path: Path) -> None:
+    """go-buildkite's three requests with PRESIGNED_UPLOADS_TO_BUCKET: the file is posted
+    to the bucket under S3's presigned POST, never through us; the finalize fetches it,
+    checks our policy inside its key, publishes it and removes the upload."""
+    bucket = new_bucket()
+    env = {**bucket_env(bucket), "REGISTRY_TOKENS_PRESIGNED_UPLOADS_TO_BUCKET": "true"}
+    with running_server(tmp_path, env=env) as server:
+        seeder = Seeder(server)
+        owner = admin_tenant(seeder)
+        # The same person's other token: the policy names the token that asked for it.
+        other_token = seeder.api_token(owner.email, ALL_REGISTRY_SCOPES)
+        value = uuid.uuid4().hex
+        wheel = build_wheel(_fresh(tmp_path), NAME, VERSION, value=value)
+        go = GoClient(server, owner.tokens["rw"])
+        try:
+            packages = GoPackages(go)
+            presigned = packages.request_presigned_upload(owner.org, owner.registry)
+            assert presigned.form.url.startswith(endpoint())
+            assert "x-amz-signature" in presigned.form.data
+            package_url = packages.perform(presigned, wheel.read_bytes(), wheel.name)
+            uploads = objects(f"s3://{bucket}/packages", "uploads/")
+            assert list(uploads.values()) == [wheel.read_bytes()]
+            assert "/uploads/packages" not in server.log_path.read_text()  # never through us
+
+            # Another token, and a key whose signature is not ours: as absent.
+            signature = presigned.form.data["key"].split("/uploads/")[1].split("/")[0]
+            signature = signature.rpartition(".")[2]
+            forged = signature[:-1] + ("1" if signature[-1] == "0" else "0")
+            with server.client() as client:
+                for secret, url in (
+                    (other_token, package_url),
+                    (owner.tokens["rw"], package_url.replace(signature, forged)),
+                ):
+                    refused = client.post(
+                        packages_path(owner.org, owner.registry),
+                        headers={"Authorization": f"Bearer {secret}"},
+                        data={"package_url": url},
+                    )
+                    assert refused.status_code == 404, refused.text
+
+            package = packages.finalize(owner.org, owner.registry, package_url)
+            assert (package.name, package.version) == (NAME, VERSION)
+        finally:
+            go.close()
+        assert objects(f"s3://{bucket}/packages", "uploads/") == {}
+        with server.client() as client:
+            again = client.post(
+                packages_path(owner.org, owner.registry),
+                headers=owner.auth(),
+                data={"package_url": package_url},
+            )
+            assert again.status_code == 404, again.text
+            token = create_registry_token(client, owner.org, owner.registry, owner.tokens["rw"])
+        python = fresh_venv(tmp_path / "venv")
+        url = index_url(server, owner.org, owner.registry, token["token"])
+        assert_installed(pip_install(python, "--index-url", url, NAME), python, value)

@@ -191,11 +191,7 @@ async def request_presigned_upload(org: str, registry: str, rest: PublishDep) ->
             file_input=FILE_INPUT,
             method="POST",
             url=presigned.url,
-            data={
-                "key": presigned.key,
-                "policy": presigned.policy,
-                "signature": presigned.signature,
-            },
+            data=presigned.fields,
         ),
     )
 

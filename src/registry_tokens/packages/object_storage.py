@@ -146,6 +146,7 @@ class ObjectStore:
         *,
         client: "S3Client",
         redirect_seconds: int = 0,
+        direct_uploads: bool = False,
     ) -> None:
         self.url = url
         self.bucket, prefix = parse_storage_url(url)
@@ -153,6 +154,7 @@ class ObjectStore:
         self.scratch = FileStore(scratch)  # uploads are staged here, nothing else
         self.client = client
         self.redirect_seconds = redirect_seconds
+        self.direct_uploads = direct_uploads
 
     def describe(self) -> str:
         return self.url
@@ -272,6 +274,57 @@ class ObjectStore:
             ExpiresIn=self.redirect_seconds,
         )
 
+    # Presigned uploads straight to the bucket ------------------------------------------
+
+    def presigned_post(
+        self, folder: str, max_bytes: int, expires_in: int
+    ) -> tuple[str, dict[str, str]] | None:
+        """Where and how a client posts one file straight to the bucket, under
+        ``uploads/<folder>/${filename}``, at most ``max_bytes``: S3's presigned POST (its
+        policy, signed with our credentials, bounds the key and the size); ``None`` unless
+        direct uploads are on. Signed locally: no request to the store."""
+        if not self.direct_uploads:
+            return None
+        start = f"{self.prefix}uploads/{folder}/"
+        post = self.client.generate_presigned_post(
+            self.bucket,
+            start + "${filename}",
+            Conditions=[["starts-with", "$key", start], ["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )
+        return str(post["url"]), {name: str(value) for name, value in post["fields"].items()}
+
+    def uploaded_key(self, package_url: str) -> str | None:
+        """The part after ``uploads/`` of the key a ``package_url`` names, when it is an
+        object of our bucket's uploads (as go-buildkite joins ``form.url`` and the key);
+        else ``None``. Parsed only: never fetched."""
+        if not self.direct_uploads:
+            return None
+        post_url = self.client.generate_presigned_post(self.bucket, "k")["url"].rstrip("/")
+        if not package_url.startswith(post_url + "/") or "?" in package_url or "#" in package_url:
+            return None
+        key = package_url[len(post_url) + 1 :]
+        start = f"{self.prefix}uploads/"
+        return key[len(start) :] if key.startswith(start) else None
+
+    @_guarded
+    def take_upload(self, uploaded: str, max_bytes: int) -> StagedFile:
+        """A file posted straight to the bucket (``uploads/<uploaded>``), fetched to
+        scratch disk, hashed as it comes: ``FileNotFoundError`` if it is not there (never
+        posted, or already published), ``ValueError`` past ``max_bytes``."""
+        staging = self.scratch.staging(max_bytes)
+        try:
+            for chunk in self._get(f"{self.prefix}uploads/{uploaded}").chunks():
+                staging.write(chunk)
+            return staging.finish()
+        except BaseException:
+            staging.abandon()
+            raise
+
+    def drop_upload(self, uploaded: str) -> None:
+        """A file posted straight to the bucket, once published (or refused)."""
+        self._delete(f"{self.prefix}uploads/{uploaded}")
+
     @_guarded
     def check(self) -> None:
         """Raises ``StoreUnavailable`` unless the bucket answers (readiness)."""
@@ -319,7 +372,7 @@ class ObjectStore:
 
     def _objects(self) -> Iterator["ObjectTypeDef"]:
         pages = self.client.get_paginator("list_objects_v2")
-        for top in ("sha256/", "tmp/"):
+        for top in ("sha256/", "tmp/", "uploads/"):
             for page in pages.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{top}"):
                 yield from page.get("Contents", [])
 

@@ -72,8 +72,7 @@ class PresignedUpload:
 
     url: str
     key: str
-    policy: str
-    signature: str
+    fields: dict[str, str]  # ``form.data``: the key, the policy and its signature
 
 
 @dataclass(frozen=True)
@@ -286,8 +285,21 @@ class PackageService:
                 "expires": int(expires.timestamp()),
             },
         )
+        # Straight to the bucket, when the store takes uploads so: its own policy bounds
+        # the key (ours, signed, inside it) and the size; ours is checked at the finalize.
+        direct = self.files.presigned_post(
+            f"{policy}.{signature}",
+            self.max_upload_bytes,
+            int(self.upload_expiry.total_seconds()),
+        )
+        if direct is not None:
+            url, fields = direct
+            return PresignedUpload(url, fields["key"], fields)
+        key = f"{upload_id}/{FILENAME_VARIABLE}"
         return PresignedUpload(
-            self.urls.upload_target(), f"{upload_id}/{FILENAME_VARIABLE}", policy, signature
+            self.urls.upload_target(),
+            key,
+            {"key": key, "policy": policy, "signature": signature},
         )
 
     def authorize_upload(self, fields: Mapping[str, str], filename: str) -> "UploadGrant":
@@ -368,6 +380,9 @@ class PackageService:
         go-buildkite joins from ``form.url`` and ``key``; consumed once. The URL is only
         parsed and compared with our own: never fetched."""
         caller.require(Scope.WRITE_PACKAGES)
+        uploaded = self.files.uploaded_key(package_url)
+        if uploaded is not None:
+            return self._publish_posted(caller, org, registry, uploaded)
         named = self.urls.staged_upload(package_url)
         if named is None:
             raise ValidationFailed(
@@ -395,6 +410,37 @@ class PackageService:
             return self._publish_staged(caller, org, found, staged, filename)
         finally:
             self.files.discard(staged)  # a no-op once the file was moved into place
+
+    def _publish_posted(
+        self, caller: Caller, org: str, registry: str, uploaded: str
+    ) -> tuple[Package, RegistryRow]:
+        """Publishes a file posted straight to the bucket, at ``uploads/<policy>.<signature>/
+        <filename>``: only under our policy, unexpired, for this registry and this caller's
+        token (anything else is as absent: 404); consumed by its publish."""
+        found = _publishable(visible_registry(self.database, caller, org, registry))
+        folder, _, filename = uploaded.partition("/")
+        policy, _, signature = folder.partition(".")
+        claims = verify(self.policy_key, policy, signature) if signature else None
+        if (
+            claims is None
+            or claims["registry"] != str(found.id)
+            or claims["token"] != str(caller.token_id)
+            or not UPLOAD_FILENAME.fullmatch(filename)
+        ):
+            raise NotFound("staged upload")
+        if int(claims["expires"]) <= self.clock().timestamp():
+            raise AppError("The staged upload has expired: upload the file again", 422)
+        try:
+            staged = self.files.take_upload(uploaded, int(claims["max_bytes"]))
+        except FileNotFoundError:
+            raise NotFound("staged upload") from None
+        except ValueError as exc:
+            raise AppError(f"The package file is too large: {exc}", 413) from exc
+        try:
+            return self._publish_staged(caller, org, found, staged, filename)
+        finally:
+            self.files.discard(staged)
+            self.files.drop_upload(uploaded)
 
     def discard_expired_uploads(self) -> int:
         """Removes staged uploads past their expiry, rows and files; how many."""

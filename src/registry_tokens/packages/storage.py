@@ -89,6 +89,12 @@ class PackageStore(Protocol):
     def fetch(self, sha256: str, package_id: uuid.UUID) -> Opened: ...
     def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None: ...
     def check(self) -> None: ...
+    def presigned_post(
+        self, folder: str, max_bytes: int, expires_in: int
+    ) -> tuple[str, dict[str, str]] | None: ...
+    def uploaded_key(self, package_url: str) -> str | None: ...
+    def take_upload(self, uploaded: str, max_bytes: int) -> StagedFile: ...
+    def drop_upload(self, uploaded: str) -> None: ...
     def sweep(self, live: Iterable[tuple[str, uuid.UUID]], older_than_seconds: float) -> Sweep: ...
 
 
@@ -227,6 +233,21 @@ class FileStore:
 
     def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None:
         """Local files are sent by this server: no URL elsewhere."""
+        return None
+
+    def presigned_post(
+        self, folder: str, max_bytes: int, expires_in: int
+    ) -> tuple[str, dict[str, str]] | None:
+        """Presigned uploads come to this server's own upload target."""
+        return None
+
+    def uploaded_key(self, package_url: str) -> str | None:
+        return None
+
+    def take_upload(self, uploaded: str, max_bytes: int) -> StagedFile:
+        raise FileNotFoundError(uploaded)
+
+    def drop_upload(self, uploaded: str) -> None:
         return None
 
     def check(self) -> None:
