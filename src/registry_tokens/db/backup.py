@@ -32,6 +32,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, make_url
 
 from registry_tokens.db.migrate import alembic_config
+from registry_tokens.kit.files import flush_to_disk
 from registry_tokens.settings import SECRET_KEY_FILE_NAME, Settings
 
 
@@ -162,7 +163,7 @@ def backup_sqlite(
     temporary = Path(temporary_name)
     try:
         revision = _copy(source, temporary, busy_timeout_ms)
-        _flush(temporary)
+        flush_to_disk(temporary)
         _put_in_place(temporary, target, force=force)
     except BaseException as failure:
         for leftover in (temporary, Path(f"{temporary}-journal"), Path(f"{temporary}-wal")):
@@ -171,7 +172,7 @@ def backup_sqlite(
         if isinstance(failure, OSError):
             raise BackupError(f"cannot write {target}: {failure.strerror}") from None
         raise
-    _flush_directory(target.parent)
+    flush_to_disk(target.parent)
     return Backup(target.absolute(), target.stat().st_size, revision, head_revision())
 
 
@@ -236,22 +237,6 @@ def _revision(connection: sqlite3.Connection) -> str | None:
     except sqlite3.OperationalError:  # never migrated
         return None
     return str(rows[0][0]) if rows else None
-
-
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _flush_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _put_in_place(temporary: Path, target: Path, *, force: bool) -> None:

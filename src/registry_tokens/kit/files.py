@@ -29,3 +29,12 @@ def private_directory(path: Path) -> Path:
 def create_private_file(path: Path) -> int:
     """A new file, owner-only, open for writing: its file descriptor."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+
+
+def flush_to_disk(path: Path) -> None:
+    """``fsync`` of a file, or of a directory (which makes the names in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

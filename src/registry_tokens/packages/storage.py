@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from registry_tokens.kit.files import create_private_file, private_directory
+from registry_tokens.kit.files import create_private_file, flush_to_disk, private_directory
 
 CHUNK = 1024 * 1024
 _STAGED_NAME = re.compile(r"[0-9a-f]{32}\.part")
@@ -204,7 +204,7 @@ class FileStore:
         os.replace(staged.path, final)
         # The new name, and any directories just made for it, must survive a power loss.
         for directory in (final.parent, final.parent.parent, final.parent.parent.parent):
-            _fsync_directory(directory)
+            flush_to_disk(directory)
 
     def discard(self, staged: StagedFile) -> None:
         staged.path.unlink(missing_ok=True)
@@ -296,11 +296,3 @@ def _read(handle: BinaryIO) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(CHUNK):
             yield chunk
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
