@@ -145,7 +145,8 @@ def package_store(settings: Settings) -> PackageStore:
         return ObjectStore(
             settings.package_storage_url,
             settings.package_storage_path,
-            client=s3_client(settings.s3_endpoint_url),
+            # Each worker thread, and the transfer threads of one upload, at once.
+            client=s3_client(settings.s3_endpoint_url, connections=4 * settings.worker_threads),
             redirect_seconds=settings.package_download_redirect_seconds,
             direct_uploads=settings.presigned_uploads_to_bucket,
         )

@@ -25,6 +25,7 @@ from registry_tokens.db.failures import (
 from registry_tokens.kit.errors import AppError, FieldProblem, ValidationFailed
 from registry_tokens.kit.metrics import DATABASE_ERRORS, STORAGE_ERRORS
 from registry_tokens.kit.schemas import ErrorBody, carries_secret
+from registry_tokens.kit.urls import EXTERNAL_REDIRECT
 from registry_tokens.kit.validation import field_problem
 
 logger = logging.getLogger("registry_tokens")
@@ -409,34 +410,29 @@ def relative_location(location: str) -> str:
 
 
 class RelativeRedirects(ResponseStartRewrite):
-    """Every redirect the app answers at the request's own host points at this server,
-    relative to the request.
+    """Every redirect the app answers points at this server, relative to the request,
+    but for the ones the app marks as leaving it on purpose.
 
     Starlette's trailing-slash redirect (``redirect_slashes``) writes an absolute URL
     built from the request's ``Host`` header, so ``Host: evil.example`` would send the
     client there. A relative ``Location`` (RFC 9110 10.2.2) resolves against the URL the
     client actually asked for, behind any proxy, whatever the Host header says. A
-    ``Location`` at another host than the request's is one the app meant (a download's
-    presigned URL in the package store): it is left as it is.
+    response that carries the ``EXTERNAL_REDIRECT`` header (a download's presigned URL in
+    the package store; no client can set a response's headers) keeps its ``Location``,
+    and the marker is removed.
     """
 
     def rewrite(self, scope: Scope, message: Message) -> Message:
         if not 300 <= message["status"] < 400:
             return message
-        host = next(
-            (value.decode("latin-1") for name, value in scope["headers"] if name == b"host"), ""
-        )
+        sent = message.get("headers", [])
+        marker = EXTERNAL_REDIRECT.encode("latin-1")
+        if any(name.lower() == marker for name, _ in sent):
+            return {**message, "headers": [(n, v) for n, v in sent if n.lower() != marker]}
         headers = [
-            (name, _own_location(value.decode("latin-1"), host).encode("latin-1"))
+            (name, relative_location(value.decode("latin-1")).encode("latin-1"))
             if name.lower() == b"location"
             else (name, value)
-            for name, value in message.get("headers", [])
+            for name, value in sent
         ]
         return {**message, "headers": headers}
-
-
-def _own_location(location: str, host: str) -> str:
-    parts = urlsplit(location)
-    if parts.scheme in ("http", "https") and parts.netloc and parts.netloc.lower() != host.lower():
-        return location
-    return relative_location(location)

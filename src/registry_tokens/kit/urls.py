@@ -224,3 +224,8 @@ def parse_storage_url(url: str) -> tuple[str, str]:
             f"{url!r} is not an object storage URL: write s3://bucket or s3://bucket/prefix"
         )
     return parts.netloc, parts.path.strip("/")
+
+
+# A response header, never sent: it marks a redirect that leaves this server on purpose
+# (``api.http.RelativeRedirects`` keeps its Location and removes the marker).
+EXTERNAL_REDIRECT = "x-registry-tokens-external-redirect"

@@ -6,6 +6,7 @@ import anyio.to_thread
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from registry_tokens.kit.errors import NotFound
+from registry_tokens.kit.urls import EXTERNAL_REDIRECT
 from registry_tokens.packages.repository import StoredFile
 from registry_tokens.packages.storage import Opened, PackageStore
 
@@ -24,7 +25,9 @@ async def file_response(
     redirect = store.download_url(stored.sha256, stored.id, filename)
     if redirect is not None:
         await admit()
-        return RedirectResponse(redirect, 302, headers={"Cache-Control": "private, no-store"})
+        return RedirectResponse(
+            redirect, 302, headers={"Cache-Control": "private, no-store", EXTERNAL_REDIRECT: "1"}
+        )
     try:
         if store.remote:
             opened = await anyio.to_thread.run_sync(store.fetch, stored.sha256, stored.id)
@@ -50,5 +53,5 @@ async def file_response(
 
 
 def _close(opened: Opened) -> None:
-    if opened.stream is not None and hasattr(opened.stream, "close"):
-        opened.stream.close()  # a generator: its ``finally`` closes the file
+    if opened.close is not None:  # a stream never started: its ``finally`` would not run
+        opened.close()

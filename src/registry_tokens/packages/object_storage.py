@@ -19,6 +19,7 @@ Every call to the store that fails for want of the store (no connection, a timeo
 
 import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -100,10 +101,12 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
             failures.inc()
             if _unavailable(error):
                 logger.warning("package store unavailable (%s): %s", operation, error)
-                raise StoreUnavailable() from error
-            raise
-        except (BotoCoreError, S3UploadFailedError) as error:
-            # No connection, a timeout, a broken response; an upload the store refused.
+            else:  # refused: credentials, permissions, no such bucket … (the operator's to fix)
+                logger.error("package store refused %s: %s", operation, error)
+            raise StoreUnavailable() from error
+        except (BotoCoreError, Boto3Error) as error:
+            # No connection, a timeout, a broken response, no credentials; a transfer that
+            # failed (boto3's own errors: an upload refused, retries exhausted).
             failures.inc()
             logger.warning("package store unavailable (%s): %s", operation, error)
             raise StoreUnavailable() from error
@@ -111,12 +114,15 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
     return call
 
 
-def s3_client(endpoint_url: str | None) -> "S3Client":
+def s3_client(endpoint_url: str | None, connections: int = 10) -> "S3Client":
     """A client with short timeouts and standard retries. Region and credentials come
     from the standard AWS variables and files; the endpoint, when not given, from
     ``AWS_ENDPOINT_URL`` (boto3 reads it). A given endpoint (MinIO, R2, Ceph, moto) is
-    addressed by path, which every S3-compatible store understands."""
+    addressed by path, which every S3-compatible store understands. ``connections``: the
+    pool's size (the threads that may use the store at once)."""
+    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     config = Config(
+        max_pool_connections=connections,
         connect_timeout=5,
         read_timeout=30,
         retries={"mode": "standard", "max_attempts": 3},
@@ -193,7 +199,9 @@ class ObjectStore:
         local = self.scratch.staged(name, size, sha256, sha512)
         self.scratch.tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self.client.download_file(self.bucket, self._tmp_key(name), str(local.path))
+            self.client.download_file(
+                self.bucket, self._tmp_key(name), str(local.path), Config=TRANSFER
+            )
         except BaseException:
             local.path.unlink(missing_ok=True)
             raise
@@ -239,8 +247,16 @@ class ObjectStore:
     def remove(self, sha256: str, package_id: uuid.UUID) -> None:
         self._delete(self.key_for(sha256, package_id))
 
-    @_guarded
     def _delete(self, key: str) -> None:
+        """Best effort: a deletion that fails leaves an object no row names, which the
+        sweep moves later; the request that asked for it has already done its work."""
+        try:
+            self._delete_now(key)
+        except StoreUnavailable:
+            logger.warning("package store: %s left behind, for the sweep", key)
+
+    @_guarded
+    def _delete_now(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def fetch(self, sha256: str, package_id: uuid.UUID) -> Opened:
@@ -257,8 +273,9 @@ class ObjectStore:
                 return Opened(size, content=body.read())
             finally:
                 body.close()
-        return Opened(size, stream=_streamed(body))
+        return Opened(size, stream=_streamed(body), close=body.close)
 
+    @_guarded
     def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None:
         """A short-lived presigned URL of the file, when downloads are redirected."""
         if self.redirect_seconds <= 0:
@@ -276,6 +293,7 @@ class ObjectStore:
 
     # Presigned uploads straight to the bucket ------------------------------------------
 
+    @_guarded
     def presigned_post(
         self, folder: str, max_bytes: int, expires_in: int
     ) -> tuple[str, dict[str, str]] | None:
@@ -300,12 +318,18 @@ class ObjectStore:
         else ``None``. Parsed only: never fetched."""
         if not self.direct_uploads:
             return None
-        post_url = self.client.generate_presigned_post(self.bucket, "k")["url"].rstrip("/")
+        post_url = self._post_url()
         if not package_url.startswith(post_url + "/") or "?" in package_url or "#" in package_url:
             return None
         key = package_url[len(post_url) + 1 :]
         start = f"{self.prefix}uploads/"
         return key[len(start) :] if key.startswith(start) else None
+
+    @functools.cache  # noqa: B019 (one store per process, for its life)
+    @_guarded
+    def _post_url(self) -> str:
+        """The bucket's URL that presigned POSTs go to (signed locally: no request)."""
+        return str(self.client.generate_presigned_post(self.bucket, "k")["url"]).rstrip("/")
 
     @_guarded
     def take_upload(self, uploaded: str, max_bytes: int) -> StagedFile:

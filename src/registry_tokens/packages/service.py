@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry_tokens.db import Database
-from registry_tokens.db.failures import is_foreign_key_violation
+from registry_tokens.db.failures import CommitOutcomeUnknown, is_foreign_key_violation
 from registry_tokens.kit.context import Caller, RequestContext, Scope
 from registry_tokens.kit.cursor import Cursor, Window, fetch_window
 from registry_tokens.kit.errors import AppError, FieldProblem, NotFound, ValidationFailed
@@ -341,7 +341,8 @@ class PackageService:
                     )
                 )
         except BaseException as error:
-            self.files.forget(name)
+            if not isinstance(error, CommitOutcomeUnknown):  # else its row may be there
+                self.files.forget(name)
             if is_foreign_key_violation(error):  # the registry (or its user) is gone
                 raise NotFound("registry") from error
             if isinstance(error, IntegrityError):
@@ -403,7 +404,10 @@ class PackageService:
             )
         if taken is None:
             raise NotFound("staged upload")
-        staged = self.files.staged(taken.staged_name, taken.size, taken.sha256, taken.sha512)
+        try:
+            staged = self.files.staged(taken.staged_name, taken.size, taken.sha256, taken.sha512)
+        except FileNotFoundError:  # swept, or gone from the store: the upload is no more
+            raise NotFound("staged upload") from None
         try:
             if taken.expires_at <= self.clock():
                 raise AppError("The staged upload has expired: upload the file again", 422)
@@ -431,7 +435,9 @@ class PackageService:
         if int(claims["expires"]) <= self.clock().timestamp():
             raise AppError("The staged upload has expired: upload the file again", 422)
         try:
-            staged = self.files.take_upload(uploaded, int(claims["max_bytes"]))
+            staged = self.files.take_upload(
+                uploaded, min(int(claims["max_bytes"]), self.max_upload_bytes)
+            )
         except FileNotFoundError:
             raise NotFound("staged upload") from None
         except ValueError as exc:
@@ -549,6 +555,12 @@ class PackageService:
         filename = ""
         package: Package | None = None
         try:
+            if self.files.remote:
+                # An upload over the network never holds the write transaction (on SQLite,
+                # every writer's): the object goes to the fresh id's key first, and is
+                # removed below unless its row commits.
+                self.files.commit(staged, package_id)
+                placed = True
             with self.database.writing() as session:
                 found = _publishable(
                     visible_registry(self.database, caller, org, registry, session)
@@ -579,10 +591,13 @@ class PackageService:
                 for tag in tags:
                     dist_tags.point(found.id, package.project, tag, package.id)
                 # The file is in place before the row that names it is committed.
-                self.files.commit(staged, package_id)
-                placed = True
+                if not placed:
+                    self.files.commit(staged, package_id)
+                    placed = True
         except BaseException as error:
-            if placed:  # the row was not committed: its file must not outlive it
+            # The row was not committed: its file must not outlive it. (When the commit's
+            # outcome is unknown the row may be there: the file stays, an orphan at worst.)
+            if placed and not isinstance(error, CommitOutcomeUnknown):
                 self.files.remove(staged.sha256, package_id)
             if is_foreign_key_violation(error):  # the registry is gone
                 raise NotFound("registry") from error

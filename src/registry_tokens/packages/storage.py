@@ -14,7 +14,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -61,6 +61,8 @@ class Opened:
     size: int
     content: bytes | None = None
     stream: Iterator[bytes] | None = None
+    # Releases the stream's source (a file, a connection) when it is never read.
+    close: Callable[[], None] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         if self.content is not None:
@@ -229,7 +231,7 @@ class FileStore:
         except BaseException:
             handle.close()
             raise
-        return Opened(size, stream=_read(handle))
+        return Opened(size, stream=_read(handle), close=handle.close)
 
     def download_url(self, sha256: str, package_id: uuid.UUID, filename: str) -> str | None:
         """Local files are sent by this server: no URL elsewhere."""
