@@ -25,6 +25,7 @@ from registry_tokens.kit.timestamps import format_timestamp
 from registry_tokens.kit.urls import listen_origin
 from registry_tokens.organizations.models import Role
 from registry_tokens.organizations.schemas import OrganizationOut
+from registry_tokens.packages.object_storage import StoreUnavailable
 from registry_tokens.packages.storage import Sweep
 from registry_tokens.registries.schemas import RegistryOut
 from registry_tokens.registries.service import Ecosystem
@@ -94,8 +95,17 @@ def serve(
     if with_demo:
         seeded = _seed_demo(services, with_password=True)
         typer.echo(f"{_demo_text(seeded)}\n")
-    services.packages.discard_expired_uploads()  # before the sweep, which spares none
-    _report(services.packages.sweep_orphans(), services.packages.files.describe())
+    try:
+        services.packages.discard_expired_uploads()  # before the sweep, which spares none
+        _report(services.packages.sweep_orphans(), services.packages.files.describe())
+    except StoreUnavailable:
+        # Serve anyway: what needs the store answers 503 until it is back.
+        typer.echo(
+            f"warning: the package store {services.packages.files.describe()} does not "
+            "answer: the start-up sweep is skipped; downloads and publishes answer 503 "
+            "until it does",
+            err=True,
+        )
     services.database.dispose()
     if settings.secret_key is None:
         # Workers must share one key: create it (if new) before they start, and hand it down.

@@ -60,6 +60,7 @@ from tests.package_helpers import (
     basic,
     create_registry_token,
     packages_path,
+    publish,
     published,
     simple_path,
     stored_files,
@@ -455,3 +456,27 @@ def test_presigned_uploads_go_straight_to_the_bucket_and_publish_once(tmp_path: 
         python = fresh_venv(tmp_path / "venv")
         url = index_url(server, owner.org, owner.registry, token["token"])
         assert_installed(pip_install(python, "--index-url", url, NAME), python, value)
+
+
+def test_a_server_started_while_the_store_is_down_serves_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    store = urlsplit(endpoint())
+    forwarder = TcpForwarder((store.hostname or "127.0.0.1", store.port or 80))
+    forwarder.start()
+    env = bucket_env(new_bucket(), url=f"http://127.0.0.1:{forwarder.port}")
+    forwarder.cut()
+    try:
+        with running_server(tmp_path, env=env) as server:
+            assert "the start-up sweep is skipped" in server.log_path.read_text()
+            owner = admin_tenant(Seeder(server))
+            wheel = build_wheel(_fresh(tmp_path), NAME, VERSION, value="late")
+            with server.client() as client:
+                assert client.get("/readyz").status_code == 503
+                refused = publish(client, owner.org, owner.registry, owner.tokens["rw"], wheel)
+                assert refused.status_code == 503, refused.text
+                forwarder.restore()
+                assert client.get("/readyz").status_code == 200
+                published(client, owner.org, owner.registry, owner.tokens["rw"], wheel)
+    finally:
+        forwarder.cut()
