@@ -1,12 +1,14 @@
 """Helpers shared by the registries, packages and pip tests: paths, uploads, disk state."""
 
 import base64
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from registry_tokens.organizations.models import Role
+from registry_tokens.packages.storage import package_location
 from tests.harness import Seeder, Server, Tenant
 from tests.object_store import StoredObject, objects, stored_object
 
@@ -124,7 +126,7 @@ def stored(server: Server) -> dict[str, bytes]:
 def package_file(server: Server, sha256: str, package_id: str) -> "Path | StoredObject":
     """The file the storage layout promises for a package: addressed by digest, owned by id
     (in the server's bucket, when it has one)."""
-    relative = f"sha256/{sha256[:2]}/{sha256}/{package_id}"
+    relative = package_location(sha256, uuid.UUID(package_id))
     bucket = server.env.get("REGISTRY_TOKENS_PACKAGE_STORAGE_URL")
     if bucket:
         return stored_object(bucket, relative)

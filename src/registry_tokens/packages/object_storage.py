@@ -44,6 +44,7 @@ from registry_tokens.packages.storage import (
     StagedFile,
     Staging,
     Sweep,
+    package_location,
 )
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ class ObjectStore:
     # Keys --------------------------------------------------------------------------------
 
     def key_for(self, sha256: str, package_id: uuid.UUID) -> str:
-        return f"{self.prefix}sha256/{sha256[:2]}/{sha256}/{package_id}"
+        return self.prefix + package_location(sha256, package_id)
 
     def _tmp_key(self, name: str) -> str:
         return f"{self.prefix}tmp/{name}"
@@ -218,12 +219,17 @@ class ObjectStore:
     def stage_copy(self, sha256: str, package_id: uuid.UUID, sha512: str) -> StagedFile:
         """Another package's file, fetched to scratch disk for a new package (raises
         ``FileNotFoundError`` if it is gone)."""
-        staging = self.scratch.staging(max_bytes=2**63)
-        opened = self._get(self.key_for(sha256, package_id))
+        staged = self._to_scratch(self.key_for(sha256, package_id), max_bytes=2**63)
+        return replace(staged, sha256=sha256, sha512=sha512)
+
+    def _to_scratch(self, key: str, max_bytes: int) -> StagedFile:
+        """An object fetched to scratch disk, hashed as it comes (``ValueError`` past
+        ``max_bytes``; nothing is left behind on any failure)."""
+        staging = self.scratch.staging(max_bytes)
         try:
-            for chunk in opened.chunks():
+            for chunk in self._get(key).chunks():
                 staging.write(chunk)
-            return replace(staging.finish(), sha256=sha256, sha512=sha512)
+            return staging.finish()
         except BaseException:
             staging.abandon()
             raise
@@ -336,14 +342,7 @@ class ObjectStore:
         """A file posted straight to the bucket (``uploads/<uploaded>``), fetched to
         scratch disk, hashed as it comes: ``FileNotFoundError`` if it is not there (never
         posted, or already published), ``ValueError`` past ``max_bytes``."""
-        staging = self.scratch.staging(max_bytes)
-        try:
-            for chunk in self._get(f"{self.prefix}uploads/{uploaded}").chunks():
-                staging.write(chunk)
-            return staging.finish()
-        except BaseException:
-            staging.abandon()
-            raise
+        return self._to_scratch(f"{self.prefix}uploads/{uploaded}", max_bytes)
 
     def drop_upload(self, uploaded: str) -> None:
         """A file posted straight to the bucket, once published (or refused)."""

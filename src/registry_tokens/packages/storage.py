@@ -197,7 +197,7 @@ class FileStore:
             raise
 
     def path_for(self, sha256: str, package_id: uuid.UUID) -> Path:
-        return self.root / "sha256" / sha256[:2] / sha256 / str(package_id)
+        return self.root / package_location(sha256, package_id)
 
     def commit(self, staged: StagedFile, package_id: uuid.UUID) -> None:
         """Moves a staged file to its final place, durably."""
@@ -292,6 +292,12 @@ class FileStore:
         for top in (self.tmp, self.root / "sha256"):
             if top.exists():
                 yield from (path for path in top.rglob("*") if path.is_file())
+
+
+def package_location(sha256: str, package_id: uuid.UUID) -> str:
+    """Where a package's own file lives in either store, relative to its root: addressed by
+    its digest, owned by its id."""
+    return f"sha256/{sha256[:2]}/{sha256}/{package_id}"
 
 
 def _read(handle: BinaryIO) -> Iterator[bytes]:
